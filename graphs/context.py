@@ -1,0 +1,55 @@
+"""Run-time context of the loop: what nodes need but the checkpoint must not hold.
+
+The context is rebuilt from ``config.json`` when a run is resumed; it holds the real examples and their
+embeddings (re-read from the embedding cache, never re-encoded), the embedder and the LLM/offline backend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from synalign.backends import Backend
+from synalign.config import RunConfig
+from synalign.embeddings import Embedder
+from synalign.records import RealExample
+
+__all__ = ["SynAlignContext"]
+
+
+@dataclass
+class SynAlignContext:
+    """Everything a node may use besides the state.
+
+    Attributes:
+        config: the resolved run configuration.
+        real: the real examples the run matches (a stratified sample of at most ``config.max_real``).
+        real_embeddings: (len(real), d) float32, unit-norm rows aligned with ``real``.
+        heldout: real test examples (never used to fit anything; reported only), may be empty.
+        heldout_embeddings: (len(heldout), d) float32.
+        embedder: shared embedder with its content-hash cache.
+        backend: summariser + generator (offline or LLM).
+        task: task description given to the backend.
+        run_dir: the run's output directory.
+    """
+
+    config: RunConfig
+    real: list[RealExample]
+    real_embeddings: np.ndarray
+    embedder: Embedder
+    backend: Backend
+    task: str
+    run_dir: Path
+    heldout: list[RealExample] = field(default_factory=list)
+    heldout_embeddings: np.ndarray | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """Sorted labels of the real set."""
+        return sorted({r.label for r in self.real})
+
+    @property
+    def device(self) -> str:
+        return self.config.device

@@ -1,0 +1,259 @@
+"""Nodes of the SynAlign loop: thin calls into the core (``synalign.*``) and the backend.
+
+Each node is a deterministic function of (state, context): randomness is derived from ``config.seed``, the
+round and the cluster index, so a node re-run after an interruption writes exactly what it would have
+written the first time. Nodes report progress through LangGraph's custom stream
+(``{"node", "round", "done", "total"}`` events) which the CLI turns into a progress bar.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+
+from synalign.backends import GenerationRequest, SummaryRequest
+from synalign.records import AttributeSummary, SyntheticExample
+
+from synalign.graphs.context import SynAlignContext
+from synalign.graphs.state import SynAlignState
+
+__all__ = ["prepare", "explore", "summarize", "generate", "align", "route", "finish", "NODE_ORDER"]
+
+NODE_ORDER = ("explore", "summarize", "generate", "align")
+
+
+def _emit(node: str, round_: int, **payload: Any) -> None:
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # called outside a graph run (e.g. unit tests of a node)
+        return
+    writer({"node": node, "round": round_, **payload})
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+def _sample_embeddings(ctx: SynAlignContext, samples: list[dict[str, Any]]) -> np.ndarray:
+    return ctx.embedder.encode([s["text"] for s in samples])
+
+
+def prepare(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
+    """Fix the MMD bandwidth (median heuristic), the real-vs-real noise floor and the absolute target.
+
+    Runs once per run; on resume the checkpoint already holds these values.
+    """
+    from synalign.divergence import median_bandwidth, noise_floor
+
+    ctx = runtime.context
+    if "bandwidth" in state:
+        return {}
+    x = ctx.real_embeddings
+    bandwidth = median_bandwidth(x, seed=ctx.config.seed)
+    floor, floor_std = noise_floor(x, bandwidth, seed=ctx.config.seed, device=ctx.device)
+    target = ctx.config.parsed_target.resolve(floor)
+    return {
+        "round": 0,
+        "bandwidth": float(bandwidth),
+        "noise_floor": float(floor),
+        "noise_floor_std": float(floor_std),
+        "target_mmd2": float(target),
+        "picked": {},
+        "weights": [],
+        "accepted": [],
+        "dropped": {},
+        "stop_reason": None,
+    }
+
+
+def explore(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
+    """Stage 1: pick demonstration clusters with the GP explorer (max posterior variance, per label).
+
+    From round 2 on (``witness_guided``) the posterior variance is weighted by the positive part of the MMD
+    witness function (mean kernel to real minus mean kernel to the accepted synthetic set), aiming the
+    explorer at real regions the accepted data still under-covers.
+    """
+    from synalign.divergence import mmd_witness
+    from synalign.explorer import explore as gp_explore
+
+    ctx = runtime.context
+    cfg = ctx.config
+    round_ = state.get("round", 0) + 1
+    _emit("explore", round_, done=0, total=1)
+    priority = None
+    accepted = set(state.get("accepted", []))
+    if cfg.witness_guided and accepted:
+        acc = [s for s in state.get("samples", []) if s["id"] in accepted]
+        witness = mmd_witness(
+            ctx.real_embeddings, ctx.real_embeddings, _sample_embeddings(ctx, acc), state["bandwidth"], device=ctx.device
+        )
+        positive = np.clip(witness, 0.0, None)
+        priority = positive + 1e-3 * (positive.max() if positive.max() > 0 else 1.0)
+    result = gp_explore(
+        ctx.real_embeddings,
+        [r.id for r in ctx.real],
+        [r.label for r in ctx.real],
+        clusters_per_label=cfg.clusters_per_label,
+        cluster_size=cfg.cluster_size,
+        picked=state.get("picked", {}),
+        length_scale=cfg.length_scale,
+        priority=priority,
+        device=ctx.device,
+    )
+    clusters = [{**c.model_dump(), "round": round_} for c in result.clusters]
+    _emit("explore", round_, done=1, total=1)
+    return {"round": round_, "picked": result.picked, "clusters": clusters}
+
+
+def _current(items: list[dict[str, Any]], round_: int) -> list[dict[str, Any]]:
+    return [c for c in items if c.get("round") == round_]
+
+
+def summarize(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
+    """Stage 2a: summarise each demonstration cluster's latent attributes (one backend batch)."""
+    ctx = runtime.context
+    round_ = state["round"]
+    by_id = {r.id: r for r in ctx.real}
+    clusters = _current(state.get("clusters", []), round_)
+    _emit("summarize", round_, done=0, total=len(clusters))
+    requests = [
+        SummaryRequest(
+            task=ctx.task,
+            label=c["label"],
+            demonstrations=[by_id[i].text for i in c["example_ids"]],
+            round=round_,
+        )
+        for c in clusters
+    ]
+    summaries = ctx.backend.summarizer.summarize(requests)
+    out = [
+        {"round": round_, "cluster": k, "label": c["label"], "pick_id": c["pick_id"], **s.model_dump()}
+        for k, (c, s) in enumerate(zip(clusters, summaries))
+    ]
+    _emit("summarize", round_, done=len(clusters), total=len(clusters))
+    return {"summaries": out}
+
+
+def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
+    """Stage 2b: generate ``samples_per_cluster`` new texts per cluster, conditioned on its attributes.
+
+    Respects ``max_samples``: the last round is truncated so the pool never exceeds the budget.
+    """
+    ctx = runtime.context
+    cfg = ctx.config
+    round_ = state["round"]
+    by_id = {r.id: r for r in ctx.real}
+    clusters = _current(state.get("clusters", []), round_)
+    summaries = _current(state.get("summaries", []), round_)
+    already = len(state.get("samples", []))
+    budget = None if cfg.max_samples is None else max(cfg.max_samples - already, 0)
+    _emit("generate", round_, done=0, total=len(clusters))
+    fields = set(AttributeSummary.model_fields)
+    requests = [
+        GenerationRequest(
+            task=ctx.task,
+            label=c["label"],
+            attributes=AttributeSummary(**{k: v for k, v in s.items() if k in fields}),
+            demonstrations=[by_id[i].text for i in c["example_ids"]],
+            n=cfg.samples_per_cluster,
+            seed=_seed(cfg.seed, round_, k),
+            round=round_,
+        )
+        for k, (c, s) in enumerate(zip(clusters, summaries))
+    ]
+    generations = ctx.backend.generator.generate(requests)
+    samples: list[dict[str, Any]] = []
+    dropped: dict[str, int] = {}
+    for k, (cluster, gen) in enumerate(zip(clusters, generations)):
+        for key, value in gen.dropped.items():
+            dropped[key] = dropped.get(key, 0) + value
+        for j, text in enumerate(gen.texts):
+            samples.append(
+                SyntheticExample(
+                    id=f"syn-r{round_:02d}-c{k:03d}-{j:03d}",
+                    text=text,
+                    label=cluster["label"],
+                    round=round_,
+                    backend=ctx.backend.name,
+                    demonstration_ids=list(cluster["example_ids"]),
+                ).model_dump(exclude={"weight", "accepted"})
+            )
+    if budget is not None and len(samples) > budget:
+        dropped["over_budget"] = dropped.get("over_budget", 0) + len(samples) - budget
+        samples = samples[:budget]
+    _emit("generate", round_, done=len(clusters), total=len(clusters))
+    return {"samples": samples, "dropped": dropped}
+
+
+def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
+    """Stage 3: kernel-mean-matching weights per label, the selection strategy's accepted set, divergences.
+
+    Metrics of the round: unbiased MMD² (fixed bandwidth) of the accepted set and of the whole pool to the
+    real set, the same to the held-out real test split when there is one, and the Sinkhorn divergence of the
+    accepted set to the real set.
+    """
+    from synalign.alignment import align as kmm_align
+    from synalign.divergence import mmd2_unbiased, sinkhorn_divergence
+
+    ctx = runtime.context
+    cfg = ctx.config
+    round_ = state["round"]
+    samples = state.get("samples", [])
+    started = time.perf_counter()
+    _emit("align", round_, done=0, total=1)
+    emb = _sample_embeddings(ctx, samples)
+    bandwidth = state["bandwidth"]
+    result = kmm_align(
+        emb,
+        [s["label"] for s in samples],
+        ctx.real_embeddings,
+        [r.label for r in ctx.real],
+        bandwidth=bandwidth,
+        strategy=cfg.selection,
+        accept_fraction=cfg.accept_fraction,
+        seed=_seed(cfg.seed, round_, 7919),
+        device=ctx.device,
+    )
+    mask = np.asarray(result.accepted, dtype=bool)
+    accepted_ids = [s["id"] for s, keep in zip(samples, mask) if keep]
+    acc = emb[mask]
+    metrics: dict[str, Any] = {
+        "round": round_,
+        "generated": len(samples),
+        "generated_this_round": len(_current(samples, round_)),
+        "accepted": int(mask.sum()),
+        "mmd2_accepted": float(mmd2_unbiased(acc, ctx.real_embeddings, bandwidth, device=ctx.device)),
+        "mmd2_pool": float(mmd2_unbiased(emb, ctx.real_embeddings, bandwidth, device=ctx.device)),
+        "sinkhorn_accepted": float(sinkhorn_divergence(acc, ctx.real_embeddings, seed=cfg.seed)),
+        "noise_floor": state["noise_floor"],
+        "target_mmd2": state["target_mmd2"],
+    }
+    if ctx.heldout_embeddings is not None and len(ctx.heldout_embeddings) > 1:
+        metrics["mmd2_accepted_heldout"] = float(
+            mmd2_unbiased(acc, ctx.heldout_embeddings, bandwidth, device=ctx.device)
+        )
+    metrics["align_seconds"] = round(time.perf_counter() - started, 3)
+    _emit("align", round_, done=1, total=1, mmd2=metrics["mmd2_accepted"])
+    return {"weights": [float(w) for w in result.weights], "accepted": accepted_ids, "metrics": [metrics]}
+
+
+def route(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> str:
+    """Loop or stop: ``"stop"`` when MMD² ≤ target or a budget (rounds, samples) is spent, else ``"explore"``."""
+    cfg = runtime.context.config
+    last = state["metrics"][-1]
+    if last["mmd2_accepted"] <= state["target_mmd2"]:
+        return "stop:target"
+    if state["round"] >= cfg.max_rounds:
+        return "stop:max_rounds"
+    if cfg.max_samples is not None and len(state.get("samples", [])) >= cfg.max_samples:
+        return "stop:max_samples"
+    return "explore"
+
+
+def finish(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
+    """Record why the loop stopped (the reason ``route`` gave, recomputed deterministically)."""
+    return {"stop_reason": route(state, runtime).removeprefix("stop:")}

@@ -1,0 +1,290 @@
+"""Run the SynAlign graph end to end: validate input, prepare the run directory, stream, write outputs.
+
+Layout of a run directory::
+
+    config.json          resolved RunConfig (read back by --resume)
+    checkpoints.sqlite   LangGraph SQLite checkpointer (one thread, "synalign")
+    synthetic.jsonl      accepted synthetic samples (also synthetic.parquet)
+    pool.parquet         every generated sample with its weight and accepted flag
+    attributes.jsonl     attribute summaries per demonstration cluster
+    metrics.json         one row per round (MMD², Sinkhorn divergence, noise floor, counts)
+    summary.json         stop reason, totals, backend (says when the offline backend wrote the data), usage
+    report.html          plots: divergence per round, 2-D projection of real vs synthetic
+
+Every output file is written to a temporary file and renamed, so none is ever half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synalign.backends import Backend
+from synalign.config import RunConfig
+from synalign.embeddings import Embedder
+from synalign.errors import InputError
+from synalign.graphs.context import SynAlignContext
+from synalign.graphs.graph import build_graph
+from synalign.records import SyntheticExample
+
+__all__ = ["run", "make_context", "prepare_run_dir", "RunResult", "THREAD_ID", "CONFIG_FILE"]
+
+THREAD_ID = "synalign"
+CONFIG_FILE = "config.json"
+OFFLINE_NOTE = (
+    "produced by the offline backend (no LLM): statistical attribute summaries and EDA augmentation "
+    "(Wei & Zou 2019) of real demonstrations"
+)
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes:
+        run_dir: the output directory.
+        accepted: the accepted synthetic samples (weights set, ``accepted=True``).
+        pool: every generated sample.
+        metrics: per-round metrics (see ``metrics.json``).
+        summary: the content of ``summary.json``.
+        outputs: name → path of each written file.
+    """
+
+    run_dir: Path
+    accepted: list[SyntheticExample]
+    pool: list[SyntheticExample]
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any]
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def stop_reason(self) -> str:
+        return str(self.summary.get("stop_reason"))
+
+
+def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check that ``out`` may be used, before anything is written.
+
+    Raises:
+        InputError: ``out`` exists (and is not empty) without ``resume``/``overwrite``; ``resume`` without a run
+            in ``out``; ``overwrite`` on a non-empty directory that is not a synalign run; ``out`` cannot be
+            created or written.
+    """
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite are mutually exclusive")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output path {out} exists and is not a directory")
+    exists = out.is_dir() and any(out.iterdir())
+    if resume:
+        if not (out / CONFIG_FILE).is_file():
+            raise InputError(f"--resume: no synalign run in {out} (missing {CONFIG_FILE})")
+        return
+    if exists and not overwrite:
+        raise InputError(f"output directory {out} already exists; pass --resume to continue it or --overwrite to replace it")
+    if exists and overwrite and not (out / CONFIG_FILE).is_file():
+        raise InputError(f"refusing to overwrite {out}: it is not a synalign run directory (no {CONFIG_FILE})")
+    parent = out.parent if not out.exists() else out
+    probe_dir = parent
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent
+    if not probe_dir.is_dir():
+        raise InputError(f"cannot create output directory {out}: {probe_dir} is not a directory")
+    try:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".synalign-probe-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"output directory {out} is not writable ({exc.strerror or exc})") from None
+
+
+def _make_dirs(out: Path, overwrite: bool) -> None:
+    try:
+        if overwrite and out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create output directory {out} ({exc.strerror or exc})") from None
+
+
+def make_context(
+    config: RunConfig,
+    *,
+    backend: Backend | None = None,
+    embedder: Embedder | None = None,
+    on_event: EventHandler | None = None,
+) -> SynAlignContext:
+    """Load and validate the data, embed the real set (cached) and build the backend.
+
+    Raises:
+        InputError: bad data (see :mod:`synalign.io`), too few examples per label for ``cluster_size``,
+            an unknown embedding model or selection strategy.
+    """
+    from synalign.alignment import get_strategy
+    from synalign.io import load_dataset, stratified_sample, validate_for_run
+
+    get_strategy(config.selection)  # unknown strategy → InputError before any work
+    dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
+    validate_for_run(dataset, cluster_size=config.cluster_size)
+    real = stratified_sample(dataset.train, config.max_real, seed=config.seed)
+    heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
+    embedder = embedder or Embedder(config.embedding_model, cache_dir=config.cache_dir, device=config.device)
+    embedder.check()
+    emit = on_event or (lambda event: None)
+    emit({"node": "embed", "round": 0, "done": 0, "total": len(real) + len(heldout)})
+    real_emb = embedder.encode([r.text for r in real])
+    heldout_emb = embedder.encode([r.text for r in heldout]) if heldout else None
+    emit({"node": "embed", "round": 0, "done": len(real) + len(heldout), "total": len(real) + len(heldout)})
+    labels = sorted({r.label for r in real})
+    if backend is None:
+        from synalign.agents import build_backend
+
+        reference = {label: [r.text for r in real if r.label == label] for label in labels}
+        backend = build_backend(config, run_dir=config.out, reference=reference)
+    return SynAlignContext(
+        config=config,
+        real=real,
+        real_embeddings=real_emb,
+        embedder=embedder,
+        backend=backend,
+        task=config.task_description(labels),
+        run_dir=config.out,
+        heldout=heldout,
+        heldout_embeddings=heldout_emb,
+    )
+
+
+def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> RunResult:
+    from synalign.io import atomic_write_text, write_examples
+    from synalign.report import write_report
+
+    out = ctx.run_dir
+    samples = state.get("samples", [])
+    weights = state.get("weights", [])
+    accepted_ids = set(state.get("accepted", []))
+    pool = [
+        SyntheticExample(**s, weight=float(weights[i]) if i < len(weights) else 0.0, accepted=s["id"] in accepted_ids)
+        for i, s in enumerate(samples)
+    ]
+    accepted = [s for s in pool if s.accepted]
+    metrics = state.get("metrics", [])
+    outputs = {
+        "synthetic.jsonl": out / "synthetic.jsonl",
+        "synthetic.parquet": out / "synthetic.parquet",
+        "pool.parquet": out / "pool.parquet",
+        "attributes.jsonl": out / "attributes.jsonl",
+        "metrics.json": out / "metrics.json",
+        "summary.json": out / "summary.json",
+        "report.html": out / "report.html",
+    }
+    write_examples(accepted, outputs["synthetic.jsonl"])
+    write_examples(accepted, outputs["synthetic.parquet"])
+    write_examples(pool, outputs["pool.parquet"])
+    atomic_write_text(
+        outputs["attributes.jsonl"],
+        "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in state.get("summaries", [])),
+    )
+    atomic_write_text(outputs["metrics.json"], json.dumps(metrics, indent=2) + "\n")
+    backend = ctx.backend
+    summary: dict[str, Any] = {
+        "stop_reason": state.get("stop_reason"),
+        "rounds": state.get("round", 0),
+        "generated": len(pool),
+        "accepted": len(accepted),
+        "labels": {label: sum(1 for s in accepted if s.label == label) for label in ctx.labels},
+        "real_examples": len(ctx.real),
+        "bandwidth": state.get("bandwidth"),
+        "noise_floor": state.get("noise_floor"),
+        "noise_floor_std": state.get("noise_floor_std"),
+        "target": str(ctx.config.parsed_target),
+        "target_mmd2": state.get("target_mmd2"),
+        "final_mmd2": metrics[-1]["mmd2_accepted"] if metrics else None,
+        "selection": ctx.config.selection,
+        "backend": {"name": backend.name, "is_llm": backend.is_llm, "note": None if backend.is_llm else OFFLINE_NOTE},
+        "usage": backend.usage(),
+        "dropped": state.get("dropped", {}),
+        "embedding_model": ctx.embedder.model_id,
+        "wall_seconds": round(wall, 2),
+    }
+    atomic_write_text(outputs["summary.json"], json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    syn_emb = ctx.embedder.encode([s.text for s in pool]) if pool else np.zeros((0, ctx.real_embeddings.shape[1]))
+    write_report(
+        outputs["report.html"],
+        metrics=metrics,
+        summary=summary,
+        real_embeddings=ctx.real_embeddings,
+        real_labels=[r.label for r in ctx.real],
+        synthetic_embeddings=syn_emb,
+        synthetic=pool,
+        attributes=state.get("summaries", []),
+    )
+    return RunResult(run_dir=out, accepted=accepted, pool=pool, metrics=metrics, summary=summary, outputs=outputs)
+
+
+def run(
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    backend: Backend | None = None,
+    embedder: Embedder | None = None,
+    on_event: EventHandler | None = None,
+) -> RunResult:
+    """Run (or resume) the SynAlign loop and write its outputs to ``config.out``.
+
+    Args:
+        config: the run configuration. With ``resume=True`` pass the config saved in the run directory
+            (``RunConfig.model_validate_json((out / "config.json").read_text())``); the CLI does this.
+        resume: continue the checkpointed run in ``config.out`` from its last completed node.
+        overwrite: replace an existing run directory.
+        backend: a ready :class:`~synalign.backends.Backend` (e.g. built from a LangChain chat model and a
+            ``dspy.LM``); default: :func:`synalign.agents.build_backend` from ``config`` (offline when
+            ``config.llm`` is None).
+        embedder: a ready :class:`~synalign.embeddings.Embedder`; default from ``config``.
+        on_event: called with each progress event (``{"node", "round", "done", "total", ...}``).
+
+    Returns:
+        :class:`RunResult`.
+
+    Raises:
+        InputError: bad input or run directory (nothing is written in that case).
+    """
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    started = time.perf_counter()
+    out = config.out
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    ctx = make_context(config, backend=backend, embedder=embedder, on_event=on_event)
+    if not resume:
+        _make_dirs(out, overwrite)
+        from synalign.io import atomic_write_text
+
+        atomic_write_text(out / CONFIG_FILE, config.model_dump_json(indent=2) + "\n")
+    conn = sqlite3.connect(out / "checkpoints.sqlite", check_same_thread=False)
+    try:
+        graph = build_graph().compile(checkpointer=SqliteSaver(conn))
+        thread = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": 10 + 6 * config.max_rounds}
+        snapshot = graph.get_state(thread)
+        if resume and snapshot.values and not snapshot.next:
+            final = snapshot.values  # already finished: just (re)write the outputs
+        else:
+            stream_input = None if resume and snapshot.values else {}
+            for mode, payload in graph.stream(
+                stream_input, thread, context=ctx, stream_mode=["custom", "updates"], durability="sync"
+            ):
+                if mode == "custom" and on_event is not None:
+                    on_event(payload)
+            final = graph.get_state(thread).values
+    finally:
+        conn.close()
+    return _write_outputs(ctx, final, time.perf_counter() - started)

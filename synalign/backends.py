@@ -1,0 +1,92 @@
+"""The two roles an LLM (or the offline backend) plays in the loop: attribute summariser and generator.
+
+Core code depends only on these protocols; ``synalign.agents`` provides LLM implementations and
+:mod:`synalign.offline` the no-LLM ones. Both take a batch of requests so that LLM implementations can run
+them concurrently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from synalign.records import AttributeSummary
+
+__all__ = ["SummaryRequest", "GenerationRequest", "Generation", "Summarizer", "Generator", "Backend"]
+
+
+class SummaryRequest(BaseModel):
+    """Input of the attribute summariser: one demonstration cluster."""
+
+    task: str
+    label: str
+    demonstrations: list[str]
+    round: int = 0
+
+
+class GenerationRequest(BaseModel):
+    """Input of the generator: write ``n`` new texts of ``label`` that share ``attributes``.
+
+    ``seed`` makes the request reproducible (offline backend, LLM response cache key).
+    """
+
+    task: str
+    label: str
+    attributes: AttributeSummary
+    demonstrations: list[str]
+    n: int = Field(ge=1)
+    seed: int = 0
+    round: int = 0
+
+
+class Generation(BaseModel):
+    """Output of the generator for one request.
+
+    ``dropped`` counts discarded candidates by reason (``"empty"``, ``"duplicate"``,
+    ``"near_duplicate"``, ``"copy_of_demonstration"``...).
+    """
+
+    texts: list[str]
+    dropped: dict[str, int] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class Summarizer(Protocol):
+    """Turns demonstration clusters into :class:`AttributeSummary` objects (one per request, in order)."""
+
+    name: str
+
+    def summarize(self, requests: list[SummaryRequest]) -> list[AttributeSummary]: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Writes new label-conditioned texts (one :class:`Generation` per request, in order)."""
+
+    name: str
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]: ...
+
+
+def _no_usage() -> dict[str, Any]:
+    return {}
+
+
+@dataclass
+class Backend:
+    """A summariser and a generator that run together, plus where their usage counters come from.
+
+    Attributes:
+        name: ``"offline"`` or e.g. ``"openai:gpt-4o-mini"``; written into every synthetic record.
+        summarizer, generator: the two roles.
+        usage: returns counters for the run summary (calls, failures, retries, tokens in/out, cost...).
+        is_llm: False only for the offline backend, whose outputs are never presented as LLM output.
+    """
+
+    name: str
+    summarizer: Summarizer
+    generator: Generator
+    usage: Callable[[], dict[str, Any]] = field(default=_no_usage)
+    is_llm: bool = False

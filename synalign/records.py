@@ -1,0 +1,103 @@
+"""Typed records: real and synthetic examples, attribute summaries, demonstration clusters.
+
+Synthetic examples carry their provenance (round, backend, the ids of the demonstrations they came from)
+and the alignment weight of stage 3 of SynAlign (Ren et al., WWW 2025, §3.3).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Example",
+    "RealExample",
+    "SyntheticExample",
+    "AttributeSummary",
+    "DemonstrationCluster",
+]
+
+
+class Example(BaseModel):
+    """A labelled text. ``id`` is unique within a run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    text: str
+    label: str
+
+
+class RealExample(Example):
+    """A real (human-written) example; ``source`` is ``"path:line"`` of the file it was read from."""
+
+    source: str | None = None
+
+
+class SyntheticExample(Example):
+    """A generated example with its provenance and alignment state.
+
+    Attributes:
+        round: loop round (1-based) that generated it.
+        backend: ``"offline:eda"`` for the no-LLM backend, ``"openai:MODEL"`` etc. for LLM backends.
+        demonstration_ids: ids of the real examples (the demonstration cluster) it was conditioned on.
+        weight: kernel-mean-matching weight within its label (sums to 1 over a label's pool); 0 before
+            the first alignment.
+        accepted: whether the selection strategy kept it in the accepted synthetic set.
+    """
+
+    model_config = ConfigDict(frozen=False)
+
+    round: int
+    backend: str
+    demonstration_ids: list[str] = Field(default_factory=list)
+    weight: float = 0.0
+    accepted: bool = False
+
+
+class AttributeSummary(BaseModel):
+    """Latent attributes of a demonstration cluster (SynAlign stage 2, "latent attribute reasoning").
+
+    Produced by the attribute summariser (LLM agent or the offline statistical summariser) and passed to
+    the generator. All fields are short natural-language descriptions.
+    """
+
+    style: str = Field(description="Writing style, register and formatting, e.g. 'short lower-cased phrases'.")
+    tone: str = Field(description="Emotional tone and polarity, e.g. 'strongly negative, sarcastic'.")
+    topic: str = Field(description="Main topic of the demonstrations.")
+    subtopics: list[str] = Field(default_factory=list, description="Sub-topics or recurring aspects.")
+    length: str = Field(description="Typical length, e.g. '5-12 words'.")
+    perspective: str = Field(description="Narrative perspective, e.g. 'third-person critic'.")
+    other: list[str] = Field(
+        default_factory=list, description="Other salient attributes (content proportions, vocabulary, ...)."
+    )
+
+    def render(self) -> str:
+        """One readable block, used in prompts and reports."""
+        lines = [
+            f"style: {self.style}",
+            f"tone: {self.tone}",
+            f"topic: {self.topic}",
+            f"length: {self.length}",
+            f"perspective: {self.perspective}",
+        ]
+        if self.subtopics:
+            lines.append("subtopics: " + "; ".join(self.subtopics))
+        if self.other:
+            lines.append("other: " + "; ".join(self.other))
+        return "\n".join(lines)
+
+
+class DemonstrationCluster(BaseModel):
+    """A GP-explorer pick and its k nearest neighbours, all of one label (SynAlign stage 1).
+
+    Attributes:
+        label: the shared label.
+        pick_id: id of the real example with the largest GP posterior std when it was picked.
+        posterior_std: that std (kernel units, in [0, 1] for an RBF kernel with unit output scale).
+        example_ids: ``[pick_id, neighbour ids...]`` in order of distance to the pick.
+    """
+
+    label: str
+    pick_id: str
+    posterior_std: float
+    example_ids: list[str]

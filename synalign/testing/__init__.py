@@ -1,0 +1,1 @@
+"""Test utilities shipped with synalign (local OpenAI-compatible server)."""
