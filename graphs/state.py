@@ -28,8 +28,8 @@ class SynAlignState(TypedDict, total=False):
     Attributes:
         round: current round (1-based; 0 before the first exploration).
         bandwidth: RBF bandwidth σ of every MMD² in the run (median heuristic on the real set), embedding units.
-        noise_floor, noise_floor_std: unbiased MMD² between two random halves of the real set (mean, std).
-        target_mmd2: the resolved absolute target (from ``RunConfig.target``).
+        noise_floor, noise_floor_std: MMD² between two random halves of the real set (mean, std over 5
+            splits; :func:`synalign.divergence.fixed_set_noise_floor` at m = n/2).
         picked: explorer picks so far, per label (real example ids).
         clusters: every demonstration cluster used (``DemonstrationCluster`` dumps plus ``round``).
         summaries: attribute summaries, aligned with ``clusters``.
@@ -45,7 +45,6 @@ class SynAlignState(TypedDict, total=False):
     bandwidth: float
     noise_floor: float
     noise_floor_std: float
-    target_mmd2: float
     picked: dict[str, list[str]]
     clusters: Annotated[list[dict[str, Any]], operator.add]
     summaries: Annotated[list[dict[str, Any]], operator.add]

@@ -14,13 +14,19 @@ _TARGET_RE = re.compile(r"^\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(
 
 
 class Target(BaseModel):
-    """Divergence target: ``value`` in MMD² units, or ``value`` × the real-vs-real noise floor."""
+    """Divergence target: ``value`` in MMD² units, or ``value`` × a noise floor.
+
+    The loop resolves relative targets against the same-size noise floor: the MMD² a random subset of the
+    real set, as large as the accepted synthetic set, gets to the rest of the real set
+    (:func:`synalign.divergence.fixed_set_noise_floor`). ``"1x"`` therefore means "as close to the real data as
+    real data of the same size".
+    """
 
     value: float = Field(ge=0)
     relative: bool
 
     def resolve(self, noise_floor: float) -> float:
-        """Absolute MMD² threshold. ``noise_floor`` is MMD² between two random halves of the real set."""
+        """Absolute MMD² threshold given the noise floor (MMD² units)."""
         return self.value * max(noise_floor, 0.0) if self.relative else self.value
 
     def __str__(self) -> str:
@@ -60,7 +66,9 @@ class RunConfig(BaseModel):
     samples_per_cluster: int = Field(default=16, ge=1)
     max_rounds: int = Field(default=4, ge=1)
     max_samples: int | None = Field(default=None, ge=1)
-    target: str = Field(default="1x", description="Absolute MMD² ('0.002') or multiple of the noise floor ('1.5x').")
+    target: str = Field(
+        default="1x", description="Absolute MMD² ('0.002') or multiple of the same-size noise floor ('1.5x')."
+    )
     selection: str = Field(default="herding", description="Selection strategy name (synalign.alignment).")
     accept_fraction: float = Field(default=0.5, gt=0, le=1)
     length_scale: float | None = Field(default=None, gt=0, description="GP RBF length-scale; None = median heuristic.")

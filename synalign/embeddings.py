@@ -193,7 +193,7 @@ class Embedder:
         db = self._db()
         keys = self._keys(texts) if db is not None else []
         cached = self._lookup(db, keys) if db is not None else {}
-        missing = [i for i, k in enumerate(keys)] if db is None else [i for i, k in enumerate(keys) if k not in cached]
+        missing = list(range(len(texts))) if db is None else [i for i, k in enumerate(keys) if k not in cached]
         # encode each distinct missing text once
         todo = list(dict.fromkeys(texts[i] for i in missing))
         fresh: dict[str, np.ndarray] = {}

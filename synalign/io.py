@@ -1,0 +1,589 @@
+"""Data IO: read labelled text from JSONL / CSV / Parquet, sample it, and write records atomically.
+
+Input formats (one labelled text per row, field names configurable):
+
+* JSONL (``.jsonl``): one JSON object per line, parsed line by line with :mod:`json` so that every error
+  names its physical line (1-based, blank lines counted and skipped).
+* CSV (``.csv``): comma-separated with a header row (line 1), parsed with the standard :mod:`csv` module
+  rather than pandas because pandas cannot report the physical line of a malformed row (quoted fields may
+  span several lines and blank lines are skipped); ``csv.reader.line_num`` tracks it exactly.
+* Parquet (``.parquet``): read with pyarrow; a "line" there is the 1-based row number.
+
+A dataset is either one file (train split only) or a directory with ``train.{jsonl,csv,parquet}`` and an
+optional ``test.*`` (a ``dev.*`` split is ignored).
+
+Every problem with user input raises :class:`synalign.errors.InputError` with a one-line message such as
+``"data/train.jsonl:17: malformed JSON (Expecting ',' delimiter at column 12)"``.
+
+Outputs are written atomically (temporary file in the target directory, then :func:`os.replace`), so a
+failed write never leaves a half-written file and never clobbers the previous one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io as _stdio
+import json
+import os
+import tempfile
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from synalign.errors import InputError
+from synalign.records import RealExample
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Dataset",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "load_dataset",
+    "load_examples",
+    "read_examples",
+    "stratified_sample",
+    "validate_for_run",
+    "write_examples",
+]
+
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".jsonl", ".csv", ".parquet")
+"""File types :func:`load_examples` reads (by suffix, case-insensitive)."""
+
+_OUTPUT_SUFFIXES = (".jsonl", ".parquet")
+_BOM = b"\xef\xbb\xbf"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Dataset
+# --------------------------------------------------------------------------------------------------------
+
+
+class Dataset(BaseModel):
+    """Real labelled examples: a ``train`` split and an optional ``test`` split.
+
+    Attributes:
+        train: training examples (ids ``"train-0"``, ``"train-1"``, ...).
+        test: test examples (ids ``"test-i"``) or ``None`` when the input has no test split.
+        path: the file or directory the user gave.
+        train_path: the file the train split was read from (used in error messages).
+        test_path: the file the test split was read from, or ``None``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    train: list[RealExample]
+    test: list[RealExample] | None = None
+    path: Path
+    train_path: Path
+    test_path: Path | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """Sorted unique labels of the train split."""
+        return sorted({example.label for example in self.train})
+
+    def by_label(self) -> dict[str, list[RealExample]]:
+        """Train examples grouped by label (keys sorted, file order kept within a label)."""
+        groups: dict[str, list[RealExample]] = defaultdict(list)
+        for example in self.train:
+            groups[example.label].append(example)
+        return {label: groups[label] for label in sorted(groups)}
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------------
+
+
+def load_examples(
+    path: Path | str,
+    *,
+    text_field: str = "text",
+    label_field: str = "label",
+    split: str = "train",
+) -> list[RealExample]:
+    """Read labelled examples from one JSONL, CSV or Parquet file.
+
+    If ``path`` is a directory, the file ``{split}.jsonl|csv|parquet`` inside it is read.
+
+    Args:
+        path: the file (or a directory holding ``{split}.*``).
+        text_field, label_field: names of the text and label fields / columns.
+        split: used for the ids, ``f"{split}-{i}"`` with ``i`` the 0-based row index.
+
+    Returns:
+        One :class:`RealExample` per row, in file order. ``source`` is ``"PATH:LINE"`` (1-based physical
+        line for JSONL and CSV, where the CSV header is line 1; 1-based row number for Parquet). Labels are
+        converted to ``str`` (integral floats as integers, booleans as ``"true"``/``"false"``).
+
+    Raises:
+        InputError: missing path, unsupported file type, empty file, malformed JSON line or CSV row, a JSON
+            line that is not an object, missing text/label field or column, null/empty label, empty or
+            whitespace-only text, non-string text, bytes that are not valid UTF-8, unreadable Parquet.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file or directory: {path}")
+    if path.is_dir():
+        found = _find_split(path, split)
+        if found is None:
+            raise InputError(f"{path}: no {split} split (expected {_expected_names(split)})")
+        path = found
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(
+            f"{path}: unsupported file type {path.suffix or '(no suffix)'!r} "
+            "(expected .jsonl, .csv or .parquet)"
+        )
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"cannot read {path} ({_one_line(exc.strerror or str(exc))})") from None
+    if size == 0:
+        raise InputError(f"{path} is empty")
+
+    reader = {".jsonl": _read_jsonl, ".csv": _read_csv, ".parquet": _read_parquet}[suffix]
+    rows = list(reader(path, text_field, label_field))
+    if not rows:
+        raise InputError(f"{path} is empty")
+    return [
+        RealExample(id=f"{split}-{i}", text=text, label=label, source=f"{path}:{line}")
+        for i, (line, text, label) in enumerate(rows)
+    ]
+
+
+def load_dataset(path: Path | str, *, text_field: str = "text", label_field: str = "label") -> Dataset:
+    """Read a dataset: one file (train split only) or a directory with ``train.*`` and optional ``test.*``.
+
+    A directory must hold exactly one ``train.{jsonl,csv,parquet}``; ``test.*`` is optional and
+    ``dev.*`` (or anything else) is ignored.
+
+    Raises:
+        InputError: see :func:`load_examples`; also a directory without a train split, or with two train
+            (or test) files of different types.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file or directory: {path}")
+    if path.is_dir():
+        train_path = _find_split(path, "train")
+        if train_path is None:
+            raise InputError(f"{path}: no train split (expected {_expected_names('train')})")
+        test_path = _find_split(path, "test")
+    else:
+        train_path, test_path = path, None
+    train = load_examples(train_path, text_field=text_field, label_field=label_field, split="train")
+    test = (
+        load_examples(test_path, text_field=text_field, label_field=label_field, split="test")
+        if test_path is not None
+        else None
+    )
+    return Dataset(train=train, test=test, path=path, train_path=train_path, test_path=test_path)
+
+
+def _expected_names(split: str) -> str:
+    return ", ".join(f"{split}{s}" for s in SUPPORTED_SUFFIXES[:-1]) + f" or {split}{SUPPORTED_SUFFIXES[-1]}"
+
+
+def _find_split(directory: Path, split: str) -> Path | None:
+    matches = [
+        child
+        for child in sorted(directory.iterdir())
+        if child.is_file() and child.stem == split and child.suffix.lower() in SUPPORTED_SUFFIXES
+    ]
+    if len(matches) > 1:
+        names = ", ".join(m.name for m in matches)
+        raise InputError(f"{directory}: more than one {split} split ({names}); keep one")
+    return matches[0] if matches else None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _label_str(value: Any, where: str, label_field: str) -> str:
+    """Label as ``str``; raises InputError for null, empty, or nested values."""
+    if value is None:
+        raise InputError(f"{where}: null label (field {label_field!r})")
+    if isinstance(value, bool):
+        label = "true" if value else "false"
+    elif isinstance(value, (int, np.integer)):
+        label = str(int(value))
+    elif isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise InputError(f"{where}: null label (field {label_field!r} is {value})")
+        label = str(int(value)) if float(value).is_integer() else str(float(value))
+    elif isinstance(value, str):
+        label = value
+    else:
+        raise InputError(
+            f"{where}: label must be a string or a number, got {type(value).__name__} (field {label_field!r})"
+        )
+    if not label.strip():
+        raise InputError(f"{where}: empty label (field {label_field!r})")
+    return label
+
+
+def _check_text(value: Any, where: str, text_field: str) -> str:
+    if value is None:
+        raise InputError(f"{where}: null text (field {text_field!r})")
+    if not isinstance(value, str):
+        raise InputError(f"{where}: text must be a string, got {type(value).__name__} (field {text_field!r})")
+    if not value.strip():
+        raise InputError(f"{where}: empty text")
+    return value
+
+
+def _utf8_error(path: Path, line: int, exc: UnicodeDecodeError, line_bytes: bytes) -> InputError:
+    bad = line_bytes[exc.start] if exc.start < len(line_bytes) else 0
+    return InputError(f"{path}:{line}: not valid UTF-8 (byte 0x{bad:02x} at column {exc.start + 1})")
+
+
+def _read_jsonl(path: Path, text_field: str, label_field: str) -> Iterator[tuple[int, str, str]]:
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InputError(f"cannot read {path} ({_one_line(exc.strerror or str(exc))})") from None
+    with handle:
+        for line_no, raw in enumerate(handle, start=1):
+            raw = raw.rstrip(b"\r\n")
+            if line_no == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _utf8_error(path, line_no, exc, raw) from None
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(obj, dict):
+                raise InputError(f"{where}: expected a JSON object, got {_json_type(obj)}")
+            for field in (text_field, label_field):
+                if field not in obj:
+                    fields = ", ".join(map(str, obj)) or "none"
+                    raise InputError(f"{where}: missing field {field!r} (fields: {fields})")
+            text = _check_text(obj[text_field], where, text_field)
+            yield line_no, text, _label_str(obj[label_field], where, label_field)
+
+
+def _json_type(obj: Any) -> str:
+    if isinstance(obj, list):
+        return "an array"
+    if isinstance(obj, str):
+        return "a string"
+    if obj is None:
+        return "null"
+    if isinstance(obj, bool):
+        return "a boolean"
+    return "a number"
+
+
+def _decode_utf8_file(path: Path) -> str:
+    """Whole file as text; invalid UTF-8 reported with its physical line and column."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path} ({_one_line(exc.strerror or str(exc))})") from None
+    data = data.removeprefix(_BOM)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line_no = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - line_start + 1
+        raise InputError(
+            f"{path}:{line_no}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {col})"
+        ) from None
+
+
+def _read_csv(path: Path, text_field: str, label_field: str) -> Iterator[tuple[int, str, str]]:
+    text = _decode_utf8_file(path)
+    if not text.strip():
+        raise InputError(f"{path} is empty")
+    reader = csv.reader(_stdio.StringIO(text, newline=""), strict=True)
+    previous_end = 0
+    header: list[str] | None = None
+    header_line = 1
+    try:
+        for row in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip() and header is None):
+                continue  # blank line
+            if header is None:
+                header, header_line = row, start
+                for field in (text_field, label_field):
+                    if field not in header:
+                        raise InputError(
+                            f"{path}:{header_line}: missing field {field!r} (fields: {', '.join(header)})"
+                        )
+                text_idx, label_idx = header.index(text_field), header.index(label_field)
+                continue
+            where = f"{path}:{start}"
+            if len(row) != len(header):
+                raise InputError(
+                    f"{where}: malformed CSV row (expected {len(header)} fields, got {len(row)})"
+                )
+            yield (
+                start,
+                _check_text(row[text_idx], where, text_field),
+                _label_str(row[label_idx], where, label_field),
+            )
+    except csv.Error as exc:
+        raise InputError(f"{path}:{previous_end + 1}: malformed CSV row ({_one_line(str(exc))})") from None
+    if header is None:
+        raise InputError(f"{path} is empty")
+
+
+def _read_parquet(path: Path, text_field: str, label_field: str) -> Iterator[tuple[int, str, str]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({_one_line(str(exc))})") from None
+    for field in (text_field, label_field):
+        if field not in names:
+            raise InputError(f"{path}: missing column {field!r} (columns: {', '.join(names)})")
+    try:
+        table = parquet.read(columns=[text_field, label_field])
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({_one_line(str(exc))})") from None
+    texts = table.column(text_field).to_pylist()
+    labels = table.column(label_field).to_pylist()
+    for row, (text, label) in enumerate(zip(texts, labels, strict=True), start=1):
+        where = f"{path}: row {row}"
+        yield row, _check_text(text, where, text_field), _label_str(label, where, label_field)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Sampling and validation
+# --------------------------------------------------------------------------------------------------------
+
+
+def stratified_sample(examples: Sequence[RealExample], n: int, seed: int) -> list[RealExample]:
+    """A size-``n`` random subset that keeps every label's proportion.
+
+    Per-label quotas follow the largest-remainder (Hamilton) method: label ``l`` with ``c_l`` of ``N``
+    examples gets ``floor(n·c_l/N)`` plus one more for the labels with the largest remainders (ties broken
+    by label name). Within a label the members are a uniform random draw (``numpy.random.default_rng(seed)``,
+    labels visited in sorted order), so the result is deterministic for a given seed. The result keeps
+    the input order. A label whose quota rounds to 0 is absent.
+
+    Args:
+        examples: the population (any labelled records with ``.label``).
+        n: sample size; ``n >= len(examples)`` returns all examples (a new list).
+        seed: random seed.
+
+    Raises:
+        ValueError: ``n < 0``.
+    """
+    if n < 0:
+        raise ValueError(f"sample size must be >= 0, got {n}")
+    total = len(examples)
+    if n >= total:
+        return list(examples)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, example in enumerate(examples):
+        groups[example.label].append(index)
+    labels = sorted(groups)
+    exact = {label: n * len(groups[label]) / total for label in labels}
+    quota = {label: int(exact[label]) for label in labels}
+    leftover = n - sum(quota.values())
+    by_remainder = sorted(labels, key=lambda label: (-(exact[label] - quota[label]), label))
+    for label in by_remainder[:leftover]:
+        quota[label] += 1
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for label in labels:
+        members = groups[label]
+        picks = rng.permutation(len(members))[: quota[label]]
+        chosen.extend(members[i] for i in picks)
+    return [examples[i] for i in sorted(chosen)]
+
+
+def validate_for_run(dataset: Dataset, *, cluster_size: int) -> None:
+    """Check that the train split can feed a SynAlign run.
+
+    Args:
+        dataset: the loaded dataset.
+        cluster_size: demonstration cluster size (GP pick + nearest neighbours), see ``RunConfig``.
+
+    Raises:
+        InputError: fewer than two labels ("only one label 'x' in FILE; need at least two"), or a label
+            with fewer train examples than ``cluster_size`` (all such labels named in one line).
+    """
+    groups = dataset.by_label()
+    where = dataset.train_path
+    if len(groups) < 2:
+        if not groups:
+            raise InputError(f"{where} has no examples")
+        (label,) = groups
+        raise InputError(f"only one label {label!r} in {where}; need at least two")
+    small = [(label, len(members)) for label, members in groups.items() if len(members) < cluster_size]
+    if small:
+        listed = ", ".join(f"{label!r} has {count}" for label, count in small)
+        raise InputError(
+            f"{where}: too few examples for cluster size {cluster_size}: {listed} "
+            f"(need at least {cluster_size} per label; lower --cluster-size or add data)"
+        )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------------------
+
+_umask_lock = threading.Lock()
+_umask: int | None = None
+
+
+def _file_mode(path: Path) -> int:
+    """Mode for a newly written file: the existing file's mode, else 0o666 minus the process umask."""
+    global _umask
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        pass
+    with _umask_lock:
+        if _umask is None:
+            _umask = os.umask(0)
+            os.umask(_umask)
+    return 0o666 & ~_umask
+
+
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Run ``write`` on a temporary file next to ``path``, fsync it, then ``os.replace`` it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _file_mode(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory + ``os.replace``).
+
+    Parent directories are created. On failure no partial file is left and an existing file is untouched.
+    """
+    _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_examples(records: Sequence[BaseModel], path: Path | str) -> None:
+    """Write pydantic records to JSONL or Parquet (chosen by suffix), atomically.
+
+    JSONL: one ``model_dump_json()`` object per line, UTF-8. Parquet: a pyarrow table built from
+    ``model_dump(mode="json")``; list fields (e.g. ``demonstration_ids``) stay Parquet lists.
+    The file is written to a temporary file in the same directory and renamed onto ``path``, so a record
+    that fails to serialise leaves no partial file and any previous file untouched.
+
+    Raises:
+        InputError: ``path`` has a suffix other than ``.jsonl`` or ``.parquet``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _OUTPUT_SUFFIXES:
+        raise InputError(
+            f"{path}: unsupported output type {path.suffix or '(no suffix)'!r} (expected .jsonl or .parquet)"
+        )
+    if suffix == ".jsonl":
+
+        def write(handle: IO[bytes]) -> None:
+            for record in records:
+                handle.write(record.model_dump_json().encode("utf-8"))
+                handle.write(b"\n")
+
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        def write(handle: IO[bytes]) -> None:
+            table = pa.Table.from_pylist([record.model_dump(mode="json") for record in records])
+            pq.write_table(table, handle)
+
+    _atomic_write(path, write)
+
+
+def read_examples(path: Path | str, model: type[M]) -> list[M]:
+    """Read records written by :func:`write_examples` back into ``model`` instances.
+
+    Raises:
+        InputError: missing file, unsupported suffix, malformed JSON, or a row that does not validate
+            against ``model`` (message names ``PATH:LINE`` or ``PATH: row N``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such file or directory: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in _OUTPUT_SUFFIXES:
+        raise InputError(
+            f"{path}: unsupported file type {path.suffix or '(no suffix)'!r} (expected .jsonl or .parquet)"
+        )
+    out: list[M] = []
+    if suffix == ".jsonl":
+        with path.open("rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    out.append(model.model_validate_json(raw))
+                except ValidationError as exc:
+                    raise InputError(
+                        f"{path}:{line_no}: invalid {model.__name__} ({_first_error(exc)})"
+                    ) from None
+        return out
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable Parquet file ({_one_line(str(exc))})") from None
+    for row_no, row in enumerate(rows, start=1):
+        try:
+            out.append(model.model_validate(row))
+        except ValidationError as exc:
+            raise InputError(
+                f"{path}: row {row_no}: invalid {model.__name__} ({_first_error(exc)})"
+            ) from None
+    return out
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return _one_line(str(exc))
+    first = errors[0]
+    loc = ".".join(str(part) for part in first.get("loc", ())) or "record"
+    more = f"; {len(errors) - 1} more" if len(errors) > 1 else ""
+    return _one_line(f"{loc}: {first.get('msg', '')}{more}")
