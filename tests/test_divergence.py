@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from synalign.divergence import (
+    fixed_set_noise_floor,
     median_bandwidth,
+    mmd2_fixed_set,
     mmd2_unbiased,
     mmd2_weighted,
     mmd_witness,
@@ -191,3 +193,27 @@ def test_bad_input_is_one_line_input_error(sst2: np.ndarray) -> None:
         mmd2_unbiased(np.full((3, 4), np.nan), np.zeros((3, 4)))
     with pytest.raises(InputError, match="at least 4 rows"):
         noise_floor(sst2[:3], 1.0)
+
+
+def test_mmd2_fixed_set_equals_numpy_and_stays_honest_after_herding(sst2: np.ndarray) -> None:
+    from synalign.alignment import get_strategy
+
+    bw = median_bandwidth(sst2)
+    s, x = sst2[:9], sst2[200:330]
+    kss, kxx, ksx = _kernel(s, s, [bw]), _kernel(x, x, [bw]), _kernel(s, x, [bw])
+    n = len(x)
+    expected = kss.mean() + (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) - 2 * ksx.mean()
+    assert mmd2_fixed_set(s, x, bw) == pytest.approx(expected, rel=1e-4, abs=1e-6)
+
+    # A diversity-seeking selection (kernel herding) of 40 points from a pool of 400 real points: the
+    # U-statistic treats the selection as i.i.d. and goes below zero; the fixed-set estimate does not, and a
+    # random real subset of the same size is its noise floor.
+    real, pool = sst2[:400], sst2[400:]
+    herd = get_strategy("herding")
+    idx = herd(pool, real, np.full(len(pool), 1 / len(pool)), 40, bandwidth=bw, rng=np.random.default_rng(0))
+    assert mmd2_unbiased(pool[idx], real, bw) < 0
+    fixed = mmd2_fixed_set(pool[idx], real, bw)
+    floor, floor_std = fixed_set_noise_floor(real, 40, bw, n_draws=8, seed=0)
+    assert fixed > 0 and floor > 0 and floor_std < floor
+    # 40 real points are further from 360 others than 200 are: the floor shrinks with the set size
+    assert fixed_set_noise_floor(real, 200, bw, seed=0)[0] < floor
