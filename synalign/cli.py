@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from synalign.errors import InputError
+from synalign.errors import InputError, SynalignError
 
 __all__ = ["app", "main"]
 
@@ -154,17 +154,16 @@ def run(
 
     from rich.console import Console
 
-    from synalign.graphs.runner import prepare_run_dir
-
     console = Console(stderr=True)
     try:
-        prepare_run_dir(config.out, resume=resume, overwrite=overwrite)
         from synalign.graphs import run as run_graph
 
         with _RoundProgress(config.max_rounds) as progress:
             result = run_graph(config, resume=resume, overwrite=overwrite, on_event=progress)
     except InputError as exc:
         _fail(str(exc))
+    except SynalignError as exc:  # e.g. an LLM request that still failed after every retry
+        _fail(f"{exc}; continue with: synalign run --out {config.out} --resume", code=1)
     except KeyboardInterrupt:
         _fail(f"interrupted; continue with: synalign run --out {config.out} --resume", code=130)
 
@@ -176,9 +175,79 @@ def run(
     )
     if not s["backend"]["is_llm"]:
         console.print(f"note: synthetic data {s['backend']['note']}")
+    else:
+        u = s.get("usage", {})
+        console.print(
+            f"LLM {s['backend']['name']}: {u.get('llm_calls', 0)} calls, {u.get('retries', 0)} retries, "
+            f"{u.get('failures', 0)} failed attempts, cache hit rate {u.get('cache_hit_rate') or 0:.0%}, "
+            f"tokens {u.get('tokens_in', 0)} in / {u.get('tokens_out', 0)} out"
+            + (f", cost ${u['cost_usd']:.4f}" if u.get("cost_usd") is not None else "")
+        )
     typer.echo(f"outputs in {result.run_dir}:")
     for name, path in result.outputs.items():
         typer.echo(f"  {name:<18} {path}")
+
+
+@app.command()
+def optimize(
+    data: Path = typer.Option(..., "--data", help="Real data: JSONL/CSV/Parquet file or a directory with a train split."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="LLM 'openai:MODEL' (any OpenAI-compatible server)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
+    out: Path = typer.Option(Path("synalign-prompts.json"), "--out", help="Where to write the optimised generator state."),
+    optimizer: str = typer.Option("bootstrap", "--optimizer", help="bootstrap, mipro or gepa."),
+    train: int = typer.Option(16, "--train", help="Training examples (demonstration clusters)."),
+    val: int = typer.Option(8, "--val", help="Validation examples (candidate selection; as many again are held out)."),
+    cluster_size: int = typer.Option(6, "--cluster-size", help="Demonstrations per example."),
+    n: int = typer.Option(4, "-n", help="Texts requested per example."),
+    task: Optional[str] = typer.Option(None, help="Task description [names the labels]."),
+    temperature: float = typer.Option(0.8, help="LLM sampling temperature."),
+    max_tokens: int = typer.Option(1024, help="LLM max output tokens."),
+    threads: int = typer.Option(1, help="Parallel evaluation threads of the optimiser."),
+    seed: int = typer.Option(0, help="Random seed."),
+    metric_embeddings: str = typer.Option("minilm", help="Embedding of the metric: minilm (bundled) or tfidf (fast)."),
+    text_field: str = typer.Option("text", help="Text field/column."),
+    label_field: str = typer.Option("label", help="Label field/column."),
+) -> None:
+    """Optimise the generator prompt with DSPy; use the result with 'synalign run --prompts FILE'."""
+    from synalign.errors import SynalignError
+    from synalign.evals.optimize import optimize as run_optimize
+
+    try:
+        result = run_optimize(
+            data, out=out, llm=llm, base_url=base_url, api_key_env=api_key_env, optimizer=optimizer,
+            train_size=train, val_size=val, cluster_size=cluster_size, n=n, task=task, temperature=temperature,
+            max_tokens=max_tokens, threads=threads, seed=seed, featurize=metric_embeddings,
+            text_field=text_field, label_field=label_field,
+        )
+    except InputError as exc:
+        _fail(str(exc))
+    except SynalignError as exc:
+        _fail(str(exc), code=1)
+    typer.echo(
+        f"optimised generator ({result.optimizer}, {result.demos} few-shot demos): held-out score "
+        f"{result.baseline_score:.3f} -> {result.optimized_score:.3f}"
+    )
+    typer.echo(f"saved {result.path}; use it with: synalign run --prompts {result.path} ...")
+
+
+@app.command()
+def trace(
+    run_dir: Path = typer.Argument(..., help="A run directory (or its llm_trace.jsonl)."),
+    node: Optional[str] = typer.Option(None, "--node", help="Only this node (summarize or generate)."),
+    round_: Optional[int] = typer.Option(None, "--round", help="Only this round."),
+    errors: bool = typer.Option(False, "--errors", help="Only failed attempts."),
+    full: bool = typer.Option(False, "--full", help="Do not clip prompts and responses."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many records."),
+) -> None:
+    """Show a run's LLM calls readably: prompt, response, latency, tokens, node, round."""
+    from synalign.agents.trace import format_trace
+
+    try:
+        text = format_trace(run_dir, node=node, round=round_, errors_only=errors, full=full, limit=limit)
+    except InputError as exc:
+        _fail(str(exc))
+    typer.echo(text)
 
 
 def main(argv: list[str] | None = None) -> None:

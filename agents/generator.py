@@ -1,0 +1,294 @@
+"""Generator: a DSPy module that writes ``n`` new label-conditioned texts per call (SynAlign stage 2,
+attribute-conditioned generation; Ren et al., WWW 2025, §3.2).
+
+:class:`SampleGenerator` is a ``dspy.Module`` around ``dspy.Predict`` of the ``generate_samples`` spec
+(task, label, attributes, demonstrations, n → ``texts: list[str]``); DSPy optimisers tune its instructions
+and few-shot demos (``synalign optimize``). :class:`DSPyGenerator` runs it as the loop's
+:class:`~synalign.backends.Generator`: through the shared :class:`~synalign.agents.llm.LLMRunner`
+(cache, retries, adaptive concurrency, trace), then :func:`filter_texts`; when filtering leaves fewer than
+``n`` texts it asks again for the missing ones (``max_topups`` times, each with a new seed).
+
+:func:`filter_texts` drops, and counts by reason: ``empty`` texts, exact ``duplicate`` s (after
+normalising case and whitespace), ``near_duplicate`` s of an earlier kept text and
+``copy_of_demonstration`` s (exact or near copies of a demonstration), and ``surplus`` texts beyond ``n``.
+"Near" means a ``difflib.SequenceMatcher`` ratio ≥ 0.9 on the normalised strings (Ratcliff–Obershelp
+similarity, 2·matches / total length; 0.9 ≈ one changed word in a 10-word sentence).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import dspy  # noqa: E402
+
+from synalign.backends import Generation, GenerationRequest  # noqa: E402
+from synalign.prompts import PromptSpec, load_spec  # noqa: E402
+
+from synalign.agents.llm import CallResult, LLMRunner, MalformedReply  # noqa: E402
+from synalign.agents.specs import to_signature  # noqa: E402
+
+__all__ = ["NEAR_DUPLICATE_RATIO", "filter_texts", "is_near_duplicate", "SampleGenerator", "DSPyGenerator", "lm_identity"]
+
+NEAR_DUPLICATE_RATIO = 0.9
+"""``difflib.SequenceMatcher.ratio`` at or above which two normalised texts count as near-duplicates."""
+
+_LIST_MARK = re.compile(r"^\s*(?:\d{1,3}[.):]|[-*•])\s+")
+
+
+def _clean(text: Any) -> str:
+    text = " ".join(str(text).split())
+    text = _LIST_MARK.sub("", text)
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def is_near_duplicate(a: str, b: str, threshold: float = NEAR_DUPLICATE_RATIO) -> bool:
+    """Whether normalised ``a`` and ``b`` have a SequenceMatcher ratio ≥ ``threshold``."""
+    a, b = _norm(a), _norm(b)
+    if a == b:
+        return True
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return matcher.real_quick_ratio() >= threshold and matcher.quick_ratio() >= threshold and matcher.ratio() >= threshold
+
+
+def filter_texts(
+    candidates: Iterable[Any],
+    demonstrations: Sequence[str],
+    *,
+    existing: Sequence[str] = (),
+    limit: int | None = None,
+    threshold: float = NEAR_DUPLICATE_RATIO,
+) -> tuple[list[str], Counter[str]]:
+    """Keep the usable candidates, in order.
+
+    Candidates are cleaned first (whitespace collapsed, a leading list marker such as ``"3. "`` or ``"- "``
+    and enclosing quotes removed). Then each is dropped as ``empty``, ``copy_of_demonstration``,
+    ``duplicate`` (of an ``existing`` or earlier kept text), ``near_duplicate`` (ratio ≥ ``threshold``) or
+    ``surplus`` (beyond ``limit`` kept texts).
+
+    Returns:
+        (kept texts, Counter of dropped candidates by reason).
+    """
+    kept: list[str] = []
+    dropped: Counter[str] = Counter()
+    seen = {_norm(t) for t in existing}
+    demo_norms = {_norm(d) for d in demonstrations}
+    for candidate in candidates:
+        text = _clean(candidate) if candidate is not None else ""
+        key = _norm(text)
+        if not key:
+            dropped["empty"] += 1
+        elif key in demo_norms or any(is_near_duplicate(text, d, threshold) for d in demonstrations):
+            dropped["copy_of_demonstration"] += 1
+        elif key in seen:
+            dropped["duplicate"] += 1
+        elif any(is_near_duplicate(text, t, threshold) for t in (*existing, *kept)):
+            dropped["near_duplicate"] += 1
+        elif limit is not None and len(kept) >= limit:
+            dropped["surplus"] += 1
+        else:
+            kept.append(text)
+            seen.add(key)
+    return kept, dropped
+
+
+class SampleGenerator(dspy.Module):
+    """DSPy module: ``dspy.Predict`` of the ``generate_samples`` spec, then :func:`filter_texts`.
+
+    ``forward(task, label, attributes, demonstrations, n, seed=None)`` returns
+    ``dspy.Prediction(texts=[...], dropped={reason: count})`` with at most ``n`` texts.
+
+    Args:
+        spec: the prompt spec (default ``generate_samples``); it must have inputs task, label,
+            attributes, demonstrations, n and a ``list[str]`` output ``texts``.
+
+    Raises:
+        InputError: a spec without those fields.
+    """
+
+    def __init__(self, spec: PromptSpec | None = None, *, threshold: float = NEAR_DUPLICATE_RATIO) -> None:
+        from synalign.errors import InputError
+
+        super().__init__()
+        spec = spec or load_spec("generate_samples")
+        need = {"task", "label", "attributes", "demonstrations", "n"}
+        if not need <= set(spec.input_names()) or "texts" not in spec.output_names():
+            raise InputError(
+                f"prompt spec {spec.name!r} must have inputs {sorted(need)} and a list[str] output 'texts'"
+            )
+        self.spec = spec
+        self.threshold = threshold
+        self.generate = dspy.Predict(to_signature(spec))
+
+    def forward(
+        self,
+        task: str,
+        label: str,
+        attributes: str,
+        demonstrations: list[str],
+        n: int,
+        seed: int | None = None,
+    ) -> dspy.Prediction:
+        kwargs: dict[str, Any] = {"config": {"seed": seed}} if seed is not None else {}
+        prediction = self.generate(
+            task=task, label=label, attributes=attributes, demonstrations=list(demonstrations), n=n, **kwargs
+        )
+        texts, dropped = filter_texts(_as_list(prediction.texts), demonstrations, limit=n, threshold=self.threshold)
+        return dspy.Prediction(texts=texts, dropped=dict(dropped))
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [line for line in value.splitlines() if line.strip()]
+    return list(value)
+
+
+def lm_identity(lm: Any) -> dict[str, Any]:
+    """The parts of a ``dspy.LM`` that change its replies (class, model, base URL, sampling kwargs), for
+    the cache key; ``api_*`` credentials are left out except the base URL."""
+    kwargs = getattr(lm, "kwargs", {}) or {}
+    out: dict[str, Any] = {
+        "class": type(lm).__name__,
+        "model": getattr(lm, "model", None),
+        "model_type": getattr(lm, "model_type", None),
+        "base_url": kwargs.get("api_base") or kwargs.get("base_url"),
+    }
+    out["kwargs"] = {
+        k: v
+        for k, v in sorted(kwargs.items())
+        if not k.startswith("api_") and k not in ("base_url", "timeout", "max_retries", "num_retries")
+        and isinstance(v, (str, int, float, bool, type(None)))
+    }
+    return out
+
+
+def _finish_reason(response: Any) -> str | None:
+    reason = getattr(response, "finish_reason", None)
+    if reason is None:
+        choices = getattr(response, "choices", None) or []
+        if choices:
+            reason = getattr(choices[0], "finish_reason", None)
+    return reason if isinstance(reason, str) else None
+
+
+class DSPyGenerator:
+    """:class:`~synalign.backends.Generator` running :class:`SampleGenerator` on a ``dspy.LM``.
+
+    Args:
+        lm: any ``dspy.LM`` / ``dspy.BaseLM`` (disable its own cache and retries: ``cache=False``,
+            ``num_retries=0``).
+        runner: the shared call runner.
+        module: the generator module (default ``SampleGenerator()``; load optimised state into it first).
+        adapter: DSPy adapter (default ``ChatAdapter`` without its silent JSON fallback call, so every
+            call is counted and retried by the runner).
+        max_topups: extra calls per request when filtering leaves fewer than ``n`` texts.
+    """
+
+    name = "dspy-generator"
+
+    def __init__(
+        self,
+        lm: Any,
+        runner: LLMRunner,
+        *,
+        module: SampleGenerator | None = None,
+        adapter: Any = None,
+        max_topups: int = 3,
+    ) -> None:
+        self.lm = lm
+        self.runner = runner
+        self.module = module or SampleGenerator()
+        self.adapter = adapter or dspy.ChatAdapter(use_json_adapter_fallback=False)
+        self.max_topups = max_topups
+
+    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
+        """One :class:`Generation` per request, in order (requests run concurrently).
+
+        Raises:
+            LLMError: a call failed after all retries.
+        """
+        return self.runner.map(self._one, requests)
+
+    def _one(self, index: int, request: GenerationRequest) -> Generation:
+        kept: list[str] = []
+        dropped: Counter[str] = Counter()
+        attributes = request.attributes.render()
+        for topup in range(self.max_topups + 1):
+            need = request.n - len(kept)
+            if need <= 0:
+                break
+            seed = request.seed if topup == 0 else request.seed * 1_000 + topup
+            texts = self._call(index, request, attributes, need, seed, topup)
+            new, lost = filter_texts(
+                texts, request.demonstrations, existing=kept, limit=need, threshold=self.module.threshold
+            )
+            kept.extend(new)
+            dropped.update(lost)
+        shortfall = request.n - len(kept)
+        if shortfall > 0:
+            self.runner.usage.add("generate", shortfall=shortfall)
+        self.runner.usage.add_dropped(dropped)
+        return Generation(texts=kept, dropped=dict(sorted(dropped.items())))
+
+    def _call(self, index: int, request: GenerationRequest, attributes: str, n: int, seed: int, topup: int) -> list[str]:
+        predict = self.module.generate
+        inputs = {
+            "task": request.task,
+            "label": request.label,
+            "attributes": attributes,
+            "demonstrations": list(request.demonstrations),
+            "n": n,
+        }
+        messages = self.adapter.format(predict.signature, predict.demos, inputs)
+        payload = {
+            "node": "generate",
+            "lm": lm_identity(self.lm),
+            "adapter": type(self.adapter).__name__,
+            "seed": seed,
+            "messages": messages,
+        }
+
+        def call() -> CallResult:
+            lm = self.lm.copy() if hasattr(self.lm, "copy") else self.lm
+            with dspy.context(lm=lm, adapter=self.adapter):
+                prediction = predict(**inputs, config={"seed": seed})
+            entry = lm.history[-1] if getattr(lm, "history", None) else {}
+            if _finish_reason(entry.get("response")) == "length":
+                raise MalformedReply("reply truncated at max_tokens (finish_reason=length)", kind="truncated")
+            texts = prediction.texts
+            if not isinstance(texts, list):
+                raise MalformedReply(f"'texts' is not a list but {type(texts).__name__}")
+            usage = entry.get("usage") or {}
+            outputs = entry.get("outputs") or []
+            raw = outputs[0] if outputs else ""
+            return CallResult(
+                value={"texts": [str(t) for t in texts]},
+                text=raw if isinstance(raw, str) else str(raw),
+                tokens_in=int(usage.get("prompt_tokens") or 0),
+                tokens_out=int(usage.get("completion_tokens") or 0),
+            )
+
+        result = self.runner.call(
+            node="generate",
+            round=request.round,
+            index=index,
+            payload=payload,
+            prompt=messages,
+            fn=call,
+            extra={"topup": topup},
+        )
+        return list(result.value["texts"])

@@ -1,0 +1,295 @@
+"""``synalign optimize``: tune the generator's prompt with a DSPy optimiser and save the result.
+
+Training examples are built from the real data only: for each example a label (round-robin), a random
+cluster of ``cluster_size`` real demonstrations of that label, and their attributes from the offline
+statistical summariser (no LLM cost; the ``attributes`` field has the same shape in a run). The
+optimiser compiles :class:`~synalign.agents.generator.SampleGenerator` against
+:class:`~synalign.evals.metrics.GenerationMetric` (label fidelity, attribute adherence, novelty, MMD² drop);
+the compiled program is scored against the uncompiled one on held-out examples (different real
+demonstrations from those used for training and for choosing among candidates), then saved with :func:`~synalign.agents.specs.save_optimized` (DSPy state + spec hash)
+for ``synalign run --prompts FILE``.
+
+Optimisers: ``bootstrap`` (``BootstrapFewShotWithRandomSearch``, default: cheap and needs no prompt model),
+``mipro`` (``MIPROv2``, ``auto="light"``), ``gepa`` (``GEPA``, reflective prompt evolution).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synalign.errors import InputError
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+__all__ = ["OPTIMIZERS", "OptimizeResult", "make_examples", "optimize"]
+
+_log = logging.getLogger("synalign.evals")
+
+OPTIMIZERS = ("bootstrap", "mipro", "gepa")
+
+
+@dataclass
+class OptimizeResult:
+    """Outcome of :func:`optimize`.
+
+    Attributes:
+        path: the saved state file.
+        optimizer: optimiser name.
+        baseline_score, optimized_score: mean metric (0–1) on held-out examples (neither used for
+            bootstrapping nor for choosing among candidates), before and after.
+        train, val: numbers of training and validation (candidate-selection) examples.
+        demos: few-shot demonstrations in the compiled predictor.
+        components: mean metric components of the optimised program on the held-out examples.
+    """
+
+    path: Path
+    optimizer: str
+    baseline_score: float
+    optimized_score: float
+    train: int
+    val: int
+    demos: int
+    components: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "optimizer": self.optimizer,
+            "baseline_score": self.baseline_score,
+            "optimized_score": self.optimized_score,
+            "train": self.train,
+            "val": self.val,
+            "demos": self.demos,
+            "components": self.components,
+        }
+
+
+def make_examples(
+    by_label: dict[str, list[str]],
+    count: int,
+    *,
+    task: str,
+    cluster_size: int,
+    n: int,
+    seed: int,
+    exclude: set[str] | None = None,
+) -> list[Any]:
+    """``count`` DSPy examples (inputs task, label, attributes, demonstrations, n), labels round-robin,
+    demonstrations drawn without replacement per label from texts not in ``exclude``.
+
+    Raises:
+        InputError: a label with fewer than ``cluster_size`` usable texts.
+    """
+    import dspy
+
+    from synalign.offline import StatisticalSummarizer
+    from synalign.backends import SummaryRequest
+
+    rng = random.Random(seed)
+    exclude = exclude or set()
+    pools = {label: [t for t in texts if t not in exclude] for label, texts in by_label.items()}
+    for label, texts in pools.items():
+        if len(texts) < cluster_size:
+            raise InputError(f"label {label!r} has {len(texts)} usable real texts; --cluster-size needs {cluster_size}")
+        rng.shuffle(texts)
+    summarizer = StatisticalSummarizer(by_label)
+    labels = sorted(pools)
+    examples = []
+    cursor = {label: 0 for label in labels}
+    for i in range(count):
+        label = labels[i % len(labels)]
+        texts = pools[label]
+        if cursor[label] + cluster_size > len(texts):
+            cursor[label] = 0
+            rng.shuffle(texts)
+        demos = texts[cursor[label] : cursor[label] + cluster_size]
+        cursor[label] += cluster_size
+        attributes = summarizer.summarize([SummaryRequest(task=task, label=label, demonstrations=demos)])[0]
+        example = dspy.Example(task=task, label=label, attributes=attributes.render(), demonstrations=demos, n=n)
+        examples.append(example.with_inputs("task", "label", "attributes", "demonstrations", "n"))
+    return examples
+
+
+def _disjoint(by_label: dict[str, list[str]], count: int, used: set[str], **kwargs: Any) -> list[Any]:
+    """Examples whose demonstrations avoid ``used`` when the data allow it (small data: may overlap)."""
+    try:
+        return make_examples(by_label, count, exclude=used, **kwargs)
+    except InputError:
+        return make_examples(by_label, count, **kwargs)
+
+
+def _score(program: Any, examples: list[Any], metric: Any) -> tuple[float, dict[str, float]]:
+    totals: dict[str, float] = {}
+    scores = []
+    for example in examples:
+        try:
+            prediction = program(**example.inputs())
+            parts = metric.components(example.label, prediction.texts, example.demonstrations, example.attributes)
+        except Exception as exc:  # noqa: BLE001 - a failed example scores 0, as in dspy.Evaluate
+            _log.warning("validation example failed: %s: %s", type(exc).__name__, exc)
+            parts = {"fidelity": 0.0, "adherence": 0.0, "novelty": 0.0, "mmd_drop": 0.0, "score": 0.0}
+        scores.append(parts["score"])
+        for key, value in parts.items():
+            totals[key] = totals.get(key, 0.0) + value
+    count = max(1, len(examples))
+    return sum(scores) / count, {k: v / count for k, v in totals.items()}
+
+
+def _compile(name: str, program: Any, metric: Any, train: list[Any], val: list[Any], lm: Any, seed: int, threads: int) -> Any:
+    import dspy
+
+    if name == "bootstrap":
+        optimizer = dspy.BootstrapFewShotWithRandomSearch(
+            metric=metric,
+            max_bootstrapped_demos=2,
+            max_labeled_demos=0,
+            num_candidate_programs=4,
+            num_threads=threads,
+            max_errors=len(train) + len(val),
+        )
+        return optimizer.compile(program, trainset=train, valset=val)
+    if name == "mipro":
+        optimizer = dspy.MIPROv2(metric=metric, auto="light", num_threads=threads, seed=seed, max_errors=len(train) + len(val))
+        return optimizer.compile(program, trainset=train, valset=val, max_bootstrapped_demos=2, max_labeled_demos=0)
+    if name == "gepa":
+
+        def feedback_metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> Any:
+            parts = metric.components(gold.label, getattr(pred, "texts", []) or [], gold.demonstrations, gold.attributes)
+            text = ", ".join(f"{k} {v:.2f}" for k, v in parts.items() if k != "score")
+            return dspy.Prediction(score=parts["score"], feedback=f"Scores in [0, 1]: {text}. Raise the low ones.")
+
+        optimizer = dspy.GEPA(metric=feedback_metric, auto="light", reflection_lm=lm, num_threads=threads, seed=seed)
+        return optimizer.compile(program, trainset=train, valset=val)
+    raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+
+
+def optimize(
+    data: Path | str,
+    *,
+    out: Path | str,
+    llm: str | None = None,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    lm: Any = None,
+    optimizer: str = "bootstrap",
+    train_size: int = 16,
+    val_size: int = 8,
+    cluster_size: int = 6,
+    n: int = 4,
+    task: str | None = None,
+    temperature: float = 0.8,
+    max_tokens: int = 1024,
+    threads: int = 1,
+    seed: int = 0,
+    text_field: str = "text",
+    label_field: str = "label",
+    featurize: Any = None,
+    pass_mark: float = 0.5,
+) -> OptimizeResult:
+    """Optimise the generator prompt on real data and write the state file ``out``.
+
+    Args:
+        data: real data (JSONL/CSV/Parquet file, or a directory with ``train.*``).
+        out: where to write the optimised state (JSON with the spec hash).
+        llm, base_url, api_key_env: the endpoint (``openai:MODEL``), as for ``synalign run``.
+        lm: a ready ``dspy.LM`` (e.g. ``DummyLM``) instead of ``llm``.
+        optimizer: ``bootstrap``, ``mipro`` or ``gepa``.
+        train_size, val_size: numbers of training and validation examples (disjoint demonstrations).
+        cluster_size: demonstrations per example; n: texts requested per example.
+        featurize: text embedding for the metric: a callable, ``"minilm"`` (default; the bundled
+            all-MiniLM-L6-v2) or ``"tfidf"`` (:func:`synalign.evals.metrics.tfidf_featurizer`, fast).
+        pass_mark: metric score at which a bootstrapped trace becomes a few-shot demo.
+
+    Returns:
+        :class:`OptimizeResult`.
+
+    Raises:
+        InputError: bad data, options, ``--llm`` or a missing API key; nothing is written then.
+    """
+    import dspy
+
+    from synalign.agents.backend import make_dspy_lm
+    from synalign.agents.generator import SampleGenerator
+    from synalign.agents.llm import LLMSettings, parse_llm
+    from synalign.agents.specs import save_optimized
+    from synalign.evals.metrics import GenerationMetric
+    from synalign.io import load_dataset
+
+    if optimizer not in OPTIMIZERS:
+        raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if train_size < 2 or val_size < 1 or cluster_size < 2 or n < 1:
+        raise InputError("need --train ≥ 2, --val ≥ 1, --cluster-size ≥ 2 and -n ≥ 1")
+    if lm is None:
+        if not llm:
+            raise InputError("synalign optimize needs --llm openai:MODEL (or a dspy.LM from Python)")
+        _, model = parse_llm(llm)
+        settings = LLMSettings(model=model, base_url=base_url, api_key_env=api_key_env, temperature=temperature, max_tokens=max_tokens)
+        key = settings.api_key()
+        if not key and base_url is None:
+            raise InputError(f"--llm {llm} needs an API key in ${api_key_env}")
+        lm = make_dspy_lm(settings, key or "EMPTY")
+        lm.num_retries = 3  # no LLMRunner here: let DSPy retry transient errors (it honours Retry-After)
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise InputError(f"--out {out} is a directory; give a file path like prompts.json")
+    dataset = load_dataset(data, text_field=text_field, label_field=label_field)
+    by_label = {label: [r.text for r in rows] for label, rows in dataset.by_label().items()}
+    if len(by_label) < 2:
+        raise InputError(f"{data}: optimisation needs at least two labels, found {len(by_label)}")
+    task = task or "Text classification into the labels: " + ", ".join(sorted(by_label)) + "."
+    train = make_examples(by_label, train_size, task=task, cluster_size=cluster_size, n=n, seed=seed)
+    used = {d for example in train for d in example.demonstrations}
+    val = _disjoint(by_label, val_size, used, task=task, cluster_size=cluster_size, n=n, seed=seed + 1)
+    used |= {d for example in val for d in example.demonstrations}
+    holdout = _disjoint(by_label, val_size, used, task=task, cluster_size=cluster_size, n=n, seed=seed + 2)
+    texts = [r.text for r in dataset.train]
+    labels = [r.label for r in dataset.train]
+    if featurize == "tfidf":
+        from synalign.evals.metrics import tfidf_featurizer
+
+        featurize = tfidf_featurizer(texts, seed=seed)
+    elif featurize in (None, "minilm"):
+        featurize = None
+    elif not callable(featurize):
+        raise InputError(f"--metric-embeddings must be minilm or tfidf, got {featurize!r}")
+    metric = GenerationMetric(texts, labels, featurize=featurize, threshold=pass_mark)
+    program = SampleGenerator()
+    adapter = dspy.ChatAdapter(use_json_adapter_fallback=False)
+    with dspy.context(lm=lm, adapter=adapter):
+        baseline, _ = _score(program, holdout, metric)
+        compiled = _compile(optimizer, program, metric, train, val, lm, seed, threads)
+        optimized, components = _score(compiled, holdout, metric)
+    demos = len(compiled.generate.demos)
+    spec = program.spec
+    save_optimized(
+        compiled,
+        out,
+        spec,
+        extra={
+            "optimizer": optimizer,
+            "model": getattr(lm, "model", type(lm).__name__),
+            "baseline_score": baseline,
+            "optimized_score": optimized,
+            "components": components,
+            "train": len(train),
+            "val": len(val),
+            "holdout": len(holdout),
+            "metric_weights": [float(w) for w in metric.weights],
+        },
+    )
+    _log.info("optimised generator (%s): validation score %.3f → %.3f; saved %s", optimizer, baseline, optimized, out)
+    return OptimizeResult(
+        path=out,
+        optimizer=optimizer,
+        baseline_score=baseline,
+        optimized_score=optimized,
+        train=len(train),
+        val=len(val),
+        demos=demos,
+        components=components,
+    )

@@ -1,0 +1,127 @@
+"""Declarative prompt specs (YAML): instructions plus ordered, typed input and output fields.
+
+A spec is framework-free data; :mod:`synalign.agents.specs` turns it into a DSPy Signature, a pydantic
+output schema and a LangChain chat prompt. Specs shipped with synalign:
+
+- ``summarize_attributes``: demonstration cluster + label + task → typed attribute summary (style, tone,
+  topic, sub-topics, length, perspective, other); SynAlign stage 2, "latent attribute reasoning"
+  (Ren et al., WWW 2025, §3.2).
+- ``generate_samples``: task + label + attributes + demonstrations + n → n new texts of that label.
+
+:attr:`PromptSpec.sha256` hashes the spec's canonical JSON (field order included). Optimised DSPy state is
+stored with that hash and refused on mismatch, because DSPy restores field descriptions by position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from synalign.errors import InputError
+
+__all__ = ["FieldSpec", "PromptSpec", "FIELD_TYPES", "load_spec", "spec_names"]
+
+FIELD_TYPES = ("str", "int", "float", "bool", "list[str]")
+"""Field types a spec may use (kept to what DSPy, JSON schema and chat prompts all express the same way)."""
+
+
+class FieldSpec(BaseModel):
+    """One input or output field: an identifier, one of :data:`FIELD_TYPES`, and a description."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    type: Literal["str", "int", "float", "bool", "list[str]"] = "str"
+    description: str = ""
+
+
+class PromptSpec(BaseModel):
+    """A declarative prompt: ``instructions`` and ordered ``inputs`` → ``outputs``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int = 1
+    instructions: str
+    inputs: tuple[FieldSpec, ...]
+    outputs: tuple[FieldSpec, ...]
+
+    @field_validator("instructions")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("instructions must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PromptSpec:
+        if not self.inputs or not self.outputs:
+            raise ValueError("a spec needs at least one input and one output field")
+        names = [f.name for f in (*self.inputs, *self.outputs)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"field names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the canonical JSON of the spec; changes when any field is renamed, retyped,
+        re-described or reordered, or the instructions change."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def input_names(self) -> list[str]:
+        return [f.name for f in self.inputs]
+
+    def output_names(self) -> list[str]:
+        return [f.name for f in self.outputs]
+
+
+def spec_names() -> list[str]:
+    """Names of the specs shipped in ``synalign.prompts`` (the ``*.yaml`` files)."""
+    root = resources.files("synalign.prompts")
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(name_or_path: str | Path) -> PromptSpec:
+    """Load a spec by shipped name (``"generate_samples"``) or from a YAML file path.
+
+    Raises:
+        InputError: unknown name, unreadable file, invalid YAML, or a spec that does not validate
+            (one line naming the file and the problem).
+    """
+    text, where = _read(name_or_path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{where}{line}: invalid YAML ({problem})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: a prompt spec must be a YAML mapping with name, instructions, inputs, outputs")
+    try:
+        return PromptSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "spec"
+        raise InputError(f"{where}: invalid prompt spec at {loc}: {err['msg']}") from None
+
+
+def _read(name_or_path: str | Path) -> tuple[str, str]:
+    candidate = Path(name_or_path)
+    if isinstance(name_or_path, Path) or candidate.suffix in (".yaml", ".yml") or "/" in str(name_or_path):
+        try:
+            return candidate.read_text(encoding="utf-8"), str(candidate)
+        except OSError as exc:
+            raise InputError(f"{candidate}: cannot read prompt spec ({exc.strerror or exc})") from None
+    resource = resources.files("synalign.prompts") / f"{name_or_path}.yaml"
+    if not resource.is_file():
+        raise InputError(f"unknown prompt spec {str(name_or_path)!r}; shipped specs: {', '.join(spec_names())}")
+    return resource.read_text(encoding="utf-8"), f"synalign/prompts/{name_or_path}.yaml"
