@@ -170,8 +170,9 @@ def run(
     s = result.summary
     console.print(
         f"[bold]done[/bold]: {s['rounds']} rounds, {s['generated']} generated, {s['accepted']} accepted; "
-        f"stop: {s['stop_reason']}; MMD² {s['final_mmd2']:.3e} (noise floor {s['noise_floor']:.3e}, target "
-        f"{s['target_mmd2']:.3e}); {s['wall_seconds']:.0f} s"
+        f"stop: {s['stop_reason']}; MMD² {s['final_mmd2']:.3e} (target {s['target_mmd2']:.3e}; a random real "
+        f"subset of that size scores {s['noise_floor_same_size']:.3e}, two real halves {s['noise_floor']:.3e}); "
+        f"{s['wall_seconds']:.0f} s"
     )
     if not s["backend"]["is_llm"]:
         console.print(f"note: synthetic data {s['backend']['note']}")
