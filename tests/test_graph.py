@@ -119,3 +119,59 @@ def test_divergence_is_measured_against_a_noise_floor(small_data: Path, tmp_path
     # EDA paraphrases of 16 demonstrations are further from the real set than 40 random real examples
     assert m["mmd2_accepted"] > m["noise_floor_same_size"] + 2 * m["noise_floor_same_size_std"]
     assert m["sinkhorn_accepted"] > 0
+
+
+def test_sigkill_then_resume_from_the_cli_loses_and_duplicates_nothing(small_data: Path, tmp_path: Path) -> None:
+    """A real `synalign run` process killed with SIGKILL mid-run, then `--resume`d, ends like an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--clusters-per-label", "1", "--cluster-size", "4", "--samples-per-cluster", "6", "--rounds", "3",
+            "--target", "0", "--seed", "11"]
+    reference = run(_config(small_data, tmp_path / "ref", seed=11))
+    out = tmp_path / "killed"
+    log = (tmp_path / "killed.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synalign.cli", "run", "--data", str(small_data), "--out", str(out), *args],
+        stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + 180
+    killed_mid_run = False
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            db = out / "checkpoints.sqlite"
+            if db.exists():
+                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+                try:
+                    count = conn.execute("select count(*) from checkpoints").fetchone()[0]
+                except sqlite3.OperationalError:  # table not created yet / locked
+                    count = 0
+                finally:
+                    conn.close()
+                if count >= 7:  # inside round 1 or 2: prepare, explore, summarize, generate, align, ...
+                    proc.send_signal(signal.SIGKILL)
+                    killed_mid_run = True
+                    break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+        log.close()
+    assert killed_mid_run, "run ended before it could be killed: " + (tmp_path / "killed.log").read_text()[-2000:]
+    assert not (out / "synthetic.jsonl").exists()
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "synalign.cli", "run", "--out", str(out), "--resume"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    lines = (out / "synthetic.jsonl").read_text(encoding="utf-8").splitlines()
+    got = [(r["id"], r["text"], r["label"]) for r in map(json.loads, lines)]
+    want = [(s.id, s.text, s.label) for s in reference.accepted]
+    assert got == want
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["generated"] for m in metrics] == [m["generated"] for m in reference.metrics] == [12, 24, 36]
