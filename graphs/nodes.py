@@ -244,6 +244,8 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
         "mmd2_pool": float(mmd2_fixed_set(emb, real, bandwidth, device=ctx.device)),
         "sinkhorn_accepted": float(sinkhorn_divergence(acc, real, seed=cfg.seed)),
         "noise_floor": state["noise_floor"],
+        "filtered": result.filtered,
+        "filter_threshold": result.filter_threshold,
     }
     if ctx.heldout_embeddings is not None and len(ctx.heldout_embeddings) > 1:
         metrics["mmd2_accepted_heldout"] = float(mmd2_fixed_set(acc, ctx.heldout_embeddings, bandwidth, device=ctx.device))

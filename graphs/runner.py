@@ -130,10 +130,10 @@ def make_context(
         InputError: bad data (see :mod:`synalign.io`), too few examples per label for ``cluster_size``,
             an unknown embedding model or selection strategy.
     """
-    from synalign.alignment import get_strategy
+    from synalign.alignment import check_strategy
     from synalign.io import load_dataset, stratified_sample, validate_for_run
 
-    get_strategy(config.selection)  # unknown strategy → InputError before any work
+    check_strategy(config.selection)  # unknown strategy → InputError before any work
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
     validate_for_run(dataset, cluster_size=config.cluster_size)
     real = stratified_sample(dataset.train, config.max_real, seed=config.seed)

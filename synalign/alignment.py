@@ -30,6 +30,7 @@ __all__ = [
     "AlignmentResult",
     "SelectionStrategy",
     "align",
+    "check_strategy",
     "get_strategy",
     "kmm_weights",
     "register_strategy",
@@ -519,6 +520,8 @@ class AlignmentResult:
         bandwidth: RBF bandwidth σ used per label.
         mmd2_pool: per label, unbiased MMD² of all synthetic rows vs the real rows (None if < 2 on a side).
         mmd2_accepted: per label, unbiased MMD² of the accepted rows vs the real rows (None if < 2 on a side).
+        filter_threshold: τ of the label-consistency filter (``"filter"`` strategies), else None.
+        filtered: rows the label-consistency filter rejected.
     """
 
     weights: np.ndarray
@@ -527,6 +530,22 @@ class AlignmentResult:
     bandwidth: dict[str, float] = field(default_factory=dict)
     mmd2_pool: dict[str, float | None] = field(default_factory=dict)
     mmd2_accepted: dict[str, float | None] = field(default_factory=dict)
+    filter_threshold: float | None = None
+    filtered: int = 0
+
+
+def _parse_strategy(name: str) -> tuple[str, bool]:
+    """``"filter"`` → (``"random"``, True); ``"filter+NAME"`` → (NAME, True); ``NAME`` → (NAME, False)."""
+    if name == "filter":
+        return "random", True
+    if name.startswith("filter+"):
+        return name.removeprefix("filter+"), True
+    return name, False
+
+
+def check_strategy(name: str) -> None:
+    """Raise :class:`InputError` unless ``name`` is a registered strategy, ``"filter"`` or ``"filter+NAME"``."""
+    get_strategy(_parse_strategy(name)[0])
 
 
 def align(
@@ -536,7 +555,7 @@ def align(
     real_labels: Sequence[str],
     *,
     bandwidth: float | None = None,
-    strategy: str = "herding",
+    strategy: str = "filter",
     accept_fraction: float = 0.5,
     solver: Literal["frank_wolfe", "eg"] = "frank_wolfe",
     seed: int = 0,
@@ -553,7 +572,10 @@ def align(
         synthetic: (m, d) embeddings of the synthetic pool; synthetic_labels: m labels.
         real: (n, d) embeddings of the real set; real_labels: n labels.
         bandwidth: RBF σ for every label; ``None`` = median heuristic of each label's pooled real ∪ synthetic.
-        strategy: name in :data:`SELECTION_STRATEGIES`.
+        strategy: name in :data:`SELECTION_STRATEGIES`, or ``"filter"`` / ``"filter+NAME"``: first drop the
+            samples the label-consistency filter (:mod:`synalign.consistency`, τ by cross-validation on the
+            real set) rejects, then select with NAME (``random`` for plain ``"filter"``, the default chosen by
+            measurement in ``evals/RESULTS.md``) among the rest. KMM weights are computed either way.
         accept_fraction: fraction of each label's pool to accept, in (0, 1].
         solver: KMM solver (see :func:`kmm_weights`).
         seed: seeds the strategy's ``numpy.random.Generator`` and the RFF frequencies.
@@ -580,7 +602,8 @@ def align(
         raise InputError(f"synthetic and real have different dimensions: {s.shape[1]} vs {r.shape[1]}")
     if not 0 < accept_fraction <= 1:
         raise InputError(f"accept_fraction must be in (0, 1], got {accept_fraction}")
-    select = get_strategy(strategy)
+    base, use_filter = _parse_strategy(strategy)
+    select = get_strategy(base)
     fixed_bw = None if bandwidth is None else bandwidth_list(bandwidth)[0]
     rng = np.random.default_rng(seed)
 
@@ -589,7 +612,22 @@ def align(
     bws: dict[str, float] = {}
     mmd_pool: dict[str, float | None] = {}
     mmd_acc: dict[str, float | None] = {}
-    for label in dict.fromkeys(syn_lab.tolist()):
+    order = list(dict.fromkeys(syn_lab.tolist()))
+    missing = [lab for lab in order if lab not in set(real_lab.tolist())]
+    if missing:
+        raise InputError(f"synthetic label {missing[0]!r} has no real examples to align to")
+    quotas = {
+        lab: min(n, max(1, int(np.floor(accept_fraction * n + 0.5))))
+        for lab, n in ((lab, int(np.sum(syn_lab == lab))) for lab in order)
+    }
+    keep = np.ones(s.shape[0], dtype=bool)
+    tau = None
+    if use_filter:
+        from synalign.consistency import choose_threshold, consistency_mask, label_consistency_scores
+
+        tau, _ = choose_threshold(r, real_lab, s, syn_lab, quotas, seed=seed)
+        keep = consistency_mask(label_consistency_scores(r, real_lab, s, syn_lab), syn_lab, quotas, tau)
+    for label in order:
         s_idx = np.flatnonzero(syn_lab == label)
         r_idx = np.flatnonzero(real_lab == label)
         if len(r_idx) == 0:
@@ -605,18 +643,21 @@ def align(
         bws[label] = bw
         w = kmm_weights(xs, xr, bandwidth=bw, solver=solver, device=device, seed=seed)
         weights[s_idx] = w
-        k = min(len(s_idx), max(1, int(np.floor(accept_fraction * len(s_idx) + 0.5))))
-        chosen = np.asarray(select(xs, xr, w, k, bandwidth=bw, rng=rng, device=device))
+        k = quotas[label]
+        kept = np.flatnonzero(keep[s_idx])  # positions within the label that survive the filter (all without)
+        w_kept = w[kept] / w[kept].sum() if w[kept].sum() > 0 else np.full(len(kept), 1.0 / len(kept))
+        chosen = np.asarray(select(xs[kept], xr, w_kept, k, bandwidth=bw, rng=rng, device=device))
         if (
             chosen.ndim != 1
             or len(chosen) != k
             or not np.issubdtype(chosen.dtype, np.integer)
             or len(np.unique(chosen)) != k
-            or (k and (chosen.min() < 0 or chosen.max() >= len(s_idx)))
+            or (k and (chosen.min() < 0 or chosen.max() >= len(kept)))
         ):
             raise InputError(
-                f"selection strategy {strategy!r} did not return {k} distinct indices in [0, {len(s_idx)})"
+                f"selection strategy {strategy!r} did not return {k} distinct indices in [0, {len(kept)})"
             )
+        chosen = kept[chosen]
         accepted[s_idx[chosen]] = True
         if compute_mmd:
             ok_real = len(r_idx) >= 2
@@ -637,6 +678,8 @@ def align(
         weights=weights,
         accepted=accepted,
         strategy=strategy,
+        filter_threshold=tau,
+        filtered=int((~keep).sum()),
         bandwidth=bws,
         mmd2_pool=mmd_pool,
         mmd2_accepted=mmd_acc,

@@ -105,7 +105,7 @@ def run(
     cluster_size: Optional[int] = typer.Option(None, help="Pick + nearest neighbours per cluster [8]."),
     samples_per_cluster: Optional[int] = typer.Option(None, help="Texts generated per cluster [16]."),
     target: Optional[str] = typer.Option(None, help="Stop at this MMD²: absolute ('0.002') or x noise floor ('1.5x') [1x]."),
-    selection: Optional[str] = typer.Option(None, help="Selection strategy: herding, top_weight, proportional, random [herding]."),
+    selection: Optional[str] = typer.Option(None, help="Selection: filter (label-consistency filter + random), filter+herding, herding, top_weight, proportional, random [filter]."),
     accept_fraction: Optional[float] = typer.Option(None, help="Fraction of each label's pool accepted [0.5]."),
     length_scale: Optional[float] = typer.Option(None, help="GP RBF length-scale [median heuristic]."),
     seed: Optional[int] = typer.Option(None, help="Random seed [0]."),
@@ -249,6 +249,45 @@ def trace(
     except InputError as exc:
         _fail(str(exc))
     typer.echo(text)
+
+
+@app.command("eval")
+def eval_(
+    data: Path = typer.Option(..., "--data", help="Real dataset directory with train and test splits."),
+    pool: str = typer.Option(..., "--pool", help="Synthetic pool(s): files, directories or glob patterns, comma-separated."),
+    out: Path = typer.Option(..., "--out", help="Output directory (results.json, results.md, results.png)."),
+    k: int = typer.Option(32, "--k", help="Real labelled examples per class, drawn from train."),
+    m: int = typer.Option(1000, "--m", help="Synthetic examples selected per strategy."),
+    seeds: int = typer.Option(5, "--seeds", help="Number of seeds (few-shot draws)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Selection strategies, comma-separated [all compared]."),
+    classifier: str = typer.Option("lr", "--classifier", help="lr (logistic regression on frozen MiniLM) or finetune."),
+    n_unlabelled: int = typer.Option(1000, "--n-unlabelled", help="Unlabelled real texts strategies may use."),
+    unlabelled_split: str = typer.Option("train", "--unlabelled-split", help="Unlabelled texts from train or dev."),
+    cap_per_source: int = typer.Option(2500, "--cap-per-source", help="Rows per pool file, label-stratified (0 = all)."),
+    no_whole_pool: bool = typer.Option(False, "--no-whole-pool", help="Skip the real + whole pool condition."),
+    max_test: Optional[int] = typer.Option(None, "--max-test", help="Score on a stratified subset of the test split."),
+    epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs (--classifier finetune)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Downstream evaluation: real only vs real + selected synthetic (per strategy) vs real + whole pool."""
+    try:
+        from synalign.evals.downstream import EvalSpec, markdown_table, run_eval, write_outputs
+        from synalign.evals.taskdata import resolve_pool_paths
+
+        spec = EvalSpec(
+            data=data, pools=resolve_pool_paths(pool), out=None, k=k, m=m, seeds=seeds,
+            strategies=[s.strip() for s in strategy.split(",") if s.strip()] if strategy else (),
+            classifier=classifier, n_unlabelled=n_unlabelled, unlabelled_split=unlabelled_split,
+            cap_per_source=cap_per_source or None, whole_pool=not no_whole_pool, max_test=max_test, device=device,
+            finetune={"epochs": epochs, "device": device},
+        )
+        results = run_eval(spec, log=lambda line: typer.echo(line, err=True))
+        paths = write_outputs(results, out)
+    except InputError as exc:
+        _fail(str(exc))
+    typer.echo(markdown_table(results))
+    for name, path in paths.items():
+        typer.echo(f"{name:<9} {path}")
 
 
 def main(argv: list[str] | None = None) -> None:

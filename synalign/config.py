@@ -69,7 +69,11 @@ class RunConfig(BaseModel):
     target: str = Field(
         default="1x", description="Absolute MMD² ('0.002') or multiple of the same-size noise floor ('1.5x')."
     )
-    selection: str = Field(default="herding", description="Selection strategy name (synalign.alignment).")
+    selection: str = Field(
+        default="filter",
+        description="Selection strategy (synalign.alignment): 'filter' (label-consistency filter + random, the "
+        "measured default), 'filter+NAME', or herding / top_weight / proportional / random.",
+    )
     accept_fraction: float = Field(default=0.5, gt=0, le=1)
     length_scale: float | None = Field(default=None, gt=0, description="GP RBF length-scale; None = median heuristic.")
     witness_guided: bool = Field(default=True, description="From round 2, aim the explorer at under-covered real regions.")

@@ -266,3 +266,36 @@ def test_align_input_errors(data: dict[str, np.ndarray]) -> None:
         align(syn, ["negative"] * 9, real, ["negative"] * 10, device="cpu")
     with pytest.raises(InputError, match="unknown selection strategy"):
         align(syn, ["negative"] * 10, real, ["negative"] * 10, strategy="nope", device="cpu")
+
+
+def test_filter_strategy_drops_label_flipped_samples_and_is_the_default() -> None:
+    """Real SST-2 embeddings: a pool whose 'positive' half contains real negative reviews mislabelled positive."""
+    import inspect
+    import json
+
+    from synalign.alignment import align, check_strategy
+    from synalign.config import RunConfig
+    from synalign.embeddings import Embedder
+
+    rows = [json.loads(line) for line in (ROOT / "synalign/data/sst2-demo/train.jsonl").open(encoding="utf-8")]
+    x = Embedder().encode([r["text"] for r in rows])
+    y = np.asarray([r["label"] for r in rows], dtype=object)
+    real = np.r_[np.flatnonzero(y == "negative")[:150], np.flatnonzero(y == "positive")[:150]]
+    neg_pool = np.flatnonzero(y == "negative")[150:250]
+    pos_pool = np.flatnonzero(y == "positive")[150:200]
+    flipped = np.flatnonzero(y == "negative")[250:300]  # real negatives, generated "positive"
+    pool = np.r_[neg_pool, pos_pool, flipped]
+    pool_labels = ["negative"] * 100 + ["positive"] * 100
+    result = align(x[pool], pool_labels, x[real], y[real], bandwidth=0.9, strategy="filter", accept_fraction=0.4, seed=0)
+    acc = result.accepted
+    assert acc[:100].sum() == 40 and acc[100:].sum() == 40
+    assert result.filtered > 0 and result.filter_threshold is not None
+    flipped_kept = acc[150:].sum() / 40
+    assert flipped_kept < 0.3  # random selection would keep ~50 % of the accepted positives from the flipped half
+    plain = align(x[pool], pool_labels, x[real], y[real], bandwidth=0.9, strategy="random", accept_fraction=0.4, seed=0)
+    assert plain.filtered == 0 and plain.accepted[150:].sum() > acc[150:].sum()
+    check_strategy("filter+herding")
+    with pytest.raises(InputError):
+        check_strategy("filter+magic")
+    assert RunConfig.model_fields["selection"].default == "filter"
+    assert inspect.signature(align).parameters["strategy"].default == "filter"

@@ -1,0 +1,105 @@
+"""Shared helpers of the ``evals/bench_*.py`` scripts: markdown tables, timing, peak memory, data loading.
+
+The scripts run as ``python evals/bench_X.py`` from a clean checkout: they put the repository root on
+``sys.path`` when ``synalign`` is not installed, and fall back to the bundled demo data when the shared
+data directory (``../shared/data`` from the repository root) is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "REPO",
+    "ensure_importable",
+    "markdown",
+    "best_of",
+    "peak_rss_mb",
+    "demo_dir",
+    "shared_data",
+    "machine_note",
+    "jittered",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ensure_importable() -> None:
+    """Make ``import synalign`` work from a clean checkout (repository root on ``sys.path``)."""
+    try:
+        import synalign  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(REPO))
+
+
+def markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table; floats are printed with 4 significant digits."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def best_of(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
+    """Minimum wall time (s) over ``repeats`` calls of ``fn`` and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, result
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (``ru_maxrss``, Linux kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def demo_dir() -> Path:
+    """The bundled SST-2 demo dataset (800 train / 872 test real rows)."""
+    return REPO / "synalign" / "data" / "sst2-demo"
+
+
+def shared_data(arg: str | None) -> Path | None:
+    """The shared data directory given (or ``../shared/data`` from the repo root), or None if absent."""
+    path = Path(arg) if arg else REPO.parent / "shared" / "data"
+    return path if path.is_dir() else None
+
+
+def machine_note() -> str:
+    """One line: CPU count, torch threads, Python version."""
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+    except ImportError:  # pragma: no cover
+        threads = -1
+    return (
+        f"machine: {os.cpu_count()} CPUs visible, torch threads {threads}, load average "
+        f"{os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}"
+    )
+
+
+def jittered(x: np.ndarray, n: int, seed: int, scale: float = 0.02) -> np.ndarray:
+    """n unit-norm rows: the rows of ``x`` in a random (seeded) order, then rows of ``x`` drawn with
+    replacement + N(0, scale²) noise, renormalised. Every prefix of the first len(x) rows is a uniform sample."""
+    rng = np.random.default_rng(seed)
+    x = x[rng.permutation(len(x))]
+    if n <= len(x):
+        return x[:n].astype(np.float32)
+    extra = x[rng.integers(0, len(x), n - len(x))] + rng.normal(0, scale, (n - len(x), x.shape[1]))
+    out = np.concatenate([x, extra]).astype(np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
