@@ -23,7 +23,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,35 +212,24 @@ def run_eval(spec: EvalSpec, *, log: Callable[[str], None] | None = None) -> dic
                 }
             )
             say(_row_line(rows[-1]))
+        task0 = SelectionTask(
+            pool=pool_x,
+            pool_labels=pool_labels,
+            real=real_x,
+            real_labels=real_y,
+            unlabelled=unl_x,
+            quotas=quotas,
+            bandwidth=bw,
+            seed=seed,
+            device=spec.device,
+        )
         tau, tau_info = spec.tau, {}
         if tau is None and any(s.startswith("filter") for s in spec.strategies):
-            probe = SelectionTask(
-                pool=pool_x,
-                pool_labels=pool_labels,
-                real=real_x,
-                real_labels=real_y,
-                unlabelled=unl_x,
-                quotas=quotas,
-                bandwidth=bw,
-                seed=seed,
-                device=spec.device,
-            )
+            probe = replace(task0, info={})
             tau, tau_info = choose_tau(probe), dict(probe.info)
             say(f"seed {seed}: label-consistency threshold tau={tau} (cross-validated on the few-shot set)")
         for name in spec.strategies:
-            task = SelectionTask(
-                pool=pool_x,
-                pool_labels=pool_labels,
-                real=real_x,
-                real_labels=real_y,
-                unlabelled=unl_x,
-                quotas=quotas,
-                bandwidth=bw,
-                seed=seed,
-                device=spec.device,
-                tau=tau,
-                info=dict(tau_info) if name.startswith("filter") else {},
-            )
+            task = replace(task0, tau=tau, info=dict(tau_info) if name.startswith("filter") else {})
             t = time.perf_counter()
             idx = select(name, task)
             select_s = time.perf_counter() - t
