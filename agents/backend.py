@@ -74,19 +74,13 @@ def build_backend(
 
 
 def _settings_for(config: RunConfig, chat_model: Any, lm: Any) -> LLMSettings:
+    """Settings from ``config`` (and the ``SYNALIGN_LLM_*`` variables); for models passed in from Python, named
+    after the model and with provider ``custom``."""
     if config.llm:
         return LLMSettings.from_config(config)
     name = getattr(lm, "model", None) or getattr(chat_model, "model_name", None) or "custom"
-    return LLMSettings(
-        model=str(name).split("/", 1)[-1],
-        provider="custom",
-        base_url=config.base_url,
-        api_key_env=config.api_key_env,
-        temperature=config.temperature,
-        max_tokens=config.max_tokens,
-        max_concurrency=max(1, config.max_concurrency),
-        cache=config.llm_cache,
-    )
+    model = str(name).split("/", 1)[-1]
+    return LLMSettings.from_config(config.model_copy(update={"llm": f"openai:{model}"}), provider="custom")
 
 
 def _api_key(settings: LLMSettings, needed: bool) -> str:

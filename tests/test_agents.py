@@ -386,3 +386,20 @@ def test_offline_backend_without_llm_says_so(tmp_path: Path, caplog: pytest.LogC
     assert backend.is_llm is False and backend.name.startswith("offline")
     assert "offline backend" in caplog.text and "not LLM output" in caplog.text
     assert not (tmp_path / "r").exists()
+
+
+def test_models_passed_from_python_get_the_same_reliability_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LangChain model / dspy.LM passed in from Python is run with the SYNALIGN_LLM_* settings too."""
+    from types import SimpleNamespace
+
+    from synalign.agents.backend import _settings_for
+    from synalign.config import RunConfig
+
+    monkeypatch.setenv("SYNALIGN_LLM_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("SYNALIGN_LLM_TIMEOUT", "7.5")
+    config = RunConfig(data=tmp_path, out=tmp_path / "out", temperature=0.3)
+    settings = _settings_for(config, None, SimpleNamespace(model="openai/my-model"))
+    assert (settings.provider, settings.model, settings.name) == ("custom", "my-model", "custom:my-model")
+    assert settings.max_attempts == 2 and settings.timeout_s == 7.5 and settings.temperature == 0.3
