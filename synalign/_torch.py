@@ -121,14 +121,23 @@ class RBFRows:
         self._sq = (self._xs * self._xs).sum(dim=1)
 
     @property
+    def device(self) -> torch.device:
+        return self._xs.device
+
+    @property
     def n(self) -> int:
         return int(self._xs.shape[0])
 
     def row(self, i: int) -> torch.Tensor:
         """k(X, x_i) as an (N,) tensor; entry i is exactly 1."""
-        d2 = torch.addmv(self._sq, self._xs, self._xs[i], alpha=-2.0).add_(self._sq[i])
+        return self.row_block(i, 0, self.n)
+
+    def row_block(self, i: int, lo: int, hi: int) -> torch.Tensor:
+        """k(X[lo:hi], x_i) as a (hi − lo,) tensor (rows lo … hi−1 of X against row i); k(x_i, x_i) = 1."""
+        d2 = torch.addmv(self._sq[lo:hi], self._xs[lo:hi], self._xs[i], alpha=-2.0).add_(self._sq[i])
         d2.clamp_(min=0.0)
-        d2[i] = 0.0
+        if lo <= i < hi:
+            d2[i - lo] = 0.0
         return d2.mul_(-0.5).exp_()
 
 

@@ -10,7 +10,8 @@ with a tiny noise σ_n² (``noise``) for numerical stability. Greedily taking ar
 a pivoted (partial) Cholesky factorisation of K + σ_n² I (Harbrecht, Peters & Schneider 2012): the
 residual diagonal of the factorisation *is* σ²(x | S) + σ_n². Each step costs one kernel row k(X, x_pivot)
 and one rank-one update, O(N·(d + t)) time after t picks and O(N·(d + m)) memory; the N×N kernel matrix
-is never formed (DESIGN §3.2: a per-step GP refit is 27× slower at N=5000, m=100, same picks).
+is never formed (DESIGN §3.2: a per-step GP refit is 27× slower at N=5000, m=100, same picks). The loop
+is bound by memory bandwidth; on CPU its rows are split into shards, one thread each (:class:`_Shard`).
 
 Each pick becomes a :class:`~synalign.records.DemonstrationCluster`: the pick plus its nearest neighbours
 of the same label, which the attribute summariser reads (stage 2).
@@ -20,13 +21,21 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from synalign.errors import InputError
 from synalign.records import DemonstrationCluster
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from synalign._torch import RBFRows
 
 __all__ = [
     "DegenerateKernelError",
@@ -41,6 +50,10 @@ logger = logging.getLogger("synalign.explorer")
 
 #: Below this spread (max − min) of the posterior std over unpicked candidates the kernel is degenerate.
 DEGENERATE_STD_SPREAD = 1e-6
+#: On CPU the rows are split into shards of at least this many rows, one thread each (see :class:`_Shard`).
+_MIN_SHARD_ROWS = 4096
+
+_T = TypeVar("_T")
 
 
 class DegenerateKernelError(InputError):
@@ -98,6 +111,104 @@ def median_heuristic(x: np.ndarray, max_points: int = 2000, seed: int = 0) -> fl
     from synalign._torch import median_pairwise_distance
 
     return median_pairwise_distance(x, max_points=max_points, seed=seed, name="embeddings")
+
+
+def _shard_count(n: int, device: torch.device) -> int:
+    """Threads for the pivoted Cholesky loop: one per intra-op thread on CPU, ≥ 4,096 rows each; 1 on CUDA."""
+    import torch
+
+    if device.type != "cpu":
+        return 1
+    return max(1, min(torch.get_num_threads(), n // _MIN_SHARD_ROWS))
+
+
+@dataclass(frozen=True)
+class _Best:
+    """A shard's best unpicked candidate: largest score (priority·σ²) and largest σ², with their rows."""
+
+    score: float
+    score_row: int
+    var: float
+    var_row: int
+
+
+class _Shard:
+    """Rows [lo, hi) of the pivoted partial Cholesky state: Lᵀ[:, lo:hi], residual diagonal, unpicked flags.
+
+    Each greedy step reads the whole factor once (Σ_t N·t floats for m picks): the loop is bound by memory
+    bandwidth, not flops. Splitting the rows over threads (each shard runs its kernel row, rank-one update
+    and argmax on its own rows; only the pivot's factor column and per-shard maxima are exchanged) uses the
+    bandwidth of several cores: 1.7× on 2 CPU cores (``evals/bench_explorer.py``). The picks are the same as
+    unsharded: every row's arithmetic is unchanged and ties still go to the lowest row.
+    """
+
+    def __init__(
+        self, rows: RBFRows, lo: int, hi: int, rank: int, noise: float, priority: torch.Tensor | None
+    ) -> None:
+        import torch
+
+        dev = rows.device
+        self.rows, self.lo, self.hi, self.noise = rows, lo, hi, noise
+        self.resid = torch.full((hi - lo,), 1.0 + noise, dtype=torch.float32, device=dev)  # diag of K + σ_n² I
+        self.factor = torch.empty((rank, hi - lo), dtype=torch.float32, device=dev)  # Lᵀ, one row per pivot
+        self.available = torch.ones(hi - lo, dtype=torch.bool, device=dev)
+        self.priority = None if priority is None else priority[lo:hi]
+        self.t = 0
+
+    def pivot_row(self, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L[p, :t], residual diagonal at p) for a row p of this shard."""
+        i = p - self.lo
+        return self.factor[: self.t, i].clone(), self.resid[i].clone()
+
+    def add_pivot(self, p: int, a: torch.Tensor, r_p: torch.Tensor) -> _Best:
+        """Append the factor column of pivot p (L[p, :t] = a, residual r_p) and return the new best."""
+        import torch
+
+        col = self.rows.row_block(p, self.lo, self.hi)
+        if self.t:
+            col -= a @ self.factor[: self.t]
+        if self.lo <= p < self.hi:
+            col[p - self.lo] = r_p  # K_pp + σ_n² − Σ L_pj² (the residual diagonal itself)
+            self.available[p - self.lo] = False
+        col /= torch.sqrt(r_p.clamp(min=1e-30))
+        self.factor[self.t] = col
+        self.resid.sub_(col * col).clamp_(min=0.0)
+        self.t += 1
+        return self.best()
+
+    def score(self, use_priority: bool = True) -> torch.Tensor:
+        """(hi − lo,) priority·σ² (or σ²) per row, −inf for picked rows."""
+        var = (self.resid - self.noise).clamp_(min=0.0)
+        if use_priority and self.priority is not None:
+            var = var * self.priority
+        return var.masked_fill(~self.available, -float("inf"))
+
+    def best(self) -> _Best:
+        """Largest score and σ² over this shard's unpicked rows (first row on ties)."""
+        import torch
+
+        score = self.score()
+        i = int(torch.argmax(score))
+        if self.priority is None:
+            return _Best(float(score[i]), self.lo + i, float(score[i]), self.lo + i)
+        var = self.score(use_priority=False)
+        j = int(torch.argmax(var))
+        return _Best(float(score[i]), self.lo + i, float(var[j]), self.lo + j)
+
+    def std(self, p: int) -> float:
+        """Posterior std σ(x_p | S) of row p of this shard."""
+        return float(((self.resid[p - self.lo] - self.noise).clamp(min=0.0)).sqrt())
+
+    def spread(self) -> tuple[int, float, float]:
+        """(number of unpicked rows, min σ, max σ) over them; (0, nan, nan) when none."""
+        import torch
+
+        left = int(self.available.sum())
+        if not left:
+            return 0, float("nan"), float("nan")
+        std = torch.sqrt((self.resid[self.available] - self.noise).clamp(min=0.0))
+        return left, float(std.min()), float(std.max())
+
 
 
 def greedy_variance_picks(
@@ -168,91 +279,99 @@ def greedy_variance_picks(
 
     dev = resolve_device(device)
     kernel = rbf_kernel(float(length_scale))
+    n_shards = _shard_count(n, dev)
     with torch.no_grad(), sequential_loop(dev):
         xt = torch.as_tensor(xs).to(dev)
         rows = RBFRows(xt, kernel)
         ell = rows.length_scale
-        resid = torch.full((n,), 1.0 + noise, dtype=torch.float32, device=dev)  # diag of K + σ_n² I
-        factor = torch.empty(
-            (len(prior) + m_eff, n), dtype=torch.float32, device=dev
-        )  # Lᵀ, one row per pivot
-        available = torch.ones(n, dtype=torch.bool, device=dev)
         prio_t = None if prio is None else torch.as_tensor(prio).to(dev)
-        t = 0
+        bounds = np.linspace(0, n, n_shards + 1).round().astype(int)
+        rank = len(prior) + m_eff
+        shards = [_Shard(rows, int(lo), int(hi), rank, noise, prio_t) for lo, hi in pairwise(bounds)]
+        pool = ThreadPoolExecutor(max_workers=n_shards) if n_shards > 1 else None
 
-        def add_pivot(p: int) -> None:
-            nonlocal t
-            col = rows.row(p)
-            if t:
-                col -= factor[:t, p] @ factor[:t]
-            col[p] = resid[p]  # K_pp + σ_n² − Σ L_pj² (the residual diagonal itself)
-            col /= torch.sqrt(resid[p].clamp(min=1e-30))
-            factor[t] = col
-            resid.sub_(col * col).clamp_(min=0.0)
-            available[p] = False
-            t += 1
+        def each(fn: Callable[[_Shard], _T]) -> list[_T]:
+            """Run ``fn`` on every shard (one thread each when sharded) and return the results in order."""
+            return [fn(sh) for sh in shards] if pool is None else list(pool.map(fn, shards))
 
-        for p in prior:
-            add_pivot(p)
+        def owner(p: int) -> _Shard:
+            return shards[int(np.searchsorted(bounds, p, side="right")) - 1]
 
-        spread: tuple[float, float] | None = None
-        checked = False
+        def add_pivot(p: int) -> list[_Best]:
+            """Condition on row ``p`` in every shard; returns each shard's best candidate afterwards."""
+            own = owner(p)
+            a, r_p = own.pivot_row(p)
+            return each(lambda sh: sh.add_pivot(p, a, r_p))
 
-        def check() -> None:
-            nonlocal spread, checked
-            checked = True
-            if int(available.sum()) < 2:
-                return
-            std = torch.sqrt((resid[available] - noise).clamp(min=0.0))
-            lo, hi = float(std.min()), float(std.max())
-            spread = (lo, hi)
-            logger.info(
-                "posterior std over %d unpicked candidates: min=%.6g max=%.6g spread=%.3g "
-                "(length-scale %.4g)",
-                int(available.sum()),
-                lo,
-                hi,
-                hi - lo,
-                ell,
-            )
-            if hi - lo < DEGENERATE_STD_SPREAD:
-                med = median_heuristic(xs) if n >= 2 else float("nan")
-                logger.warning(
-                    "degenerate GP kernel: posterior std spread %.3g < %.0e", hi - lo, DEGENERATE_STD_SPREAD
+        def global_best(bests: list[_Best]) -> tuple[float, int, float, int]:
+            """(max score, its row, max σ², its row) over all shards; ties → the lowest row, as argmax."""
+            score, p_score = max((b.score, -b.score_row) for b in bests)
+            var, p_var = max((b.var, -b.var_row) for b in bests)
+            return score, -p_score, var, -p_var
+
+        try:
+            bests = each(lambda sh: sh.best())
+            for p in prior:
+                bests = add_pivot(p)
+            t = len(prior)
+
+            spread: tuple[float, float] | None = None
+            checked = False
+
+            def check() -> None:
+                nonlocal spread, checked
+                checked = True
+                parts = each(lambda sh: sh.spread())
+                n_avail = sum(k for k, _, _ in parts)
+                if n_avail < 2:
+                    return
+                lo = min(a for k, a, _ in parts if k)
+                hi = max(b for k, _, b in parts if k)
+                spread = (lo, hi)
+                logger.info(
+                    "posterior std over %d unpicked candidates: min=%.6g max=%.6g spread=%.3g "
+                    "(length-scale %.4g)",
+                    n_avail,
+                    lo,
+                    hi,
+                    hi - lo,
+                    ell,
                 )
-                raise DegenerateKernelError(
-                    f"RBF length-scale {ell:.4g} is too small for the data's median pairwise "
-                    f"distance {med:.4g}: every unpicked point has posterior std {hi:.6f} "
-                    f"(spread {hi - lo:.1e}), so picking would follow file order; use a length-scale "
-                    f"near {med:.3g} or leave it unset (median heuristic)"
-                )
+                if hi - lo < DEGENERATE_STD_SPREAD:
+                    med = median_heuristic(xs) if n >= 2 else float("nan")
+                    logger.warning(
+                        "degenerate GP kernel: posterior std spread %.3g < %.0e", hi - lo, DEGENERATE_STD_SPREAD
+                    )
+                    raise DegenerateKernelError(
+                        f"RBF length-scale {ell:.4g} is too small for the data's median pairwise "
+                        f"distance {med:.4g}: every unpicked point has posterior std {hi:.6f} "
+                        f"(spread {hi - lo:.1e}), so picking would follow file order; use a length-scale "
+                        f"near {med:.3g} or leave it unset (median heuristic)"
+                    )
 
-        indices: list[int] = []
-        stds: list[float] = []
-        centroid_d2 = None
-        while len(indices) < m_eff:
+            indices: list[int] = []
+            stds: list[float] = []
+            while len(indices) < m_eff:
+                if t and not checked:
+                    check()
+                best, p, best_var, p_var = global_best(bests)
+                use_priority = prio_t is not None and best > 0.0
+                if not use_priority:
+                    best, p = best_var, p_var
+                if t == 0:
+                    # Nothing to condition on: every variance is k(x,x) = 1; break ties by centrality.
+                    score = torch.cat([sh.score(use_priority) for sh in shards])
+                    centroid_d2 = ((xt - xt.mean(dim=0)) ** 2).sum(dim=1)
+                    p = int(torch.argmin(centroid_d2.masked_fill(~(score >= best), float("inf"))))
+                indices.append(p)
+                stds.append(owner(p).std(p))
+                bests = add_pivot(p)
+                t += 1
             if t and not checked:
                 check()
-            var = (resid - noise).clamp_(min=0.0)
-            score = var if prio_t is None else var * prio_t
-            score = score.masked_fill(~available, -float("inf"))
-            best = float(score.max())
-            if prio_t is not None and best <= 0.0:
-                score = var.masked_fill(~available, -float("inf"))
-                best = float(score.max())
-            if t == 0:
-                # Nothing to condition on: every variance is k(x,x) = 1; break ties by centrality.
-                if centroid_d2 is None:
-                    centroid_d2 = ((xt - xt.mean(dim=0)) ** 2).sum(dim=1)
-                tied = score >= best
-                p = int(torch.argmin(centroid_d2.masked_fill(~tied, float("inf"))))
-            else:
-                p = int(torch.argmax(score))
-            indices.append(p)
-            stds.append(float(torch.sqrt(var[p])))
-            add_pivot(p)
-        if t and not checked:
-            check()
+        finally:
+            if pool is not None:
+                pool.shutdown()
     return PickResult(indices=indices, posterior_std=stds, length_scale=ell, std_spread=spread)
 
 

@@ -266,12 +266,13 @@ def test_large_n_uses_only_kernel_rows(monkeypatch) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((20000, 64)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    calls: list[tuple[int, ...]] = []
-    original_row = _torch.RBFRows.row
+    calls: list[tuple[int, int]] = []
+    original_row = _torch.RBFRows.row_block
 
-    def spy(self, i):
-        out = original_row(self, i)
-        calls.append(tuple(out.shape))
+    def spy(self, i, lo, hi):
+        out = original_row(self, i, lo, hi)
+        assert out.shape == (hi - lo,)
+        calls.append((lo, hi))
         return out
 
     original_sq = _torch.sq_dists
@@ -280,11 +281,14 @@ def test_large_n_uses_only_kernel_rows(monkeypatch) -> None:
         assert a.shape[0] * b.shape[0] < 20000**2 // 4, "N×N distance matrix"
         return original_sq(a, b, *args, **kwargs)
 
-    monkeypatch.setattr(_torch.RBFRows, "row", spy)
+    monkeypatch.setattr(_torch.RBFRows, "row_block", spy)
     monkeypatch.setattr(_torch, "sq_dists", guarded_sq_dists)
     res = greedy_variance_picks(x, 50, device="cpu")
     assert len(res.indices) == 50 and len(set(res.indices)) == 50
-    assert calls == [(20000,)] * 50
+    blocks = sorted(set(calls))  # one block of rows per shard, each evaluated once per pivot
+    assert blocks[0][0] == 0 and blocks[-1][1] == 20000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
+    assert sorted(calls) == sorted(blocks * 50)
     assert isinstance(res.posterior_std[-1], float)
 
 
@@ -309,3 +313,40 @@ print((after - before) * 1024)
     )
     grown = int(out.stdout.strip().splitlines()[-1])
     assert grown < 20000 * 20000 * 4 // 8, f"peak RSS grew by {grown / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("with_priority", [False, True])
+def test_sharded_loop_gives_the_same_picks_as_one_shard(monkeypatch, sst2, with_priority) -> None:
+    """Rows split over threads (CPU, several intra-op threads): same picks, stds and spread as one shard."""
+    import torch
+
+    from synalign import explorer
+
+    x = sst2[0]
+    rng = np.random.default_rng(3)
+    prio = rng.uniform(0.0, 1.0, len(x)) if with_priority else None
+    threads = torch.get_num_threads()
+    results = {}
+    for shards in (1, 3):
+        monkeypatch.setattr(explorer, "_shard_count", lambda n, dev, k=shards: k)
+        results[shards] = greedy_variance_picks(x, 40, picked=[5, 17], priority=prio, device="cpu")
+    one, three = results[1], results[3]
+    assert three.indices == one.indices
+    assert np.allclose(three.posterior_std, one.posterior_std, atol=1e-6)
+    assert three.std_spread == pytest.approx(one.std_spread, abs=1e-6)
+    assert torch.get_num_threads() == threads  # the loop's one-thread setting is undone
+
+
+def test_shard_count_uses_intra_op_threads_on_cpu_only() -> None:
+    import torch
+
+    from synalign.explorer import _shard_count
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert _shard_count(20000, torch.device("cpu")) == 2
+        assert _shard_count(5000, torch.device("cpu")) == 1  # too few rows to be worth a thread each
+        assert _shard_count(20000, torch.device("cuda")) == 1
+    finally:
+        torch.set_num_threads(before)
