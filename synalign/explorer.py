@@ -149,7 +149,9 @@ class _Shard:
 
         dev = rows.device
         self.rows, self.lo, self.hi, self.noise = rows, lo, hi, noise
-        self.resid = torch.full((hi - lo,), 1.0 + noise, dtype=torch.float32, device=dev)  # diag of K + σ_n² I
+        self.resid = torch.full(
+            (hi - lo,), 1.0 + noise, dtype=torch.float32, device=dev
+        )  # diag of K + σ_n² I
         self.factor = torch.empty((rank, hi - lo), dtype=torch.float32, device=dev)  # Lᵀ, one row per pivot
         self.available = torch.ones(hi - lo, dtype=torch.bool, device=dev)
         self.priority = None if priority is None else priority[lo:hi]
@@ -208,7 +210,6 @@ class _Shard:
             return 0, float("nan"), float("nan")
         std = torch.sqrt((self.resid[self.available] - self.noise).clamp(min=0.0))
         return left, float(std.min()), float(std.max())
-
 
 
 def greedy_variance_picks(
@@ -340,7 +341,9 @@ def greedy_variance_picks(
                 if hi - lo < DEGENERATE_STD_SPREAD:
                     med = median_heuristic(xs) if n >= 2 else float("nan")
                     logger.warning(
-                        "degenerate GP kernel: posterior std spread %.3g < %.0e", hi - lo, DEGENERATE_STD_SPREAD
+                        "degenerate GP kernel: posterior std spread %.3g < %.0e",
+                        hi - lo,
+                        DEGENERATE_STD_SPREAD,
                     )
                     raise DegenerateKernelError(
                         f"RBF length-scale {ell:.4g} is too small for the data's median pairwise "

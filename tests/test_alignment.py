@@ -65,7 +65,7 @@ def neg(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 @pytest.mark.parametrize("solver", ["frank_wolfe", "eg"])
-@pytest.mark.parametrize("features", ["exact", "rff"])
+@pytest.mark.parametrize("features", ["exact", "nystrom", "rff"])
 def test_kmm_weights_on_simplex_and_prefer_in_distribution(neg, solver: str, features: str) -> None:
     pool, real, bw = neg
     w = kmm_weights(pool, real, bandwidth=bw, solver=solver, features=features, device="cpu")
@@ -116,6 +116,77 @@ def test_rff_approximates_the_exact_kernel_objective(neg) -> None:
     assert abs(values[8192] - exact) < abs(values[256] - exact)
 
 
+def test_nystrom_features_with_every_row_as_landmark_reproduce_the_kernel(neg) -> None:
+    """r ≥ m + n: every row is a landmark, so ΦΦᵀ = K_ss, Φ μ_r = K_sr 1/n and the residual diagonal ≈ 0."""
+    import torch
+
+    from synalign._torch import rbf_from_sq_dists, sq_dists
+    from synalign.alignment import _nystrom_features
+
+    pool, real, bw = neg
+    st, rt = torch.as_tensor(pool), torch.as_tensor(real)
+    phi, mu, resid = _nystrom_features(st, rt, bw, 4096, seed=0, block=64)
+    k_ss = rbf_from_sq_dists(sq_dists(st, st), [bw])
+    k_sr = rbf_from_sq_dists(sq_dists(st, rt), [bw])
+    assert float((phi @ phi.T - k_ss).abs().max()) < 2e-3
+    assert float((phi @ mu - k_sr.mean(dim=1)).abs().max()) < 2e-3
+    assert float(resid.max()) < 2e-3
+
+
+def test_nystrom_screen_then_exact_working_set_solve(neg, monkeypatch) -> None:
+    """features="nystrom" with a pool larger than the working set: weights live on ≤ working-set rows and
+    reach (judged by the exact kernel) within 5 % of the exact solve's MMD²; a pool that fits is solved exactly."""
+    from synalign import alignment
+
+    pool, real, bw = neg
+    np.testing.assert_allclose(
+        kmm_weights(pool, real, bandwidth=bw, features="nystrom", device="cpu"),
+        kmm_weights(pool, real, bandwidth=bw, features="exact", device="cpu"),
+    )
+    monkeypatch.setattr(alignment, "NYSTROM_WORKING_SET", 100)
+    for solver in ("frank_wolfe", "eg"):
+        exact = kmm_weights(pool, real, bandwidth=bw, solver=solver, features="exact", device="cpu")
+        f_exact = mmd2_weighted(pool, real, exact, bw, device="cpu")
+        screened = kmm_weights(
+            pool, real, bandwidth=bw, solver=solver, features="nystrom", n_features=48, device="cpu"
+        )
+        assert screened.shape == (200,) and screened.sum() == pytest.approx(1.0)
+        assert (screened > 0).sum() <= 100
+        assert screened[:100].sum() > 0.85  # the in-distribution half survives the screen
+        assert mmd2_weighted(pool, real, screened, bw, device="cpu") <= 1.05 * f_exact, solver
+
+
+def test_nystrom_diagonal_correction_keeps_low_rank_solutions_near_the_exact_optimum(neg) -> None:
+    """With few landmarks, ΦΦᵀ under-counts k(s_i, s_i); the FITC diagonal (1 − ||φ_i||²) restores it.
+
+    Judged by the exact kernel, the corrected solution is closer to the exact optimum than the same features
+    without the correction, for both solvers.
+    """
+    import torch
+
+    from synalign.alignment import _exponentiated_gradient, _FeatureOp, _frank_wolfe, _nystrom_features
+
+    pool, real, bw = neg
+    st, rt = torch.as_tensor(pool), torch.as_tensor(real)
+    phi, mu, resid = _nystrom_features(st, rt, bw, 48, seed=0, block=128)
+    assert phi.shape[0] == 200 and phi.shape[1] <= 48 and mu.shape == (phi.shape[1],)
+    assert float(resid.min()) >= 0.0 and float(resid.mean()) > 0.05  # 48 landmarks leave a real residual
+    for solver in ("frank_wolfe", "eg"):
+        exact = kmm_weights(pool, real, bandwidth=bw, solver=solver, features="exact", device="cpu")
+        f_exact = mmd2_weighted(pool, real, exact, bw, device="cpu")
+        gaps = {}
+        for name, op in (("plain", _FeatureOp(phi, mu)), ("fitc", _FeatureOp(phi, mu, resid))):
+            with torch.no_grad():
+                w = (
+                    _frank_wolfe(op, 200, 1e-8)
+                    if solver == "frank_wolfe"
+                    else _exponentiated_gradient(op, 200)
+                )
+            w = np.clip(w.numpy(), 0.0, None)
+            gaps[name] = mmd2_weighted(pool, real, w / w.sum(), bw, device="cpu") - f_exact
+        assert 0.0 <= gaps["fitc"] < 0.5 * gaps["plain"], (solver, gaps)
+
+
 def test_auto_features_and_input_errors(neg) -> None:
     from synalign.alignment import _choose_features
 
@@ -125,8 +196,9 @@ def test_auto_features_and_input_errors(neg) -> None:
         kmm_weights(pool, real, bandwidth=bw, features="exact", device="cpu"),
     )
     assert _choose_features(100_000, 2_000, 384, 2048, 200, "frank_wolfe") == "exact"
-    assert _choose_features(100_000, 100_000, 384, 2048, 200, "frank_wolfe") == "rff"
-    assert _choose_features(50_000, 500, 384, 2048, 200, "eg") == "rff"
+    assert _choose_features(100_000, 100_000, 384, None, 200, "frank_wolfe") == "nystrom"
+    assert _choose_features(50_000, 500, 384, None, 200, "eg") == "nystrom"  # m×m does not fit
+    assert _choose_features(2_000, 2_000, 384, None, 200, "eg") == "exact"  # fits the working set
     with pytest.raises(InputError, match="unknown KMM solver"):
         kmm_weights(pool, real, bandwidth=bw, solver="adam")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="different dimensions"):
@@ -277,7 +349,9 @@ def test_filter_strategy_drops_label_flipped_samples_and_is_the_default() -> Non
     from synalign.config import RunConfig
     from synalign.embeddings import Embedder
 
-    rows = [json.loads(line) for line in (ROOT / "synalign/data/sst2-demo/train.jsonl").open(encoding="utf-8")]
+    rows = [
+        json.loads(line) for line in (ROOT / "synalign/data/sst2-demo/train.jsonl").open(encoding="utf-8")
+    ]
     x = Embedder().encode([r["text"] for r in rows])
     y = np.asarray([r["label"] for r in rows], dtype=object)
     real = np.r_[np.flatnonzero(y == "negative")[:150], np.flatnonzero(y == "positive")[:150]]
@@ -286,13 +360,19 @@ def test_filter_strategy_drops_label_flipped_samples_and_is_the_default() -> Non
     flipped = np.flatnonzero(y == "negative")[250:300]  # real negatives, generated "positive"
     pool = np.r_[neg_pool, pos_pool, flipped]
     pool_labels = ["negative"] * 100 + ["positive"] * 100
-    result = align(x[pool], pool_labels, x[real], y[real], bandwidth=0.9, strategy="filter", accept_fraction=0.4, seed=0)
+    result = align(
+        x[pool], pool_labels, x[real], y[real], bandwidth=0.9, strategy="filter", accept_fraction=0.4, seed=0
+    )
     acc = result.accepted
     assert acc[:100].sum() == 40 and acc[100:].sum() == 40
     assert result.filtered > 0 and result.filter_threshold is not None
     flipped_kept = acc[150:].sum() / 40
-    assert flipped_kept < 0.3  # random selection would keep ~50 % of the accepted positives from the flipped half
-    plain = align(x[pool], pool_labels, x[real], y[real], bandwidth=0.9, strategy="random", accept_fraction=0.4, seed=0)
+    assert (
+        flipped_kept < 0.3
+    )  # random selection would keep ~50 % of the accepted positives from the flipped half
+    plain = align(
+        x[pool], pool_labels, x[real], y[real], bandwidth=0.9, strategy="random", accept_fraction=0.4, seed=0
+    )
     assert plain.filtered == 0 and plain.accepted[150:].sum() > acc[150:].sum()
     check_strategy("filter+herding")
     with pytest.raises(InputError):
