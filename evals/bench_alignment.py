@@ -148,7 +148,7 @@ def child(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="KMM weight-solve benchmark")
-    parser.add_argument("--quick", action="store_true", help="sizes 1k and 3k only")
+    parser.add_argument("--quick", action="store_true", help="sizes 1k and 3k, 2 seeds at 3k, ablation at 3k")
     parser.add_argument("--sizes", default="1000,3000,10000,30000,100000")
     parser.add_argument("--real", type=int, default=2000, help="real rows")
     parser.add_argument("--n-iter", type=int, default=200)
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         child(args)
         return 0
     if args.quick:
-        args.sizes = "1000,3000"
+        args.sizes, args.seeds, args.seed_sizes, args.ablation_size = "1000,3000", 2, "3000", 3000
 
     import numpy as np
 
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         src = "bundled demo (shared data not found)"
     real = emb.encode(real_texts)
     base = emb.encode(pool_texts)
-    pool = jittered(base, max(sizes), seed=0)
+    seed_sizes = [int(v) for v in args.seed_sizes.split(",")] if args.seeds > 0 else []
+    pool = jittered(base, max([*sizes, *seed_sizes, args.ablation_size]), seed=0)
     bw = median_bandwidth(real, pool[:2000])
     from synalign.divergence import noise_floor
 
