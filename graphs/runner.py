@@ -136,7 +136,9 @@ def make_context(
     check_strategy(config.selection)  # unknown strategy → InputError before any work
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
     validate_for_run(dataset, cluster_size=config.cluster_size)
-    real = stratified_sample(dataset.train, config.max_real, seed=config.seed)
+    real = stratified_sample(
+        dataset.train, config.max_real, seed=config.seed, min_per_label=config.cluster_size
+    )
     heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
     embedder = embedder or Embedder(config.embedding_model, cache_dir=config.cache_dir, device=config.device)
     embedder.check()

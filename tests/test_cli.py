@@ -92,6 +92,14 @@ def test_unknown_embedding_model(small_data: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_max_real_too_small_for_one_cluster_per_label(small_data: Path, tmp_path: Path) -> None:
+    """--max-real below labels × cluster size: one line naming the shortfall, nothing written."""
+    out = tmp_path / "out"
+    result = _invoke("--data", str(small_data), "--out", str(out), *FAST, "--max-real", "6")
+    _assert_one_line_error(result, "cannot hold 4 examples of each of 2 labels", "--max-real")
+    assert not out.exists()
+
+
 def test_unwritable_output_directory(small_data: Path, tmp_path: Path) -> None:
     blocker = _write(tmp_path / "a-file", "x")
     result = _invoke("--data", str(small_data), "--out", str(blocker / "run"), *FAST)

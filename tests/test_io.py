@@ -302,6 +302,27 @@ def test_stratified_sample_largest_remainder(demo: Dataset) -> None:
         stratified_sample(examples, -1, seed=0)
 
 
+def test_stratified_sample_keeps_rare_labels_with_min_per_label(demo: Dataset) -> None:
+    # 31 / 2 / 3 examples, n = 10: exact quotas 8.61 / 0.56 / 0.83 → Hamilton 9 / 0 / 1 drops "b"; a minimum
+    # of 2 per label takes the seats from the largest label: 6 / 2 / 2
+    labels = ["a"] * 31 + ["b"] * 2 + ["c"] * 3
+    examples = [
+        RealExample(id=f"x{i}", text=e.text, label=lab)
+        for i, (e, lab) in enumerate(zip(demo.train[:36], labels, strict=True))
+    ]
+    assert Counter(e.label for e in stratified_sample(examples, 10, seed=0)) == {"a": 9, "c": 1}
+    kept = stratified_sample(examples, 10, seed=0, min_per_label=2)
+    assert Counter(e.label for e in kept) == {"a": 6, "b": 2, "c": 2}
+    # a label with fewer examples than the minimum keeps all of them
+    assert Counter(e.label for e in stratified_sample(examples, 12, seed=1, min_per_label=3)) == {
+        "a": 7,
+        "b": 2,
+        "c": 3,
+    }
+    with pytest.raises(InputError, match="cannot hold 2 examples of each of 3 labels"):
+        stratified_sample(examples, 5, seed=0, min_per_label=2)
+
+
 def test_validate_for_run(demo: Dataset, tmp_path: Path) -> None:
     validate_for_run(demo, cluster_size=8)  # 400 per label
     one = _write_jsonl(tmp_path / "one.jsonl", [{"text": f"t{i}", "label": "pos"} for i in range(10)])
