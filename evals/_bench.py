@@ -25,6 +25,7 @@ __all__ = [
     "peak_rss_mb",
     "demo_dir",
     "shared_data",
+    "shown",
     "machine_note",
     "jittered",
 ]
@@ -77,6 +78,11 @@ def shared_data(arg: str | None) -> Path | None:
     """The shared data directory given (or ``../shared/data`` from the repo root), or None if absent."""
     path = Path(arg) if arg else REPO.parent / "shared" / "data"
     return path if path.is_dir() else None
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository root, as printed in tables (no machine-specific prefixes)."""
+    return os.path.relpath(path, REPO)
 
 
 def machine_note() -> str:

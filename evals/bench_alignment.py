@@ -38,7 +38,16 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import demo_dir, ensure_importable, jittered, machine_note, markdown, peak_rss_mb, shared_data  # noqa: E402
+from _bench import (  # noqa: E402
+    demo_dir,
+    ensure_importable,
+    jittered,
+    machine_note,
+    markdown,
+    peak_rss_mb,
+    shared_data,
+    shown,
+)
 
 ensure_importable()
 
@@ -191,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
         files = sorted((data / "synthetic").glob("sst2-*/generated.jsonl"))
         pool_texts = load_pool(files, ["negative", "positive"], cap_per_source=2500).texts
-        src = f"{data}/sst2 train + synthetic/sst2-* pools (≤2,500 rows each, label-stratified)"
+        src = f"{shown(data)}/sst2 train + synthetic/sst2-* pools (≤2,500 rows each, label-stratified)"
     else:
         real_texts = [r.text for r in load_examples(demo_dir() / "train.jsonl")][: args.real]
         pool_texts = [r.text for r in load_examples(demo_dir() / "test.jsonl")]

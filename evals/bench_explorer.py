@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import demo_dir, ensure_importable, machine_note, markdown, shared_data  # noqa: E402
+from _bench import demo_dir, ensure_importable, machine_note, markdown, shared_data, shown  # noqa: E402
 
 ensure_importable()
 
@@ -62,10 +62,10 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     src = (data / "sst2" / "train.jsonl") if data and (data / "sst2" / "train.jsonl").exists() else None
     if src is None:
         src = demo_dir() / "train.jsonl"
-        print(f"note: shared data not found; using the bundled demo ({src})")
+        print(f"note: shared data not found; using the bundled demo ({shown(src)})")
     texts = [r.text for r in load_examples(src)][: args.n]
     x = Embedder(cache_dir=args.cache_dir, device="cpu").encode(texts, show_progress=False)
-    return np.ascontiguousarray(x, dtype=np.float32), src
+    return np.ascontiguousarray(x, dtype=np.float32), shown(src)
 
 
 def main(argv: list[str] | None = None) -> int:
