@@ -23,7 +23,6 @@ A request that still fails after ``max_attempts`` raises :class:`LLMError` (neve
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import math
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from synalign.errors import InputError, SynalignError
+from synalign.io import read_json
 
 from synalign.agents.cache import ResponseCache, cache_key
 from synalign.agents.trace import Redactor, TraceWriter
@@ -215,13 +215,7 @@ class PriceTable:
         Raises:
             InputError: unreadable, not JSON, or not ``{model: {input, output}}`` with numbers.
         """
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read price table ({exc.strerror or exc})") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{exc.lineno}: price table is not valid JSON ({exc.msg})") from None
+        data = read_json(path, "price table")
         if not isinstance(data, dict) or not all(
             isinstance(v, dict) and isinstance(v.get("input"), (int, float)) and isinstance(v.get("output"), (int, float))
             for v in data.values()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field, create_model
 
 from synalign.errors import InputError
+from synalign.io import atomic_write_text, read_json
 from synalign.prompts import FieldSpec, PromptSpec, load_spec
 
 if TYPE_CHECKING:
@@ -142,10 +143,7 @@ def save_optimized(program: dspy.Module, path: Path | str, spec: PromptSpec, *, 
         "meta": extra or {},
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str))
     return path
 
 
@@ -157,12 +155,7 @@ def load_optimized(program: dspy.Module, path: Path | str, spec: PromptSpec) -> 
             spec hash mismatch (the spec changed since optimisation; re-run ``synalign optimize``).
     """
     path = Path(path)
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read optimised prompt state ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}: optimised prompt state is not valid JSON ({exc.msg})") from None
+    payload = read_json(path, "optimised prompt state")
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise InputError(f"{path}: not a synalign optimised-prompt file (expected format {STATE_FORMAT!r})")
     if payload.get("spec") != spec.name:

@@ -47,6 +47,7 @@ __all__ = [
     "load_dataset",
     "load_examples",
     "read_examples",
+    "read_json",
     "stratified_sample",
     "validate_for_run",
     "write_examples",
@@ -510,6 +511,24 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     Parent directories are created. On failure no partial file is left and an existing file is untouched.
     """
     _atomic_write(Path(path), lambda handle: handle.write(data))
+
+
+def read_json(path: Path | str, what: str) -> Any:
+    """Parse the JSON file at ``path``; ``what`` names it in errors (e.g. ``"price table"``).
+
+    Raises:
+        InputError: one line, ``"PATH: cannot read WHAT (reason)"`` or ``"PATH:LINE: WHAT is not valid JSON
+            (reason)"``.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f"{path}:{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(path)
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise InputError(f"{where}: {what} is not valid JSON ({reason})") from None
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:

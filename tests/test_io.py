@@ -323,6 +323,24 @@ def test_stratified_sample_keeps_rare_labels_with_min_per_label(demo: Dataset) -
         stratified_sample(examples, 5, seed=0, min_per_label=2)
 
 
+def test_read_json_errors_are_one_line_with_the_path(tmp_path: Path) -> None:
+    from synalign.io import read_json
+
+    good = tmp_path / "ok.json"
+    good.write_text('{"a": [1, 2]}', encoding="utf-8")
+    assert read_json(good, "price table") == {"a": [1, 2]}
+    with pytest.raises(InputError, match=r"missing\.json: cannot read price table"):
+        read_json(tmp_path / "missing.json", "price table")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "a": ,\n}', encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad\.json:2: price table is not valid JSON"):
+        read_json(bad, "price table")
+    latin = tmp_path / "latin.json"
+    latin.write_bytes('{"a": "café"}'.encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin\.json: price table is not valid JSON \(not UTF-8\)"):
+        read_json(latin, "price table")
+
+
 def test_validate_for_run(demo: Dataset, tmp_path: Path) -> None:
     validate_for_run(demo, cluster_size=8)  # 400 per label
     one = _write_jsonl(tmp_path / "one.jsonl", [{"text": f"t{i}", "label": "pos"} for i in range(10)])
