@@ -23,12 +23,15 @@ from synalign.errors import InputError
 from synalign.agents.llm import LLMRunner, LLMSettings
 from synalign.agents.trace import TRACE_FILE, Redactor, TraceWriter
 
-__all__ = ["LLM_CACHE_FILE", "build_backend", "build_llm_backend", "make_chat_model", "make_dspy_lm"]
+__all__ = ["LLM_CACHE_FILE", "build_backend", "build_llm_backend", "make_chat_model", "make_dspy_lm", "make_runner"]
 
 _log = logging.getLogger("synalign.agents")
 
 LLM_CACHE_FILE = "llm_cache.sqlite"
 """Response cache file inside the run's cache directory (``config.cache_dir`` or the user cache)."""
+
+STATISTICAL_NOTE = "statistical summary of the demonstrations (counts, no LLM)"
+"""First ``other`` entry of the attributes a base-model backend uses (the statistical summariser)."""
 
 _PLACEHOLDER_KEY = "EMPTY"  # what local OpenAI-compatible servers (vLLM, Ollama) accept when no key is set
 
@@ -62,21 +65,31 @@ def build_backend(
         InputError: bad ``--llm``, missing API key for api.openai.com, unreadable ``--prompts`` file or a
             prompt state optimised for another spec.
     """
-    if not config.llm and chat_model is None and lm is None and settings is None:
+    custom = chat_model is not None or lm is not None or settings is not None
+    kind = config.backend_kind
+    if kind == "eda" and not custom:
         from synalign.offline import offline_backend
 
         _log.warning(
-            "no LLM configured (--llm): using the offline backend (statistical summariser + EDA generator); "
-            "its outputs are not LLM output"
+            "EDA backend (statistical summariser + EDA word swaps, no language model); its outputs are not "
+            "LLM output"
         )
-        return offline_backend(reference)
-    return build_llm_backend(config, run_dir, chat_model=chat_model, lm=lm, settings=settings, sleep=sleep)
+        backend = offline_backend(reference)
+        backend.info = {"kind": "eda", "model": None, "prompt_style": None, "summarizer": backend.summarizer.name}
+        return backend
+    if kind == "local" and not custom:
+        from synalign.agents.local import build_local_backend
+
+        return build_local_backend(config, run_dir, reference=reference, sleep=sleep)
+    return build_llm_backend(
+        config, run_dir, chat_model=chat_model, lm=lm, settings=settings, reference=reference, sleep=sleep
+    )
 
 
 def _settings_for(config: RunConfig, chat_model: Any, lm: Any) -> LLMSettings:
     """Settings from ``config`` (and the ``SYNALIGN_LLM_*`` variables); for models passed in from Python, named
     after the model and with provider ``custom``."""
-    if config.llm:
+    if config.llm and config.backend_kind != "eda":
         return LLMSettings.from_config(config)
     name = getattr(lm, "model", None) or getattr(chat_model, "model_name", None) or "custom"
     model = str(name).split("/", 1)[-1]
@@ -129,24 +142,11 @@ def make_dspy_lm(settings: LLMSettings, api_key: str) -> Any:
     )
 
 
-def build_llm_backend(
-    config: RunConfig,
-    run_dir: Path,
-    *,
-    chat_model: Any = None,
-    lm: Any = None,
-    settings: LLMSettings | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Backend:
-    """The LLM backend (see :func:`build_backend`); ``chat_model``/``lm`` default to ones built from
-    ``settings``. Raises as :func:`build_backend`."""
+def make_runner(config: RunConfig, settings: LLMSettings, run_dir: Path, *, sleep: Callable[[float], None] = time.sleep) -> LLMRunner:
+    """The shared :class:`LLMRunner` of a run: response cache (unless ``--no-llm-cache``), trace in
+    ``run_dir/llm_trace.jsonl``, redaction of the API key."""
     from synalign.agents.cache import ResponseCache
-    from synalign.agents.generator import DSPyGenerator, SampleGenerator
-    from synalign.agents.specs import load_optimized
-    from synalign.agents.summarizer import LLMSummarizer
 
-    settings = settings or _settings_for(config, chat_model, lm)
-    api_key = _api_key(settings, needed=chat_model is None or lm is None)
     redactor = Redactor([settings.api_key()])
     cache = None
     if settings.cache:
@@ -154,25 +154,87 @@ def build_llm_backend(
 
         cache = ResponseCache(Path(config.cache_dir or default_cache_dir()) / LLM_CACHE_FILE)
     trace = TraceWriter(Path(run_dir) / TRACE_FILE, redactor)
-    runner = LLMRunner(settings, cache=cache, trace=trace, redactor=redactor, sleep=sleep)
+    return LLMRunner(settings, cache=cache, trace=trace, redactor=redactor, sleep=sleep)
 
+
+def make_completion_lm(settings: LLMSettings, api_key: str) -> Any:
+    """``dspy.LM`` whose engine sends prompts verbatim to ``/v1/completions`` (base models)."""
+    import dspy
+
+    from synalign.agents.completion import CompletionEngine
+
+    if not settings.base_url:
+        raise InputError("--prompt-style completion needs --base-url (an OpenAI-compatible /v1/completions server)")
+    engine = CompletionEngine(settings.base_url, settings.model, api_key=api_key, timeout=settings.timeout_s)
+    return dspy.LM(
+        f"openai/{settings.model}", engine=engine, temperature=settings.temperature, max_tokens=settings.max_tokens,
+        cache=False, num_retries=0,
+    )
+
+
+def build_llm_backend(
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    chat_model: Any = None,
+    lm: Any = None,
+    settings: LLMSettings | None = None,
+    reference: Mapping[str, Sequence[str]] | None = None,
+    identity: dict[str, Any] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Backend:
+    """The LLM backend (see :func:`build_backend`); ``chat_model``/``lm`` default to ones built from
+    ``settings``.
+
+    With ``settings.prompt_style == "completion"`` (base models) the generator renders the spec's completion
+    template through :class:`~synalign.agents.completion.ContinuationAdapter` on a ``/v1/completions``
+    engine, and the attributes come from the statistical summariser (:class:`synalign.offline.
+    StatisticalSummarizer` over ``reference``): on Gemma 3 270M chat prompts and schema-constrained summaries
+    did not give usable output. Raises as :func:`build_backend`."""
+    from synalign.agents.generator import DSPyGenerator, SampleGenerator
+    from synalign.agents.specs import load_optimized
+
+    settings = settings or _settings_for(config, chat_model, lm)
+    api_key = _api_key(settings, needed=chat_model is None or lm is None)
+    runner = make_runner(config, settings, run_dir, sleep=sleep)
     module = SampleGenerator()
     if config.prompts is not None:
         load_optimized(module, config.prompts, module.spec)
-    summarizer = LLMSummarizer(
-        chat_model if chat_model is not None else make_chat_model(settings, api_key),
-        runner,
-        method=settings.structured_method,
-    )
-    generator = DSPyGenerator(
-        lm if lm is not None else make_dspy_lm(settings, api_key), runner, module=module, max_topups=settings.max_topups
-    )
+    summarizer: Any
+    if settings.prompt_style == "completion":
+        from synalign.agents.completion import ContinuationAdapter
+        from synalign.offline import StatisticalSummarizer
+
+        if module.spec.completion is None:
+            raise InputError(f"prompt spec {module.spec.name!r} has no completion template for a base model")
+        summarizer = StatisticalSummarizer(reference, note=STATISTICAL_NOTE)
+        generator = DSPyGenerator(
+            lm if lm is not None else make_completion_lm(settings, api_key), runner, module=module,
+            adapter=ContinuationAdapter(module.spec), max_topups=settings.max_topups, identity=identity,
+        )
+    else:
+        from synalign.agents.summarizer import LLMSummarizer
+
+        summarizer = LLMSummarizer(
+            chat_model if chat_model is not None else make_chat_model(settings, api_key),
+            runner,
+            method=settings.structured_method,
+        )
+        generator = DSPyGenerator(
+            lm if lm is not None else make_dspy_lm(settings, api_key), runner, module=module,
+            max_topups=settings.max_topups, identity=identity,
+        )
     _log.info(
-        "LLM backend %s at %s (concurrency ≤ %d, cache %s, trace %s)",
+        "LLM backend %s at %s (%s prompts, concurrency ≤ %d, cache %s, trace %s)",
         settings.name,
         settings.base_url or "api.openai.com",
+        settings.prompt_style,
         settings.max_concurrency,
-        "on" if cache is not None else "off",
-        trace.path,
+        "on" if runner.cache is not None else "off",
+        runner.trace.path if runner.trace is not None else None,
     )
-    return Backend(name=settings.name, summarizer=summarizer, generator=generator, usage=runner.snapshot, is_llm=True)
+    info = {"kind": settings.provider, "model": settings.model, "base_url": settings.base_url,
+            "prompt_style": generator.prompt_style, "summarizer": summarizer.name}
+    return Backend(
+        name=settings.name, summarizer=summarizer, generator=generator, usage=runner.snapshot, is_llm=True, info=info
+    )

@@ -194,8 +194,13 @@ class DSPyGenerator:
         runner: the shared call runner.
         module: the generator module (default ``SampleGenerator()``; load optimised state into it first).
         adapter: DSPy adapter (default ``ChatAdapter`` without its silent JSON fallback call, so every
-            call is counted and retried by the runner).
+            call is counted and retried by the runner). A
+            :class:`~synalign.agents.completion.ContinuationAdapter` switches to base-model (completion)
+            prompting: one text per call (the reply up to the newline), ``n`` calls per request that share
+            the cluster's prompt (the server's prefix cache reuses it), up to ``n + max(n, max_topups)``
+            calls when filtering drops texts; a line cut at ``max_tokens`` is dropped as ``truncated``.
         max_topups: extra calls per request when filtering leaves fewer than ``n`` texts.
+        identity: extra fields of the cache key (e.g. the GGUF's sha256 for a local model).
     """
 
     name = "dspy-generator"
@@ -208,12 +213,22 @@ class DSPyGenerator:
         module: SampleGenerator | None = None,
         adapter: Any = None,
         max_topups: int = 3,
+        identity: dict[str, Any] | None = None,
     ) -> None:
+        from synalign.agents.completion import ContinuationAdapter
+
         self.lm = lm
         self.runner = runner
         self.module = module or SampleGenerator()
         self.adapter = adapter or dspy.ChatAdapter(use_json_adapter_fallback=False)
         self.max_topups = max_topups
+        self.identity = dict(identity or {})
+        self.completion = isinstance(self.adapter, ContinuationAdapter)
+
+    @property
+    def prompt_style(self) -> str:
+        """``"completion"`` (continuation lines, base models) or ``"chat"``."""
+        return "completion" if self.completion else "chat"
 
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
         """One :class:`Generation` per request, in order (requests run concurrently).
@@ -226,13 +241,17 @@ class DSPyGenerator:
     def _one(self, index: int, request: GenerationRequest) -> Generation:
         kept: list[str] = []
         dropped: Counter[str] = Counter()
-        attributes = request.attributes.render()
-        for topup in range(self.max_topups + 1):
+        attributes = request.attributes.header_line() if self.completion else request.attributes.render()
+        calls = request.n + max(request.n, self.max_topups) if self.completion else self.max_topups + 1
+        for topup in range(calls):
             need = request.n - len(kept)
             if need <= 0:
                 break
             seed = request.seed if topup == 0 else request.seed * 1_000 + topup
             texts = self._call(index, request, attributes, need, seed, topup)
+            if texts is None:
+                dropped["truncated"] += 1
+                continue
             new, lost = filter_texts(
                 texts, request.demonstrations, existing=kept, limit=need, threshold=self.module.threshold
             )
@@ -244,7 +263,10 @@ class DSPyGenerator:
         self.runner.usage.add_dropped(dropped)
         return Generation(texts=kept, dropped=dict(sorted(dropped.items())))
 
-    def _call(self, index: int, request: GenerationRequest, attributes: str, n: int, seed: int, topup: int) -> list[str]:
+    def _call(
+        self, index: int, request: GenerationRequest, attributes: str, n: int, seed: int, topup: int
+    ) -> list[str] | None:
+        """The texts of one call, or None for a completion cut at ``max_tokens`` (chat: retried instead)."""
         predict = self.module.generate
         inputs = {
             "task": request.task,
@@ -256,8 +278,9 @@ class DSPyGenerator:
         messages = self.adapter.format(predict.signature, predict.demos, inputs)
         payload = {
             "node": "generate",
-            "lm": lm_identity(self.lm),
+            "lm": {**lm_identity(self.lm), **self.identity},
             "adapter": type(self.adapter).__name__,
+            "prompt_style": self.prompt_style,
             "seed": seed,
             "messages": messages,
         }
@@ -267,16 +290,17 @@ class DSPyGenerator:
             with dspy.context(lm=lm, adapter=self.adapter):
                 prediction = predict(**inputs, config={"seed": seed})
             entry = lm.history[-1] if getattr(lm, "history", None) else {}
-            if _finish_reason(entry.get("response")) == "length":
+            truncated = _finish_reason(entry.get("response")) == "length"
+            if truncated and not self.completion:
                 raise MalformedReply("reply truncated at max_tokens (finish_reason=length)", kind="truncated")
-            texts = prediction.texts
+            texts = [] if truncated else prediction.texts
             if not isinstance(texts, list):
                 raise MalformedReply(f"'texts' is not a list but {type(texts).__name__}")
             usage = entry.get("usage") or {}
             outputs = entry.get("outputs") or []
             raw = outputs[0] if outputs else ""
             return CallResult(
-                value={"texts": [str(t) for t in texts]},
+                value={"texts": [str(t) for t in texts], **({"truncated": True} if truncated else {})},
                 text=raw if isinstance(raw, str) else str(raw),
                 tokens_in=int(usage.get("prompt_tokens") or 0),
                 tokens_out=int(usage.get("completion_tokens") or 0),
@@ -289,6 +313,8 @@ class DSPyGenerator:
             payload=payload,
             prompt=messages,
             fn=call,
-            extra={"topup": topup},
+            extra={"topup": topup, "prompt_style": self.prompt_style},
         )
+        if result.value.get("truncated"):
+            return None
         return list(result.value["texts"])

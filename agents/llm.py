@@ -79,18 +79,27 @@ class MalformedReply(Exception):
 
 
 def parse_llm(spec: str) -> tuple[str, str]:
-    """Split ``--llm`` (``"openai:MODEL"``) into ``(provider, model)``.
+    """Split ``--llm`` into ``(kind, model)``.
 
-    Only the ``openai`` provider is supported: it covers OpenAI and every OpenAI-compatible server (vLLM,
-    Ollama, llama.cpp server, LM Studio, ...) through ``--base-url``.
+    - ``"openai:MODEL"``: OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, LM
+      Studio, ...) through ``--base-url``; ``model`` is the name the endpoint knows.
+    - ``"local"`` / ``"local:PATH.gguf"``: the embedded local LM (:mod:`synalign.local`); ``model`` is
+      ``""`` for the embedded Gemma 3 270M or the GGUF path.
+    - ``"eda"``: the no-LLM EDA backend; ``model`` is ``""``.
 
     Raises:
         InputError: anything else.
     """
-    provider, sep, model = spec.partition(":")
-    if not sep or not model.strip() or provider.strip().lower() != "openai":
+    provider, sep, model = spec.strip().partition(":")
+    kind = provider.strip().lower()
+    if kind in ("local", "eda") and (kind == "local" or not sep):
+        if kind == "local" and sep and not model.strip():
+            raise InputError("--llm local:PATH needs the path of a .gguf model file")
+        return kind, model.strip()
+    if not sep or not model.strip() or kind != "openai":
         raise InputError(
-            f"--llm must be 'openai:MODEL' (OpenAI or any OpenAI-compatible server via --base-url), got {spec!r}"
+            "--llm must be 'eda', 'local', 'local:PATH.gguf' or 'openai:MODEL' (OpenAI or any "
+            f"OpenAI-compatible server via --base-url), got {spec!r}"
         )
     return "openai", model.strip()
 
@@ -134,6 +143,12 @@ class LLMSettings:
         max_topups: extra generator calls per request when filtering leaves fewer than ``n`` texts.
         structured_method: LangChain structured-output method (``json_schema``, ``function_calling`` or
             ``json_mode``; ``SYNALIGN_LLM_STRUCTURED``).
+        prompt_style: ``"chat"`` (instructions, DSPy ChatAdapter, structured-output summariser) or
+            ``"completion"`` (base models: few-shot continuation lines, statistical summariser); ``--llm
+            local`` defaults to completion, every other backend to chat (``--prompt-style``).
+        local_threads, local_slots: ``llama-server`` threads and parallel slots of ``--llm local``
+            (``SYNALIGN_LOCAL_THREADS`` / ``SYNALIGN_LOCAL_SLOTS``, default 1 and 1: measured fastest on 2
+            loaded cores).
         prices: USD per million tokens by model, ``{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}``
             (``SYNALIGN_LLM_PRICES`` = path of such a JSON file); None = cost not reported.
     """
@@ -156,6 +171,9 @@ class LLMSettings:
     max_topups: int = 3
     structured_method: str = "json_schema"
     prices: dict[str, dict[str, float]] | None = None
+    prompt_style: str = "chat"
+    local_threads: int = 1
+    local_slots: int = 1
 
     @property
     def name(self) -> str:
@@ -171,30 +189,47 @@ class LLMSettings:
             InputError: bad ``--llm``, bad environment values, unreadable price table.
         """
         if not config.llm:
-            raise InputError("no LLM configured (--llm openai:MODEL)")
-        _, model = parse_llm(config.llm)
+            raise InputError("no LLM configured (--llm openai:MODEL or --llm local)")
+        kind, model = parse_llm(config.llm)
+        if kind == "eda":
+            raise InputError("--llm eda is not a language model")
+        local = kind == "local"
+        if local:
+            from synalign.local.model import EMBEDDED_MODEL
+
+            model = Path(model).stem if model else EMBEDDED_MODEL
+        style = getattr(config, "prompt_style", "auto") or "auto"
         method = os.environ.get("SYNALIGN_LLM_STRUCTURED", "json_schema")
         if method not in ("json_schema", "function_calling", "json_mode"):
             raise InputError(f"SYNALIGN_LLM_STRUCTURED must be json_schema, function_calling or json_mode, got {method!r}")
         settings = cls(
             model=model,
+            provider=kind,
             base_url=config.base_url,
             api_key_env=config.api_key_env,
             temperature=config.temperature,
-            max_tokens=config.max_tokens,
+            max_tokens=config.max_tokens or (_LOCAL_MAX_TOKENS if local else _CHAT_MAX_TOKENS),
             max_concurrency=max(1, config.max_concurrency),
             cache=config.llm_cache,
-            timeout_s=_env_float("SYNALIGN_LLM_TIMEOUT", 120.0),
+            timeout_s=_env_float("SYNALIGN_LLM_TIMEOUT", 60.0 if local else 120.0),
             max_attempts=max(1, int(_env_float("SYNALIGN_LLM_MAX_ATTEMPTS", 6))),
             backoff_s=_env_float("SYNALIGN_LLM_BACKOFF", 1.0),
             structured_method=method,
             prices=PriceTable.load(os.environ["SYNALIGN_LLM_PRICES"]).prices if os.environ.get("SYNALIGN_LLM_PRICES") else None,
+            prompt_style=("completion" if local else "chat") if style == "auto" else style,
+            local_threads=int(_env_float("SYNALIGN_LOCAL_THREADS", 1)),
+            local_slots=int(_env_float("SYNALIGN_LOCAL_SLOTS", 1)),
         )
         return replace(settings, **overrides) if overrides else settings
 
     def api_key(self) -> str | None:
         """The API key from ``api_key_env``, or None when unset."""
         return os.environ.get(self.api_key_env) or None
+
+
+_CHAT_MAX_TOKENS = 1024
+_LOCAL_MAX_TOKENS = 96
+"""Default ``max_tokens``: a chat reply holds all ``n`` texts; a completion is one text (one line)."""
 
 
 class PriceTable:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from synalign.errors import InputError
 
-__all__ = ["FieldSpec", "PromptSpec", "FIELD_TYPES", "load_spec", "spec_names"]
+__all__ = ["FieldSpec", "CompletionTemplate", "PromptSpec", "FIELD_TYPES", "load_spec", "spec_names"]
 
 FIELD_TYPES = ("str", "int", "float", "bool", "list[str]")
 """Field types a spec may use (kept to what DSPy, JSON schema and chat prompts all express the same way)."""
@@ -41,8 +41,47 @@ class FieldSpec(BaseModel):
     description: str = ""
 
 
+class CompletionTemplate(BaseModel):
+    """The base-model (completion) form of a spec: few-shot *continuation lines* instead of instructions.
+
+    A base model is not told what to do; it is shown a document to continue. The prompt is ``header`` (may
+    be empty) followed by one ``line`` per demonstration and an open line for the model to finish::
+
+        {header}
+        {item} ({label}): <demonstration 1>
+        ...
+        {item} ({label}):
+
+    and the reply up to the first ``stop`` sequence is one new text of ``output``. Placeholders: ``{item}``
+    (:attr:`item`), ``{label}``, ``{text}``, and in ``header`` any input field by name.
+
+    Attributes:
+        header: first line(s) of the prompt (e.g. the attributes), ``""`` for none.
+        line: one example line; must contain ``{label}`` and end with ``{text}``.
+        item: what one example is called in the lines (``"Text"``, ``"Movie review"``...).
+        stop: stop sequences; the default ends a text at the end of its line.
+        output: the ``list[str]`` output field the texts fill.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    header: str = ""
+    line: str = "{item} ({label}): {text}"
+    item: str = "Text"
+    stop: tuple[str, ...] = ("\n",)
+    output: str = "texts"
+
+    @field_validator("line")
+    @classmethod
+    def _line_shape(cls, value: str) -> str:
+        if "{label}" not in value or not value.endswith("{text}") or "\n" in value:
+            raise ValueError("line must be one line containing {label} and ending with {text}")
+        return value
+
+
 class PromptSpec(BaseModel):
-    """A declarative prompt: ``instructions`` and ordered ``inputs`` → ``outputs``."""
+    """A declarative prompt: ``instructions`` and ordered ``inputs`` → ``outputs``; optionally a
+    :class:`CompletionTemplate` for base (completion) models beside the chat form."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -51,6 +90,7 @@ class PromptSpec(BaseModel):
     instructions: str
     inputs: tuple[FieldSpec, ...]
     outputs: tuple[FieldSpec, ...]
+    completion: CompletionTemplate | None = None
 
     @field_validator("instructions")
     @classmethod
@@ -67,13 +107,17 @@ class PromptSpec(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"field names must be unique, repeated: {', '.join(dupes)}")
+        if self.completion is not None:
+            outputs = {f.name: f.type for f in self.outputs}
+            if outputs.get(self.completion.output) != "list[str]":
+                raise ValueError(f"completion.output {self.completion.output!r} must name a list[str] output field")
         return self
 
     @property
     def sha256(self) -> str:
         """SHA-256 (hex) of the canonical JSON of the spec; changes when any field is renamed, retyped,
         re-described or reordered, or the instructions change."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def input_names(self) -> list[str]:

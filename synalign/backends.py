@@ -74,6 +74,10 @@ def _no_usage() -> dict[str, Any]:
     return {}
 
 
+def _nothing() -> None:
+    return None
+
+
 @dataclass
 class Backend:
     """A summariser and a generator that run together, plus where their usage counters come from.
@@ -83,6 +87,11 @@ class Backend:
         summarizer, generator: the two roles.
         usage: returns counters for the run summary (calls, failures, retries, tokens in/out, cost...).
         is_llm: False only for the offline backend, whose outputs are never presented as LLM output.
+        info: what made the data, for ``config.json``-adjacent outputs and the report: ``kind``
+            (``eda``/``local``/``openai``/``custom``), ``model``, ``prompt_style``, ``summarizer``, and for a
+            local model its ``gguf`` path, ``gguf_sha256``, server threads/slots and a ``terms`` note.
+        close: releases what the backend holds (stops a local model server); the runner calls it once the
+            run ends, fails or is interrupted. Idempotent.
     """
 
     name: str
@@ -90,3 +99,5 @@ class Backend:
     generator: Generator
     usage: Callable[[], dict[str, Any]] = field(default=_no_usage)
     is_llm: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+    close: Callable[[], None] = field(default=_nothing)

@@ -131,6 +131,7 @@ class StatisticalSummarizer:
         reference: real training texts per label, ``{label: [text, ...]}``; optional.
         n_terms: number of distinctive terms reported (3 in ``topic``, up to ``n_terms`` in ``subtopics``).
         prior_strength: α₀, total pseudo-counts of the Dirichlet prior.
+        note: first entry of every summary's ``other`` (default :data:`OFFLINE_NOTE`).
     """
 
     name = "offline:statistical"
@@ -141,11 +142,13 @@ class StatisticalSummarizer:
         *,
         n_terms: int = 8,
         prior_strength: float = 500.0,
+        note: str = OFFLINE_NOTE,
     ) -> None:
         if n_terms < 1:
             raise ValueError(f"n_terms must be >= 1, got {n_terms}")
         if prior_strength <= 0:
             raise ValueError(f"prior_strength must be > 0, got {prior_strength}")
+        self.note = note
         self.n_terms = n_terms
         self.prior_strength = float(prior_strength)
         self._reference_counts: dict[str, Counter[str]] = {
@@ -184,7 +187,7 @@ class StatisticalSummarizer:
             subtopics=terms,
             length=_length(texts),
             perspective=_perspective(texts),
-            other=[OFFLINE_NOTE, how, f"{len(texts)} demonstrations"],
+            other=[self.note, how, f"{len(texts)} demonstrations"],
         )
 
     def distinctive_terms(self, texts: Sequence[str], label: str) -> tuple[list[str], str]:

@@ -86,6 +86,15 @@ class AttributeSummary(BaseModel):
             lines.append("other: " + "; ".join(self.other))
         return "\n".join(lines)
 
+    def header_line(self) -> str:
+        """One line for a base model's continuation prompt: length, tone and the distinctive terms
+        (``"5-12 words; negative cues; about: plot, acting"``); style/perspective/other are left out, they
+        read as prose a base model would continue."""
+        parts = [self.length, self.tone.split(" (", 1)[0].split(";", 1)[0]]
+        if self.subtopics:
+            parts.append("about: " + ", ".join(self.subtopics[:6]))
+        return "; ".join(" ".join(p.split()) for p in parts if p and p.strip())
+
 
 class DemonstrationCluster(BaseModel):
     """A GP-explorer pick and its k nearest neighbours, all of one label (SynAlign stage 1).

@@ -222,7 +222,7 @@ def test_bad_key_model_or_spec_are_input_errors(tmp_path: Path, clusters, monkey
         with pytest.raises(InputError, match=f"rejected the API key \\(HTTP 401\\); check \\${KEY_ENV}"):
             backend.summarizer.summarize(_summary_requests(clusters[:1]))
         assert backend.usage()["llm_calls"] == 1  # 401 is not retried
-    with pytest.raises(InputError, match="--llm must be 'openai:MODEL'"):
+    with pytest.raises(InputError, match="--llm must be 'eda', 'local', 'local:PATH.gguf' or 'openai:MODEL'"):
         build_backend(RunConfig(data=tmp_path, out=tmp_path / "r", llm="anthropic:claude"), tmp_path / "r")
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(InputError, match=f"needs an API key in \\${KEY_ENV}"):
@@ -384,7 +384,7 @@ def test_offline_backend_without_llm_says_so(tmp_path: Path, caplog: pytest.LogC
     with caplog.at_level("WARNING", logger="synalign.agents"):
         backend = build_backend(RunConfig(data=tmp_path, out=tmp_path / "r"), tmp_path / "r", reference={"a": ["x y"], "b": ["z"]})
     assert backend.is_llm is False and backend.name.startswith("offline")
-    assert "offline backend" in caplog.text and "not LLM output" in caplog.text
+    assert "EDA backend" in caplog.text and "not LLM output" in caplog.text
     assert not (tmp_path / "r").exists()
 
 

@@ -1,0 +1,98 @@
+"""``--llm local``: the embedded local LM (or any GGUF) behind the same client path as a remote endpoint.
+
+The backend starts ``llama-server`` (:class:`synalign.local.LocalServer`; built once and cached, see
+:func:`synalign.local.build_server`), points an OpenAI-compatible ``/v1/completions`` client at it and builds
+the usual LLM backend with base-model prompting (:mod:`synalign.agents.completion`). Concurrency follows
+the server: never more requests in flight than its ``total_slots``. ``Backend.close`` stops the server; the
+runner calls it when the run ends, fails or is interrupted, and the server dies with its parent otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from synalign.backends import Backend
+from synalign.config import RunConfig
+from synalign.errors import InputError
+
+from synalign.agents.llm import LLMSettings, parse_llm
+
+__all__ = ["build_local_backend", "ensure_server_binary"]
+
+_log = logging.getLogger("synalign.agents")
+
+
+def _stderr(line: str) -> None:
+    print(f"synalign: {line}", file=sys.stderr, flush=True)
+
+
+def ensure_server_binary(log: Callable[[str], None] = _stderr) -> Path:
+    """The cached ``llama-server``, built first if needed (once; progress lines go to ``log``).
+
+    Raises:
+        SynalignError: the build failed or cannot run here (no cmake / compiler).
+    """
+    from synalign.local import build_server, find_binary
+
+    return find_binary() or build_server(log=log)
+
+
+def build_local_backend(
+    config: RunConfig,
+    run_dir: Path,
+    *,
+    reference: Mapping[str, Sequence[str]] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Backend:
+    """The ``--llm local[:PATH.gguf]`` backend with its server running.
+
+    ``Backend.info`` names the model (``model``, ``gguf``, ``gguf_sha256``), the server (threads, slots,
+    context, startup seconds) and the Gemma terms note for the embedded model; the cache key of every call
+    holds the GGUF's sha256, never the server's random port, so a resumed run hits the cache.
+
+    Raises:
+        InputError: ``--base-url`` given (the local server has its own), a missing or non-GGUF model file.
+        SynalignError: the server binary cannot be built or the server does not start.
+    """
+    from synalign.agents.backend import build_llm_backend
+    from synalign.local import GEMMA_TERMS_NOTE, LocalServer, resolve_model
+    from synalign.local.model import file_sha256
+
+    if config.base_url:
+        raise InputError("--base-url does not apply to --llm local (it starts its own server)")
+    _, path = parse_llm(config.llm or "local")
+    model_path = resolve_model(path or None)
+    sha256 = file_sha256(model_path)
+    settings = LLMSettings.from_config(config)
+    binary = ensure_server_binary()
+    server = LocalServer.start(
+        model_path, binary=binary, threads=settings.local_threads, slots=settings.local_slots,
+        ctx_size=2048 * max(1, settings.local_slots),
+    )
+    try:
+        settings = replace(
+            settings, base_url=server.base_url, max_concurrency=max(1, min(settings.max_concurrency, server.total_slots))
+        )
+        backend = build_llm_backend(
+            config, run_dir, settings=settings, reference=reference, identity={"gguf_sha256": sha256}, sleep=sleep
+        )
+    except BaseException:
+        server.stop()
+        raise
+    backend.info.update(
+        base_url=None,
+        gguf=str(model_path),
+        gguf_sha256=sha256,
+        summarizer="statistical (counts, no LLM)" if settings.prompt_style == "completion" else backend.info["summarizer"],
+        server={"binary": str(binary), "threads": server.threads, "slots": server.total_slots, "n_ctx": server.n_ctx,
+                "startup_s": round(server.startup_s, 2)},
+        terms=GEMMA_TERMS_NOTE if not path else None,
+    )
+    backend.close = server.stop
+    _log.info("local LM %s served by llama-server pid %d (%d slot(s))", settings.model, server.pid, server.total_slots)
+    return backend
