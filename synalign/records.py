@@ -61,12 +61,12 @@ class AttributeSummary(BaseModel):
     the generator. All fields are short natural-language descriptions.
     """
 
-    style: str = Field(description="Writing style, register and formatting, e.g. 'short lower-cased phrases'.")
-    tone: str = Field(description="Emotional tone and polarity, e.g. 'strongly negative, sarcastic'.")
+    style: str = Field(description="Writing style, register and formatting.")
+    tone: str = Field(description="Emotional tone and polarity.")
     topic: str = Field(description="Main topic of the demonstrations.")
     subtopics: list[str] = Field(default_factory=list, description="Sub-topics or recurring aspects.")
-    length: str = Field(description="Typical length, e.g. '5-12 words'.")
-    perspective: str = Field(description="Narrative perspective, e.g. 'third-person critic'.")
+    length: str = Field(description="Typical length.")
+    perspective: str = Field(description="Narrative perspective.")
     other: list[str] = Field(
         default_factory=list, description="Other salient attributes (content proportions, vocabulary, ...)."
     )
