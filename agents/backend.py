@@ -142,6 +142,22 @@ def make_dspy_lm(settings: LLMSettings, api_key: str) -> Any:
     )
 
 
+def _follow_server_slots(settings: LLMSettings) -> LLMSettings:
+    """Never more calls in flight than a llama.cpp endpoint has slots (its ``/props`` says; other servers
+    do not answer there and keep ``--max-concurrency``)."""
+    if not settings.base_url or settings.provider not in ("openai", "local"):
+        return settings
+    from dataclasses import replace
+
+    from synalign.local.server import server_slots
+
+    slots = server_slots(settings.base_url)
+    if slots is not None and slots < settings.max_concurrency:
+        _log.info("%s has %d slot(s): concurrency %d -> %d", settings.base_url, slots, settings.max_concurrency, slots)
+        return replace(settings, max_concurrency=slots)
+    return settings
+
+
 def make_runner(config: RunConfig, settings: LLMSettings, run_dir: Path, *, sleep: Callable[[float], None] = time.sleep) -> LLMRunner:
     """The shared :class:`LLMRunner` of a run: response cache (unless ``--no-llm-cache``), trace in
     ``run_dir/llm_trace.jsonl``, redaction of the API key."""
@@ -196,6 +212,7 @@ def build_llm_backend(
 
     settings = settings or _settings_for(config, chat_model, lm)
     api_key = _api_key(settings, needed=chat_model is None or lm is None)
+    settings = _follow_server_slots(settings)
     runner = make_runner(config, settings, run_dir, sleep=sleep)
     module = SampleGenerator()
     if config.prompts is not None:
@@ -210,7 +227,7 @@ def build_llm_backend(
         summarizer = StatisticalSummarizer(reference, note=STATISTICAL_NOTE)
         generator = DSPyGenerator(
             lm if lm is not None else make_completion_lm(settings, api_key), runner, module=module,
-            adapter=ContinuationAdapter(module.spec), max_topups=settings.max_topups, identity=identity,
+            adapter=ContinuationAdapter(module.spec, item=config.item_name), max_topups=settings.max_topups, identity=identity,
         )
     else:
         from synalign.agents.summarizer import LLMSummarizer

@@ -21,6 +21,7 @@ Pretrained Language Models") and Ye et al. (2022, ZeroGen).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -40,9 +41,9 @@ def render_continuation(
     template: CompletionTemplate,
     *,
     label: str,
-    demonstrations: list[str],
+    demonstrations: Sequence[str],
     header_values: dict[str, Any] | None = None,
-    demo_blocks: list[tuple[str, list[str]]] = (),  # type: ignore[assignment]
+    demo_blocks: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> str:
     """The continuation prompt: header, one line per demonstration, then the open line.
 
@@ -79,17 +80,20 @@ class ContinuationAdapter(dspy.Adapter):
 
     Args:
         spec: a prompt spec with a ``completion`` template and the inputs ``label`` and ``demonstrations``.
+        item: what one example is called in the lines (``"Movie review"``); None = the template's ``item``.
+            On Gemma 3 270M a task noun gave higher label fidelity than the generic ``"Text"``
+            (``evals/local_lm_prompts.py``, RESULTS.md).
 
     Raises:
         ValueError: the spec has no completion template.
     """
 
-    def __init__(self, spec: PromptSpec) -> None:
+    def __init__(self, spec: PromptSpec, *, item: str | None = None) -> None:
         super().__init__()
         if spec.completion is None:
             raise ValueError(f"prompt spec {spec.name!r} has no completion template")
         self.spec = spec
-        self.template = spec.completion
+        self.template = spec.completion if not item else spec.completion.model_copy(update={"item": item})
 
     def __call__(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any], inputs: dict[str, Any]) -> Any:
         lm_kwargs = {**lm_kwargs, "stop": list(self.template.stop)}

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from synalign.config import parse_llm
 from synalign.errors import InputError, SynalignError
 from synalign.io import read_json
 
@@ -76,32 +77,6 @@ class MalformedReply(Exception):
 
 # ----------------------------------------------------------------------------------------------------------
 # Settings
-
-
-def parse_llm(spec: str) -> tuple[str, str]:
-    """Split ``--llm`` into ``(kind, model)``.
-
-    - ``"openai:MODEL"``: OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, LM
-      Studio, ...) through ``--base-url``; ``model`` is the name the endpoint knows.
-    - ``"local"`` / ``"local:PATH.gguf"``: the embedded local LM (:mod:`synalign.local`); ``model`` is
-      ``""`` for the embedded Gemma 3 270M or the GGUF path.
-    - ``"eda"``: the no-LLM EDA backend; ``model`` is ``""``.
-
-    Raises:
-        InputError: anything else.
-    """
-    provider, sep, model = spec.strip().partition(":")
-    kind = provider.strip().lower()
-    if kind in ("local", "eda") and (kind == "local" or not sep):
-        if kind == "local" and sep and not model.strip():
-            raise InputError("--llm local:PATH needs the path of a .gguf model file")
-        return kind, model.strip()
-    if not sep or not model.strip() or kind != "openai":
-        raise InputError(
-            "--llm must be 'eda', 'local', 'local:PATH.gguf' or 'openai:MODEL' (OpenAI or any "
-            f"OpenAI-compatible server via --base-url), got {spec!r}"
-        )
-    return "openai", model.strip()
 
 
 def _env_float(name: str, default: float) -> float:

@@ -89,8 +89,8 @@ def build_local_backend(
         gguf=str(model_path),
         gguf_sha256=sha256,
         summarizer="statistical (counts, no LLM)" if settings.prompt_style == "completion" else backend.info["summarizer"],
-        server={"binary": str(binary), "threads": server.threads, "slots": server.total_slots, "n_ctx": server.n_ctx,
-                "startup_s": round(server.startup_s, 2)},
+        server={"binary": str(binary), "url": server.base_url.removesuffix("/v1"), "threads": server.threads,
+                "slots": server.total_slots, "n_ctx": server.n_ctx, "startup_s": round(server.startup_s, 2)},
         terms=GEMMA_TERMS_NOTE if not path else None,
     )
     backend.close = server.stop

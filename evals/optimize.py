@@ -183,7 +183,7 @@ def optimize(
     n: int = 4,
     task: str | None = None,
     temperature: float = 0.8,
-    max_tokens: int = 1024,
+    max_tokens: int | None = None,
     threads: int = 1,
     seed: int = 0,
     text_field: str = "text",
@@ -214,26 +214,84 @@ def optimize(
     import dspy
 
     from synalign.agents.backend import make_dspy_lm
+    from synalign.agents.completion import ContinuationAdapter
     from synalign.agents.generator import SampleGenerator
     from synalign.agents.llm import LLMSettings, parse_llm
-    from synalign.agents.specs import save_optimized
-    from synalign.evals.metrics import GenerationMetric
-    from synalign.io import load_dataset
 
     if optimizer not in OPTIMIZERS:
         raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if train_size < 2 or val_size < 1 or cluster_size < 2 or n < 1:
         raise InputError("need --train ≥ 2, --val ≥ 1, --cluster-size ≥ 2 and -n ≥ 1")
+    program = SampleGenerator()
+    adapter: Any = dspy.ChatAdapter(use_json_adapter_fallback=False)
+    server = None
     if lm is None:
         if not llm:
-            raise InputError("synalign optimize needs --llm openai:MODEL (or a dspy.LM from Python)")
-        _, model = parse_llm(llm)
-        settings = LLMSettings(model=model, base_url=base_url, api_key_env=api_key_env, temperature=temperature, max_tokens=max_tokens)
-        key = settings.api_key()
-        if not key and base_url is None:
-            raise InputError(f"--llm {llm} needs an API key in ${api_key_env}")
-        lm = make_dspy_lm(settings, key or "EMPTY")
+            raise InputError("synalign optimize needs --llm openai:MODEL or --llm local (or a dspy.LM from Python)")
+        kind, model = parse_llm(llm)
+        if kind == "eda":
+            raise InputError("synalign optimize needs a language model (--llm local or openai:MODEL), not eda")
+        if kind == "local":
+            server, lm = _local_lm(model, temperature, max_tokens)
+            adapter = ContinuationAdapter(program.spec)
+        else:
+            settings = LLMSettings(model=model, base_url=base_url, api_key_env=api_key_env, temperature=temperature,
+                                   max_tokens=max_tokens or 1024)
+            key = settings.api_key()
+            if not key and base_url is None:
+                raise InputError(f"--llm {llm} needs an API key in ${api_key_env}")
+            lm = make_dspy_lm(settings, key or "EMPTY")
         lm.num_retries = 3  # no LLMRunner here: let DSPy retry transient errors (it honours Retry-After)
+    try:
+        return _optimize(
+            data, out=out, lm=lm, adapter=adapter, program=program, optimizer=optimizer, train_size=train_size,
+            val_size=val_size, cluster_size=cluster_size, n=n, task=task, threads=threads, seed=seed,
+            featurize=featurize, text_field=text_field, label_field=label_field, pass_mark=pass_mark,
+        )
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _local_lm(model: str, temperature: float, max_tokens: int | None) -> tuple[Any, Any]:
+    """Start the local server (``--llm local[:PATH]``) and a completion ``dspy.LM`` on it."""
+    from synalign.agents.backend import make_completion_lm
+    from synalign.agents.llm import LLMSettings
+    from synalign.agents.local import ensure_server_binary
+    from synalign.local import EMBEDDED_MODEL, LocalServer, resolve_model
+
+    path = resolve_model(model or None)
+    server = LocalServer.start(path, binary=ensure_server_binary())
+    settings = LLMSettings(model=Path(model).stem if model else EMBEDDED_MODEL, provider="local",
+                           base_url=server.base_url, temperature=temperature, max_tokens=max_tokens or 96)
+    return server, make_completion_lm(settings, "EMPTY")
+
+
+def _optimize(
+    data: Path | str,
+    *,
+    out: Path | str,
+    lm: Any,
+    adapter: Any,
+    program: Any,
+    optimizer: str,
+    train_size: int,
+    val_size: int,
+    cluster_size: int,
+    n: int,
+    task: str | None,
+    threads: int,
+    seed: int,
+    featurize: Any,
+    text_field: str,
+    label_field: str,
+    pass_mark: float,
+) -> OptimizeResult:
+    import dspy
+
+    from synalign.agents.specs import save_optimized
+    from synalign.evals.metrics import GenerationMetric
+    from synalign.io import load_dataset
     out = Path(out)
     if out.exists() and out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file path like prompts.json")
@@ -258,8 +316,6 @@ def optimize(
     elif not callable(featurize):
         raise InputError(f"--metric-embeddings must be minilm or tfidf, got {featurize!r}")
     metric = GenerationMetric(texts, labels, featurize=featurize, threshold=pass_mark)
-    program = SampleGenerator()
-    adapter = dspy.ChatAdapter(use_json_adapter_fallback=False)
     with dspy.context(lm=lm, adapter=adapter):
         baseline, _ = _score(program, holdout, metric)
         compiled = _compile(optimizer, program, metric, train, val, lm, seed, threads)

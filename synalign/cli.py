@@ -111,6 +111,7 @@ def run(
     seed: Optional[int] = typer.Option(None, help="Random seed [0]."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda [auto]."),
     llm: Optional[str] = typer.Option(None, "--llm", help="Backend: 'eda' (no LLM), 'local' (embedded Gemma 3 270M via llama.cpp), 'local:PATH.gguf', or 'openai:MODEL' (any OpenAI-compatible server) [eda]."),
+    item_name: Optional[str] = typer.Option(None, "--item-name", help="Base models: what one example is called in the prompt lines, e.g. 'Movie review' [Text]."),
     prompt_style: Optional[str] = typer.Option(None, "--prompt-style", help="chat (instruction models) or completion (base models: few-shot continuation lines) [auto: completion for --llm local]."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
     api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key [OPENAI_API_KEY]."),
@@ -143,7 +144,7 @@ def run(
             "clusters_per_label": clusters_per_label, "cluster_size": cluster_size,
             "samples_per_cluster": samples_per_cluster, "target": target, "selection": selection,
             "accept_fraction": accept_fraction, "length_scale": length_scale, "seed": seed, "device": device,
-            "llm": llm, "prompt_style": prompt_style, "base_url": base_url, "api_key_env": api_key_env, "temperature": temperature,
+            "llm": llm, "prompt_style": prompt_style, "item_name": item_name, "base_url": base_url, "api_key_env": api_key_env, "temperature": temperature,
             "max_tokens": max_tokens, "max_concurrency": max_concurrency, "prompts": prompts,
         }
         try:
@@ -193,7 +194,7 @@ def run(
 @app.command()
 def optimize(
     data: Path = typer.Option(..., "--data", help="Real data: JSONL/CSV/Parquet file or a directory with a train split."),
-    llm: Optional[str] = typer.Option(None, "--llm", help="LLM 'openai:MODEL' (any OpenAI-compatible server)."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="LLM: 'local' (embedded Gemma 3 270M), 'local:PATH.gguf' or 'openai:MODEL' (any OpenAI-compatible server)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
     api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help="Environment variable holding the API key."),
     out: Path = typer.Option(Path("synalign-prompts.json"), "--out", help="Where to write the optimised generator state."),
@@ -204,7 +205,7 @@ def optimize(
     n: int = typer.Option(4, "-n", help="Texts requested per example."),
     task: Optional[str] = typer.Option(None, help="Task description [names the labels]."),
     temperature: float = typer.Option(0.8, help="LLM sampling temperature."),
-    max_tokens: int = typer.Option(1024, help="LLM max output tokens."),
+    max_tokens: Optional[int] = typer.Option(None, help="LLM max output tokens [1024 chat, 96 --llm local]."),
     threads: int = typer.Option(1, help="Parallel evaluation threads of the optimiser."),
     seed: int = typer.Option(0, help="Random seed."),
     metric_embeddings: str = typer.Option("minilm", help="Embedding of the metric: minilm (bundled) or tfidf (fast)."),

@@ -8,7 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["RunConfig", "Target", "parse_target", "DEFAULT_LLM"]
+from synalign.errors import InputError
+
+__all__ = ["RunConfig", "Target", "parse_target", "parse_llm", "DEFAULT_LLM"]
 
 DEFAULT_LLM = "eda"
 """Backend of a run without ``--llm``, decided by measurement (README, "Which backend is the default"): the
@@ -48,6 +50,32 @@ def parse_target(text: str) -> Target:
     if not match:
         raise ValueError(f"target must be a number (absolute MMD²) or a multiple of the noise floor like '2x', got {text!r}")
     return Target(value=float(match["value"]), relative=bool(match["unit"]))
+
+
+def parse_llm(spec: str) -> tuple[str, str]:
+    """Split ``--llm`` into ``(kind, model)``.
+
+    - ``"openai:MODEL"``: OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, LM
+      Studio, ...) through ``--base-url``; ``model`` is the name the endpoint knows.
+    - ``"local"`` / ``"local:PATH.gguf"``: the embedded local LM (:mod:`synalign.local`); ``model`` is
+      ``""`` for the embedded Gemma 3 270M or the GGUF path.
+    - ``"eda"``: the no-LLM EDA backend; ``model`` is ``""``.
+
+    Raises:
+        InputError: anything else.
+    """
+    provider, sep, model = spec.strip().partition(":")
+    kind = provider.strip().lower()
+    if kind in ("local", "eda") and (kind == "local" or not sep):
+        if kind == "local" and sep and not model.strip():
+            raise InputError("--llm local:PATH needs the path of a .gguf model file")
+        return kind, model.strip()
+    if not sep or not model.strip() or kind != "openai":
+        raise InputError(
+            "--llm must be 'eda', 'local', 'local:PATH.gguf' or 'openai:MODEL' (OpenAI or any "
+            f"OpenAI-compatible server via --base-url), got {spec!r}"
+        )
+    return "openai", model.strip()
 
 
 class RunConfig(BaseModel):
@@ -90,6 +118,10 @@ class RunConfig(BaseModel):
         description="'eda' (no LLM), 'local' (embedded Gemma 3 270M), 'local:PATH.gguf' or 'openai:MODEL'; "
         "None = DEFAULT_LLM.",
     )
+    item_name: str | None = Field(
+        default=None, description="Base models: what one example is called in the continuation lines "
+        "('Movie review', 'News article'); None = 'Text'."
+    )
     prompt_style: Literal["auto", "chat", "completion"] = Field(
         default="auto", description="chat (instruction models) or completion (base models); auto = completion "
         "for --llm local, chat otherwise."
@@ -101,6 +133,16 @@ class RunConfig(BaseModel):
     max_concurrency: int = 4
     llm_cache: bool = True
     prompts: Path | None = Field(default=None, description="Optimised DSPy generator state (synalign optimize).")
+
+    @field_validator("llm")
+    @classmethod
+    def _check_llm(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_llm(value)
+            except InputError as exc:
+                raise ValueError(str(exc).removeprefix("--llm ")) from None
+        return value
 
     @field_validator("target")
     @classmethod

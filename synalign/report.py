@@ -124,8 +124,17 @@ def write_report(
 
     backend = summary.get("backend", {})
     banner = ""
-    if backend and not backend.get("is_llm", False):
+    if backend.get("note"):
         banner = f'<p class="note">Synthetic data {html.escape(str(backend.get("note")))}.</p>'
+    usage = summary.get("usage", {})
+    maker = [{
+        "backend": backend.get("name"), "kind": backend.get("kind"), "model": backend.get("model"),
+        "GGUF sha256": (backend.get("gguf_sha256") or "")[:16] or None, "prompts": backend.get("prompt_style"),
+        "summariser": backend.get("summarizer"), "LM calls": usage.get("llm_calls"),
+        "tokens in / out": f"{usage.get('tokens_in', 0)} / {usage.get('tokens_out', 0)}",
+    }]
+    per_label = [{"label": label, "generated": n, "accepted": summary.get("labels", {}).get(label, 0)}
+                 for label, n in sorted((summary.get("generated_per_label") or {}).items())]
     cols = [
         "round", "generated", "accepted", "mmd2_accepted", "noise_floor_same_size", "target_mmd2", "mmd2_pool",
         "mmd2_accepted_heldout", "mmd2_accepted_u", "sinkhorn_accepted",
@@ -152,6 +161,9 @@ img{{max-width:100%}}</style></head><body>
 <h1>synalign run report</h1>
 {banner}
 {_table([{k: summary.get(k) for k in keys}], keys)}
+<h2>What generated the data</h2>
+{_table(maker, list(maker[0]))}
+{_table(per_label, ["label", "generated", "accepted"]) if per_label else ""}
 <h2>Divergence per round</h2>
 <p>MMD² (RBF kernel, bandwidth σ = {summary.get("bandwidth", float("nan")):.3g}) between the distribution the synthetic
 set defines and the real data (unbiased in the real sample). The same-size noise floor is what a random subset of the real

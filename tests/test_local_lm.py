@@ -176,3 +176,33 @@ def test_server_is_gone_after_interrupt_or_kill(small_data: Path, tmp_path: Path
     while time.monotonic() < deadline and any(_alive(pid) for pid in servers):
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in servers)
+
+
+def test_concurrency_follows_the_server_slots(tmp_path: Path, server: LocalServer) -> None:
+    from synalign.agents.backend import build_llm_backend
+    from synalign.config import RunConfig
+
+    config = RunConfig(data=tmp_path, out=tmp_path / "run", llm="openai:gemma", base_url=server.base_url,
+                       max_concurrency=4, prompt_style="completion", llm_cache=False)
+    backend = build_llm_backend(config, tmp_path / "run", reference={"a": ["x"], "b": ["y"]})
+    assert server.total_slots == 1 and backend.usage()["concurrency"]["max"] == 1
+    assert backend.info["prompt_style"] == "completion"
+
+
+def test_optimize_a_base_model_prompt_then_run_with_it(small_data: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.json"
+    proc = subprocess.run(
+        [*SYNALIGN, "optimize", "--data", str(small_data), "--llm", "local", "--out", str(prompts), "--train", "3",
+         "--val", "2", "--cluster-size", "4", "-n", "2", "--metric-embeddings", "tfidf"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    state = json.loads(prompts.read_text())
+    assert state["meta"]["model"].startswith("openai/gemma-3-270m")
+    run = subprocess.run(
+        [*SYNALIGN, "run", "--data", str(small_data), "--out", str(tmp_path / "run"), "--llm", "local", "--rounds", "1",
+         "--clusters-per-label", "1", "--samples-per-cluster", "3", "--prompts", str(prompts)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["generated"] > 0

@@ -35,7 +35,7 @@ from synalign.errors import SynalignError
 
 from synalign.local.build import find_binary, tools_dir
 
-__all__ = ["LocalServer", "ServerError"]
+__all__ = ["LocalServer", "ServerError", "server_slots", "reap_orphans"]
 
 
 class ServerError(SynalignError):
@@ -108,6 +108,17 @@ def _get_json(url: str, timeout: float) -> tuple[int, Any]:
         return 0, None
 
 
+def server_slots(base_url: str, timeout: float = 2.0) -> int | None:
+    """``total_slots`` of a llama.cpp server at ``base_url`` (``http://HOST:PORT[/v1]``) from its ``/props``,
+    or None when the endpoint is not a llama.cpp server or does not answer within ``timeout`` seconds."""
+    root = base_url.rstrip("/").removesuffix("/v1")
+    status, props = _get_json(root + "/props", timeout=timeout)
+    if status != 200 or not isinstance(props, dict):
+        return None
+    slots = props.get("total_slots")
+    return int(slots) if isinstance(slots, int) and slots > 0 else None
+
+
 @dataclass
 class LocalServer:
     """A running ``llama-server``.
@@ -174,7 +185,7 @@ class LocalServer:
             cmd = [
                 str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
                 "-t", str(threads), "-tb", str(threads), "-np", str(slots), "-c", str(ctx_size),
-                "--no-webui", "--no-warmup", *extra_args,
+                "--no-webui", "--no-warmup", "--metrics", *extra_args,
             ]
             started = time.monotonic()
             with open(log_path, "ab") as log_file:
