@@ -18,6 +18,7 @@ similarity, 2·matches / total length; 0.9 ≈ one changed word in a 10-word sen
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 from collections import Counter
@@ -35,6 +36,16 @@ from synalign.agents.llm import CallResult, LLMRunner, MalformedReply  # noqa: E
 from synalign.agents.specs import to_signature  # noqa: E402
 
 __all__ = ["NEAR_DUPLICATE_RATIO", "filter_texts", "is_near_duplicate", "SampleGenerator", "DSPyGenerator", "lm_identity"]
+
+class _DropHandledTruncationWarning(logging.Filter):
+    """DSPy warns on every reply cut at ``max_tokens``; the generator handles those (retried for chat models,
+    dropped and counted as ``truncated`` for completion models), so the warning is noise in a run's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LM response was truncated" not in record.getMessage()
+
+
+logging.getLogger("dspy.clients.lm").addFilter(_DropHandledTruncationWarning())
 
 NEAR_DUPLICATE_RATIO = 0.9
 """``difflib.SequenceMatcher.ratio`` at or above which two normalised texts count as near-duplicates."""
@@ -263,6 +274,13 @@ class DSPyGenerator:
         self.runner.usage.add_dropped(dropped)
         return Generation(texts=kept, dropped=dict(sorted(dropped.items())))
 
+    def _completion_budget(self, request: GenerationRequest) -> int:
+        """Tokens for one continuation: 3 × the longest demonstration's words (≈ 2 × its tokens), at least 48,
+        at most the LM's ``max_tokens``; a longer line is dropped as ``truncated``."""
+        cap = int((getattr(self.lm, "kwargs", {}) or {}).get("max_tokens") or 256)
+        longest = max((len(d.split()) for d in request.demonstrations), default=16)
+        return max(min(48, cap), min(cap, 3 * longest))
+
     def _call(
         self, index: int, request: GenerationRequest, attributes: str, n: int, seed: int, topup: int
     ) -> list[str] | None:
@@ -285,10 +303,14 @@ class DSPyGenerator:
             "messages": messages,
         }
 
+        budget = {"max_tokens": self._completion_budget(request)} if self.completion else {}
+        if budget:
+            payload["max_tokens"] = budget["max_tokens"]
+
         def call() -> CallResult:
             lm = self.lm.copy() if hasattr(self.lm, "copy") else self.lm
             with dspy.context(lm=lm, adapter=self.adapter):
-                prediction = predict(**inputs, config={"seed": seed})
+                prediction = predict(**inputs, config={"seed": seed, **budget})
             entry = lm.history[-1] if getattr(lm, "history", None) else {}
             truncated = _finish_reason(entry.get("response")) == "length"
             if truncated and not self.completion:

@@ -104,12 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     tokens_out = sum(r.get("tokens_out") or 0 for r in calls)
     tokens_in = sum(r.get("tokens_in") or 0 for r in calls)
     decode_ts = scraped["tokens_predicted_total"] / scraped["tokens_predicted_seconds_total"]
-    bench = _llama_bench(Path(result.summary["backend"]["gguf"]), result.summary["backend"]["server"]["threads"])
+    threads = result.summary["backend"]["server"]["threads"]
+    bench = _llama_bench(Path(result.summary["backend"]["gguf"]), threads)
+    bench_other = _llama_bench(Path(result.summary["backend"]["gguf"]), 2 if threads == 1 else 1)
     rows = [
         ["decode tokens/s (loop, server /metrics)", round(decode_ts, 1)],
         ["decode tokens/s (llama-bench tg32, same model and threads)", round(bench["tg"], 1)],
         ["loop decode / llama-bench", f"{decode_ts / bench['tg']:.0%} (target >= 80%)"],
         ["prompt tokens/s (llama-bench pp128)", round(bench["pp"], 1)],
+        [f"llama-bench with {2 if threads == 1 else 1} thread(s) instead: tg32 / pp128",
+         f"{bench_other['tg']:.1f} / {bench_other['pp']:.1f}"],
         ["generate node: generated tokens/s end to end", round(tokens_out / gen_wall, 1)],
         ["generate node: share of wall time outside LM calls", f"{1 - in_calls / gen_wall:.1%} (target <= 5%)"],
         ["whole run: share of wall time outside LM calls", f"{1 - in_calls / wall:.1%}"],

@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The default backend is the embedded local LM; tests that do not name one run the fast EDA backend, and the
+# local-LM tests say --llm local. Subprocesses of the tests inherit this.
+os.environ["SYNALIGN_LLM"] = "eda"
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "synalign" / "data" / "sst2-demo"

@@ -84,3 +84,20 @@ def test_bad_local_options_get_one_line(small_data: Path, tmp_path: Path, args: 
     lines = [line for line in proc.stderr.splitlines() if line.startswith("synalign: error:")]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_default_backend_is_the_local_lm_unless_synalign_llm_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from synalign.config import DEFAULT_LLM, RunConfig
+
+    monkeypatch.delenv("SYNALIGN_LLM")
+    config = RunConfig(data="d", out="o")
+    assert DEFAULT_LLM == "local" and config.llm == "local" and config.backend_kind == "local"
+    monkeypatch.setenv("SYNALIGN_LLM", "openai:gpt-4o-mini")
+    assert RunConfig(data="d", out="o").backend_kind == "openai"
+    monkeypatch.setenv("SYNALIGN_LLM", "nonsense")
+    with pytest.raises(ValidationError, match="must be 'eda', 'local'"):
+        RunConfig(data="d", out="o")
+    # a run saved before the local LM existed (llm: null) resumes on EDA, its backend then
+    assert RunConfig.model_validate_json('{"data": "d", "out": "o", "llm": null}').backend_kind == "eda"
