@@ -150,7 +150,11 @@ def test_one_round_run_with_local_lm(small_data: Path, tmp_path: Path, label_cla
     generated = pd.read_parquet(out / "pool.parquet")
     fidelity = float(np.mean(label_classifier(generated["text"]) == generated["label"].to_numpy()))
     assert fidelity > 0.5, fidelity
-    assert "Gemma" in stderr
+    assert "Gemma" in stderr and "LLM local:gemma-3-270m-q4_k_m:" in stderr
+    report = (out / "report.html").read_text()
+    assert summary["backend"]["gguf_sha256"][:16] in report and "Gemma Terms of Use" in report
+    per_label = summary["generated_per_label"]
+    assert set(per_label) == {"negative", "positive"} and sum(per_label.values()) == summary["generated"]
     assert not _owned_servers(proc.pid)
 
 

@@ -1,0 +1,34 @@
+"""Comparing two text sets: MMD² with its noise floor, Sinkhorn divergence and a calibrated discriminator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synalign.compare import compare_embeddings, compare_sets, discriminator_auc
+from synalign.errors import InputError
+
+
+def test_discriminator_separates_shifted_clouds_not_same_distribution() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 8))
+    assert 0.35 < discriminator_auc(a[:100], a[100:]) < 0.65
+    assert discriminator_auc(a, rng.normal(loc=0.8, size=(150, 8))) > 0.9
+    with pytest.raises(InputError):
+        discriminator_auc(a, a[:1])
+
+
+def test_real_halves_sit_at_the_floor_and_eda_text_does_not(demo_rows) -> None:
+    texts = {label: [r["text"] for r in demo_rows if r["label"] == label] for label in ("negative", "positive")}
+    real = texts["negative"][:150]
+    same = compare_sets(real, texts["negative"][150:300])
+    other = compare_sets(real, texts["positive"][:150])
+    assert same["mmd2_over_floor"] < 3 and abs(same["discriminator_auc"] - 0.5) < 0.15
+    assert 0.3 < same["discriminator_auc_floor"] < 0.7
+    assert other["mmd2"] > same["mmd2"] and other["discriminator_auc"] > same["discriminator_auc"] + 0.15
+    assert other["sinkhorn"] > same["sinkhorn"]
+
+
+def test_compare_needs_enough_rows() -> None:
+    with pytest.raises(InputError, match="at least 4 reference"):
+        compare_embeddings(np.zeros((3, 4)), np.zeros((5, 4)))
