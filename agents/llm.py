@@ -111,6 +111,9 @@ class LLMSettings:
         cache: use the on-disk response cache.
         timeout_s: per-call client timeout in seconds (``SYNALIGN_LLM_TIMEOUT``, default 120).
         max_attempts: attempts per request, first included (``SYNALIGN_LLM_MAX_ATTEMPTS``, default 6).
+        request_budget_s: total seconds one request may take, all attempts and backoff waits included
+            (``SYNALIGN_LLM_REQUEST_BUDGET``, default 600): a server that accepts connections but never
+            answers costs at most this, not ``max_attempts × timeout_s``. No attempt starts after it.
         backoff_s: first backoff in seconds; doubles per attempt with full jitter (``SYNALIGN_LLM_BACKOFF``).
         max_backoff_s: backoff cap in seconds.
         max_retry_after_s: cap on a server's ``Retry-After``.
@@ -139,6 +142,7 @@ class LLMSettings:
     cache: bool = True
     timeout_s: float = 120.0
     max_attempts: int = 6
+    request_budget_s: float = 600.0
     backoff_s: float = 1.0
     max_backoff_s: float = 60.0
     max_retry_after_s: float = 120.0
@@ -188,6 +192,7 @@ class LLMSettings:
             cache=config.llm_cache,
             timeout_s=_env_float("SYNALIGN_LLM_TIMEOUT", 60.0 if local else 120.0),
             max_attempts=max(1, int(_env_float("SYNALIGN_LLM_MAX_ATTEMPTS", 6))),
+            request_budget_s=_env_float("SYNALIGN_LLM_REQUEST_BUDGET", 600.0),
             backoff_s=_env_float("SYNALIGN_LLM_BACKOFF", 1.0),
             structured_method=method,
             prices=PriceTable.load(os.environ["SYNALIGN_LLM_PRICES"]).prices if os.environ.get("SYNALIGN_LLM_PRICES") else None,
@@ -203,8 +208,9 @@ class LLMSettings:
 
 
 _CHAT_MAX_TOKENS = 1024
-_LOCAL_MAX_TOKENS = 96
-"""Default ``max_tokens``: a chat reply holds all ``n`` texts; a completion is one text (one line)."""
+_LOCAL_MAX_TOKENS = 256
+"""Default ``max_tokens``: a chat reply holds all ``n`` texts; a completion is one text (one line), and the
+generator asks for 3 × the longest demonstration's words within this cap."""
 
 
 class PriceTable:
@@ -662,7 +668,8 @@ class LLMRunner:
             return result
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.settings.max_attempts),
+            stop=tenacity.stop_after_attempt(self.settings.max_attempts)
+            | getattr(tenacity, "stop_before_delay", tenacity.stop_after_delay)(self.settings.request_budget_s),
             retry=tenacity.retry_if_exception(lambda e: classify_error(e).retryable),
             wait=self._wait,
             sleep=self._sleep,

@@ -93,22 +93,29 @@ def read_trace(run_dir: Path | str) -> list[dict[str, Any]]:
     """Records of ``RUN_DIR/llm_trace.jsonl`` (or of the given ``.jsonl`` file), in order.
 
     Raises:
-        InputError: no trace file there, or a line that is not JSON (``file:line``).
+        InputError: no trace file there, a compressed or non-UTF-8 file, or a line that is not JSON (``file:line``).
     """
     path = Path(run_dir)
     if path.is_dir():
         path = path / TRACE_FILE
     if not path.is_file():
         raise InputError(f"{path}: no LLM trace (runs with the offline backend make no LLM calls)")
+    from synalign.filecheck import check_not_compressed
+
+    check_not_compressed(path)
     records = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}: malformed trace record ({exc.msg})") from None
+    number = 0
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}:{number}: malformed trace record ({exc.msg})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}:{number + 1}: not UTF-8 text (is it an LLM trace?)") from None
     return records
 
 

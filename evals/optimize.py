@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synalign.errors import InputError
+from synalign.errors import InputError, SynalignError
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -124,18 +124,32 @@ def _disjoint(by_label: dict[str, list[str]], count: int, used: set[str], **kwar
 
 
 def _score(program: Any, examples: list[Any], metric: Any) -> tuple[float, dict[str, float]]:
+    """Mean metric over ``examples``; a failed example scores 0, but *every* example failing is an error.
+
+    Raises:
+        SynalignError: no example got a reply (endpoint down, wrong model, ...): a score of 0 from a run whose
+            every LM call failed is no result, and nothing must be saved from it.
+    """
     totals: dict[str, float] = {}
     scores = []
+    failed: list[Exception] = []
     for example in examples:
         try:
             prediction = program(**example.inputs())
             parts = metric.components(example.label, prediction.texts, example.demonstrations, example.attributes)
         except Exception as exc:  # noqa: BLE001 - a failed example scores 0, as in dspy.Evaluate
             _log.warning("validation example failed: %s: %s", type(exc).__name__, exc)
+            failed.append(exc)
             parts = {"fidelity": 0.0, "adherence": 0.0, "novelty": 0.0, "mmd_drop": 0.0, "score": 0.0}
         scores.append(parts["score"])
         for key, value in parts.items():
             totals[key] = totals.get(key, 0.0) + value
+    if examples and len(failed) == len(examples):
+        last = str(failed[-1]).strip().splitlines()[0][:200] if str(failed[-1]).strip() else ""
+        raise SynalignError(
+            f"every LM call failed ({len(failed)} of {len(examples)} held-out examples; last: "
+            f"{type(failed[-1]).__name__}: {last}); nothing was saved"
+        )
     count = max(1, len(examples))
     return sum(scores) / count, {k: v / count for k, v in totals.items()}
 
@@ -263,7 +277,7 @@ def _local_lm(model: str, temperature: float, max_tokens: int | None) -> tuple[A
     path = resolve_model(model or None)
     server = LocalServer.start(path, binary=ensure_server_binary())
     settings = LLMSettings(model=Path(model).stem if model else EMBEDDED_MODEL, provider="local",
-                           base_url=server.base_url, temperature=temperature, max_tokens=max_tokens or 96)
+                           base_url=server.base_url, temperature=temperature, max_tokens=max_tokens or 256)
     return server, make_completion_lm(settings, "EMPTY")
 
 

@@ -9,15 +9,19 @@ Layout of a run directory::
     attributes.jsonl     attribute summaries per demonstration cluster
     metrics.json         one row per round (MMD², Sinkhorn divergence, noise floor, counts)
     summary.json         stop reason, totals, backend (says when the offline backend wrote the data), usage
+                         (summed over every process of the run, from usage.json)
     report.html          plots: divergence per round, 2-D projection of real vs synthetic
 
-Every output file is written to a temporary file and renamed, so none is ever half-written.
+Every output file is written to a temporary file and renamed, so none is ever half-written; ``summary.json``
+is written last, so its presence marks a finished run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
-import shutil
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -30,17 +34,27 @@ import numpy as np
 from synalign.backends import Backend
 from synalign.config import RunConfig
 from synalign.embeddings import Embedder
-from synalign.errors import InputError
+from synalign.errors import SynalignError
+from synalign.graphs.checkpoint import (
+    CHECKPOINT_FILE,
+    corrupt_checkpoint_error,
+    open_checkpoints,
+    read_state,
+    verify_checkpoints,
+)
 from synalign.graphs.context import SynAlignContext
 from synalign.graphs.graph import build_graph
+from synalign.graphs.rundir import CONFIG_FILE, RunDirLock, prepare_run_dir, remove_run_files
+from synalign.graphs.usage import record_usage, total_usage
 from synalign.records import SyntheticExample
 
-__all__ = ["run", "make_context", "prepare_run_dir", "RunResult", "THREAD_ID", "CONFIG_FILE"]
+__all__ = ["run", "make_context", "prepare_run_dir", "RunResult", "DiskFullError", "THREAD_ID", "CONFIG_FILE"]
+
+_log = logging.getLogger("synalign.graphs")
 
 THREAD_ID = "synalign"
-CONFIG_FILE = "config.json"
 OFFLINE_NOTE = (
-    "produced by the offline backend (no LLM): statistical attribute summaries and EDA augmentation "
+    "produced by the EDA backend (no language model): statistical attribute summaries and EDA augmentation "
     "(Wei & Zou 2019) of real demonstrations"
 )
 
@@ -72,51 +86,6 @@ class RunResult:
         return str(self.summary.get("stop_reason"))
 
 
-def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Check that ``out`` may be used, before anything is written.
-
-    Raises:
-        InputError: ``out`` exists (and is not empty) without ``resume``/``overwrite``; ``resume`` without a run
-            in ``out``; ``overwrite`` on a non-empty directory that is not a synalign run; ``out`` cannot be
-            created or written.
-    """
-    if resume and overwrite:
-        raise InputError("--resume and --overwrite are mutually exclusive")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output path {out} exists and is not a directory")
-    exists = out.is_dir() and any(out.iterdir())
-    if resume:
-        if not (out / CONFIG_FILE).is_file():
-            raise InputError(f"--resume: no synalign run in {out} (missing {CONFIG_FILE})")
-        return
-    if exists and not overwrite:
-        raise InputError(f"output directory {out} already exists; pass --resume to continue it or --overwrite to replace it")
-    if exists and overwrite and not (out / CONFIG_FILE).is_file():
-        raise InputError(f"refusing to overwrite {out}: it is not a synalign run directory (no {CONFIG_FILE})")
-    parent = out.parent if not out.exists() else out
-    probe_dir = parent
-    while not probe_dir.exists() and probe_dir != probe_dir.parent:
-        probe_dir = probe_dir.parent
-    if not probe_dir.is_dir():
-        raise InputError(f"cannot create output directory {out}: {probe_dir} is not a directory")
-    try:
-        import tempfile
-
-        with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".synalign-probe-"):
-            pass
-    except OSError as exc:
-        raise InputError(f"output directory {out} is not writable ({exc.strerror or exc})") from None
-
-
-def _make_dirs(out: Path, overwrite: bool) -> None:
-    try:
-        if overwrite and out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output directory {out} ({exc.strerror or exc})") from None
-
-
 def make_context(
     config: RunConfig,
     *,
@@ -127,15 +96,15 @@ def make_context(
     """Load and validate the data, embed the real set (cached) and build the backend.
 
     Raises:
-        InputError: bad data (see :mod:`synalign.io`), too few examples per label for ``cluster_size``,
-            an unknown embedding model or selection strategy.
+        InputError: bad data (see :mod:`synalign.io`), an unknown embedding model or selection strategy.
     """
     from synalign.alignment import check_strategy
     from synalign.io import load_dataset, stratified_sample, validate_for_run
 
     check_strategy(config.selection)  # unknown strategy → InputError before any work
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
-    validate_for_run(dataset, cluster_size=config.cluster_size)
+    for note in validate_for_run(dataset, cluster_size=config.cluster_size):
+        _log.warning("note: %s", note)  # a few-shot label: its clusters shrink to its size
     real = stratified_sample(
         dataset.train, config.max_real, seed=config.seed, min_per_label=config.cluster_size
     )
@@ -198,12 +167,14 @@ def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> 
     )
     atomic_write_text(outputs["metrics.json"], json.dumps(metrics, indent=2) + "\n")
     backend = ctx.backend
+    usage, processes = total_usage(out)
     summary: dict[str, Any] = {
         "stop_reason": state.get("stop_reason"),
         "rounds": state.get("round", 0),
         "generated": len(pool),
         "accepted": len(accepted),
         "labels": {label: sum(1 for s in accepted if s.label == label) for label in ctx.labels},
+        "generated_per_label": {label: sum(1 for s in pool if s.label == label) for label in ctx.labels},
         "real_examples": len(ctx.real),
         "bandwidth": state.get("bandwidth"),
         "noise_floor": state.get("noise_floor"),
@@ -213,13 +184,18 @@ def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> 
         "noise_floor_same_size": metrics[-1]["noise_floor_same_size"] if metrics else None,
         "final_mmd2": metrics[-1]["mmd2_accepted"] if metrics else None,
         "selection": ctx.config.selection,
-        "backend": {"name": backend.name, "is_llm": backend.is_llm, "note": None if backend.is_llm else OFFLINE_NOTE},
-        "usage": backend.usage(),
+        "backend": {
+            "name": backend.name,
+            "is_llm": backend.is_llm,
+            **backend.info,
+            "note": backend.info.get("terms") if backend.is_llm else OFFLINE_NOTE,
+        },
+        "usage": usage,
+        "usage_processes": processes,
         "dropped": state.get("dropped", {}),
         "embedding_model": ctx.embedder.model_id,
         "wall_seconds": round(wall, 2),
     }
-    atomic_write_text(outputs["summary.json"], json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     syn_emb = ctx.embedder.encode([s.text for s in pool]) if pool else np.zeros((0, ctx.real_embeddings.shape[1]))
     write_report(
         outputs["report.html"],
@@ -231,6 +207,8 @@ def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> 
         synthetic=pool,
         attributes=state.get("summaries", []),
     )
+    # summary.json last: its presence marks a run whose outputs are complete
+    atomic_write_text(outputs["summary.json"], json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return RunResult(run_dir=out, accepted=accepted, pool=pool, metrics=metrics, summary=summary, outputs=outputs)
 
 
@@ -261,33 +239,90 @@ def run(
 
     Raises:
         InputError: bad input or run directory (nothing is written in that case).
+        DiskFullError: no space left while writing a checkpoint or an output (no output is half-written;
+            the run resumes once there is space).
     """
-    from langgraph.checkpoint.sqlite import SqliteSaver
+    try:
+        return _run(config, resume=resume, overwrite=overwrite, backend=backend, embedder=embedder, on_event=on_event)
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not _is_disk_full(exc):
+            raise
+        where = getattr(exc, "filename", None) or config.out / CHECKPOINT_FILE
+        raise DiskFullError(f"no space left on the device while writing {where} ({exc})") from None
 
+
+class DiskFullError(SynalignError):
+    """The disk filled up during a run; every file written so far is whole and the run can be resumed."""
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+
+
+def _run(
+    config: RunConfig,
+    *,
+    resume: bool,
+    overwrite: bool,
+    backend: Backend | None,
+    embedder: Embedder | None,
+    on_event: EventHandler | None,
+) -> RunResult:
     started = time.perf_counter()
     out = config.out
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    ctx = make_context(config, backend=backend, embedder=embedder, on_event=on_event)
-    if not resume:
-        _make_dirs(out, overwrite)
-        from synalign.io import atomic_write_text
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)  # cheap checks first: nothing created on error
+    with RunDirLock(out):  # one process per run directory, taken before any work
+        prepare_run_dir(out, resume=resume, overwrite=overwrite)  # again: another run may have just finished
+        if resume:
+            verify_checkpoints(out, _thread(config))  # a corrupt checkpoint fails before any embedding
+        ctx = make_context(config, backend=backend, embedder=embedder, on_event=on_event)
+        try:
+            if not resume:
+                if overwrite:
+                    remove_run_files(out)
+                from synalign.io import atomic_write_text
 
-        atomic_write_text(out / CONFIG_FILE, config.model_dump_json(indent=2) + "\n")
-    conn = sqlite3.connect(out / "checkpoints.sqlite", check_same_thread=False)
-    try:
-        graph = build_graph().compile(checkpointer=SqliteSaver(conn))
-        thread = {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": 10 + 6 * config.max_rounds}
-        snapshot = graph.get_state(thread)
-        if resume and snapshot.values and not snapshot.next:
-            final = snapshot.values  # already finished: just (re)write the outputs
-        else:
-            stream_input = None if resume and snapshot.values else {}
-            for mode, payload in graph.stream(
-                stream_input, thread, context=ctx, stream_mode=["custom", "updates"], durability="sync"
-            ):
-                if mode == "custom" and on_event is not None:
-                    on_event(payload)
-            final = graph.get_state(thread).values
-    finally:
-        conn.close()
-    return _write_outputs(ctx, final, time.perf_counter() - started)
+                atomic_write_text(out / CONFIG_FILE, config.model_dump_json(indent=2) + "\n")
+            conn, saver = open_checkpoints(out, resume=resume)
+        except BaseException:
+            ctx.backend.close()
+            raise
+        try:
+            final = _stream(config, ctx, saver, resume=resume, on_event=on_event)
+        finally:
+            conn.close()
+            ctx.backend.close()  # stops a local model server, whatever happened (the report needs no LLM)
+            with contextlib.suppress(OSError):  # e.g. a full disk: never hide the error that stopped the run
+                record_usage(out, ctx.backend.usage())  # summary.json sums the usage of every process of the run
+        return _write_outputs(ctx, final, time.perf_counter() - started)
+
+
+def _thread(config: RunConfig) -> dict[str, Any]:
+    return {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": 10 + 6 * config.max_rounds}
+
+
+def _stream(
+    config: RunConfig, ctx: SynAlignContext, saver: Any, *, resume: bool, on_event: EventHandler | None
+) -> dict[str, Any]:
+    """Run the graph to its end from the last checkpoint; returns the final state values."""
+    out = config.out
+    graph = build_graph().compile(checkpointer=saver)
+    thread = _thread(config)
+    snapshot = read_state(graph, thread, out / CHECKPOINT_FILE, out)
+    # Finished means "finish recorded a stop reason", never "nothing is pending": a process interrupted right
+    # after a node saved its writes (but before the step's checkpoint) has an empty live `next`.
+    if resume and snapshot.values.get("stop_reason"):
+        return snapshot.values  # already finished: just (re)write the outputs
+    # A saved checkpoint: continue from it (its completed tasks' pending writes are applied first).
+    stream_input = None if resume and snapshot.metadata is not None else {}
+    for mode, payload in graph.stream(
+        stream_input, thread, context=ctx, stream_mode=["custom", "updates"], durability="sync"
+    ):
+        if mode == "custom" and on_event is not None:
+            on_event(payload)
+    final = read_state(graph, thread, out / CHECKPOINT_FILE, out).values
+    if not final.get("stop_reason"):
+        raise corrupt_checkpoint_error(out / CHECKPOINT_FILE, "the loop ended without a stop reason", out)
+    return final

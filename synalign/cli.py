@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,18 +41,71 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _resume_hint(out: Path) -> str:
+    """How to go on after a stopped run: ``--resume`` only when ``out`` holds a run to resume."""
+    if (out / "config.json").is_file():
+        return f"continue with: synalign run --out {out} --resume"
+    return "the run had not started, nothing was written; run the same command again"
+
+
+_RESUME_SAFE = {
+    "max_concurrency": "max_concurrency", "api_key_env": "api_key_env", "no_llm_cache": "llm_cache",
+}
+"""Options ``--resume`` applies (they change how the run talks to the LLM, never what it computes)."""
+
+
+def _resume_overrides(ctx: typer.Context, saved: Path) -> dict[str, Any]:
+    """The safe options given with ``--resume`` (as RunConfig fields); any other one is refused (exit 2)."""
+    given = [
+        name for name in ctx.params
+        if name not in ("out", "resume", "overwrite")
+        and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    ]
+    flag = {name: "--" + name.replace("_", "-") for name in given}
+    refused = [flag[name] for name in given if name not in _RESUME_SAFE]
+    if refused:
+        _fail(
+            f"--resume continues the run as saved in {saved}; it cannot change {', '.join(refused)} "
+            f"(start a new run with --overwrite or another --out)"
+        )
+    updates = {_RESUME_SAFE[name]: ctx.params[name] for name in given}
+    if "llm_cache" in updates:
+        updates["llm_cache"] = not updates["llm_cache"]
+    return updates
+
+
 def _config_error(exc: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(exc, ValidationError):
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ())) or "config"
-        return f"invalid option {where.replace('_', '-')}: {err.get('msg')}"
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        if not where:  # a check across options: the message names them
+            return msg
+        return f"invalid option --{where.replace('_', '-')}: {msg}"
     return str(exc)
 
 
+def _wait_column() -> Any:
+    """A progress column that shows how long the current step has gone without news (a slow LLM)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class _WaitColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            since = task.fields.get("since")
+            waited = 0.0 if since is None or task.finished else time.monotonic() - since
+            return Text(f"waiting {waited:.0f} s" if waited >= 5 else "", style="yellow")
+
+    return _WaitColumn()
+
+
 class _RoundProgress:
-    """Rich progress: one bar for embedding the real set, then one bar per round (4 node steps each)."""
+    """Rich progress: one bar for embedding the real set, then one bar per round (4 node steps each).
+
+    When stderr is not a terminal (a log file, CI) there is no bar: one plain line per finished step instead.
+    """
 
     _STEPS = {"explore": 1, "summarize": 2, "generate": 3, "align": 4}
 
@@ -59,9 +113,10 @@ class _RoundProgress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.max_rounds = max_rounds
+        self.plain = not sys.stderr.isatty()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-            transient=False,
+            _wait_column(), transient=False, disable=self.plain,
         )
         self.tasks: dict[int, Any] = {}
 
@@ -72,24 +127,33 @@ class _RoundProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
+    def _line(self, text: str) -> None:
+        typer.echo(text, err=True)
+
     def __call__(self, event: dict[str, Any]) -> None:
         node, round_ = event.get("node"), int(event.get("round", 0))
+        finished = event.get("done") == event.get("total")
         if node == "embed":
             if 0 not in self.tasks:
                 self.tasks[0] = self.progress.add_task("embedding real set", total=event["total"], info="")
-            self.progress.update(self.tasks[0], completed=event["done"])
+            self.progress.update(self.tasks[0], completed=event["done"], since=time.monotonic())
+            if self.plain and finished:
+                self._line(f"embedding real set: {event['done']} texts")
             return
         if round_ not in self.tasks:
             self.tasks[round_] = self.progress.add_task(f"round {round_}/{self.max_rounds}", total=4, info="")
         task = self.tasks[round_]
         step = self._STEPS.get(str(node), 0)
-        finished = event.get("done") == event.get("total")
         info = f"{node}" + (f" MMD²={event['mmd2']:.2e}" if "mmd2" in event else "")
-        self.progress.update(task, completed=step if finished else step - 1, info=info)
+        self.progress.update(task, completed=step if finished else step - 1, info=info, since=time.monotonic())
+        if self.plain and finished:
+            mmd2 = f", MMD²={event['mmd2']:.2e}" if "mmd2" in event else ""
+            self._line(f"round {round_}/{self.max_rounds}: {node} done{mmd2}")
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
     data: Optional[Path] = typer.Option(None, "--data", help="Real data: JSONL/CSV/Parquet file or a directory with train/test splits."),
     out: Path = typer.Option(..., "--out", help="Run directory (created; must not exist unless --resume/--overwrite)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the checkpointed run in --out."),
@@ -110,13 +174,13 @@ def run(
     length_scale: Optional[float] = typer.Option(None, help="GP RBF length-scale [median heuristic]."),
     seed: Optional[int] = typer.Option(None, help="Random seed [0]."),
     device: Optional[str] = typer.Option(None, help="auto, cpu or cuda [auto]."),
-    llm: Optional[str] = typer.Option(None, "--llm", help="Backend: 'eda' (no LLM), 'local' (embedded Gemma 3 270M via llama.cpp), 'local:PATH.gguf', or 'openai:MODEL' (any OpenAI-compatible server) [eda]."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="Backend: 'eda' (no LLM), 'local' (embedded Gemma 3 270M via llama.cpp), 'local:PATH.gguf', or 'openai:MODEL' (any OpenAI-compatible server) [$SYNALIGN_LLM, else local]."),
     item_name: Optional[str] = typer.Option(None, "--item-name", help="Base models: what one example is called in the prompt lines, e.g. 'Movie review' [Text]."),
     prompt_style: Optional[str] = typer.Option(None, "--prompt-style", help="chat (instruction models) or completion (base models: few-shot continuation lines) [auto: completion for --llm local]."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1."),
     api_key_env: Optional[str] = typer.Option(None, help="Environment variable holding the API key [OPENAI_API_KEY]."),
     temperature: Optional[float] = typer.Option(None, help="LLM sampling temperature [0.8]."),
-    max_tokens: Optional[int] = typer.Option(None, help="LLM max output tokens [1024]."),
+    max_tokens: Optional[int] = typer.Option(None, help="LLM max output tokens per call [1024 chat; 256 cap for --llm local]."),
     max_concurrency: Optional[int] = typer.Option(None, help="Concurrent LLM calls [4]."),
     no_llm_cache: bool = typer.Option(False, "--no-llm-cache", help="Disable the on-disk LLM response cache."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="Optimised generator state from 'synalign optimize'."),
@@ -134,7 +198,15 @@ def run(
             config = RunConfig.model_validate_json(saved.read_text(encoding="utf-8"))
         except (ValidationError, ValueError) as exc:
             _fail(f"--resume: {saved} is not a valid run config ({_config_error(exc)})")
-        config = config.model_copy(update={"out": out})
+        overrides = _resume_overrides(ctx, saved)
+        try:
+            config = RunConfig.model_validate({**config.model_dump(), "out": out, **overrides})
+        except ValidationError as exc:
+            _fail(_config_error(exc))
+        if overrides:
+            option = {field: "--" + name.replace("_", "-") for name, field in _RESUME_SAFE.items()}
+            applied = ", ".join(option[field] for field in overrides)
+            typer.echo(f"note: --resume applies {applied}; every other setting comes from {saved}", err=True)
     else:
         if data is None:
             _fail("missing option --data (the real data file or directory)")
@@ -157,17 +229,20 @@ def run(
     from rich.console import Console
 
     console = Console(stderr=True)
+    from synalign.interrupt import sigint_guard
+
     try:
         from synalign.graphs import run as run_graph
 
-        with _RoundProgress(config.max_rounds) as progress:
-            result = run_graph(config, resume=resume, overwrite=overwrite, on_event=progress)
+        with sigint_guard(lambda: f"synalign: error: interrupted; {_resume_hint(config.out)}"):
+            with _RoundProgress(config.max_rounds) as progress:
+                result = run_graph(config, resume=resume, overwrite=overwrite, on_event=progress)
     except InputError as exc:
         _fail(str(exc))
     except SynalignError as exc:  # e.g. an LLM request that still failed after every retry
-        _fail(f"{exc}; continue with: synalign run --out {config.out} --resume", code=1)
+        _fail(f"{exc}; {_resume_hint(config.out)}", code=1)
     except KeyboardInterrupt:
-        _fail(f"interrupted; continue with: synalign run --out {config.out} --resume", code=130)
+        _fail(f"interrupted; {_resume_hint(config.out)}", code=130)
 
     s = result.summary
     console.print(
@@ -176,9 +251,9 @@ def run(
         f"subset of that size scores {s['noise_floor_same_size']:.3e}, two real halves {s['noise_floor']:.3e}); "
         f"{s['wall_seconds']:.0f} s"
     )
-    if not s["backend"]["is_llm"] or s["backend"].get("note"):
+    if s["backend"].get("note"):
         console.print(f"note: synthetic data {s['backend']['note']}")
-    else:
+    if s["backend"]["is_llm"]:
         u = s.get("usage", {})
         console.print(
             f"LLM {s['backend']['name']}: {u.get('llm_calls', 0)} calls, {u.get('retries', 0)} retries, "
@@ -205,7 +280,7 @@ def optimize(
     n: int = typer.Option(4, "-n", help="Texts requested per example."),
     task: Optional[str] = typer.Option(None, help="Task description [names the labels]."),
     temperature: float = typer.Option(0.8, help="LLM sampling temperature."),
-    max_tokens: Optional[int] = typer.Option(None, help="LLM max output tokens [1024 chat, 96 --llm local]."),
+    max_tokens: Optional[int] = typer.Option(None, help="LLM max output tokens [1024 chat; 256 cap for --llm local]."),
     threads: int = typer.Option(1, help="Parallel evaluation threads of the optimiser."),
     seed: int = typer.Option(0, help="Random seed."),
     metric_embeddings: str = typer.Option("minilm", help="Embedding of the metric: minilm (bundled) or tfidf (fast)."),

@@ -5,7 +5,9 @@ Default encoder: all-MiniLM-L6-v2 (384-d, mean pooling) as shipped inside the Py
 replace it. Vectors are L2-normalised (unit norm), float32.
 
 The cache is one SQLite file (``embeddings.sqlite``) mapping ``sha256(model_id, text)`` to the raw float32
-vector, so a resumed or repeated run never re-embeds a text it has seen with the same model.
+vector and its checksum, so a resumed or repeated run never re-embeds a text it has seen with the same model;
+a vector that fails its checksum is re-embedded, and a corrupt cache file is moved aside and rebuilt
+(:mod:`synalign.cachedb`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import hashlib
 import logging
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +28,7 @@ __all__ = ["Embedder", "default_model_path", "default_cache_dir"]
 
 _log = logging.getLogger("synalign.embeddings")
 _MODELS: dict[tuple[str, str], Any] = {}
+T = TypeVar("T")
 
 
 def default_model_path() -> str:
@@ -58,6 +61,23 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _hub_has_model(name: str, timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face Hub knows model ``name``, asked once with a ``timeout``-second limit.
+
+    ``False`` when offline (``HF_HUB_OFFLINE``), unreachable, slow, or the name is unknown — so an unknown name
+    fails in seconds instead of the minutes sentence-transformers spends retrying each file.
+    """
+    if not _hub_reachable(timeout=min(timeout, 3.0)):
+        return False
+    try:
+        from huggingface_hub import model_info
+
+        model_info(name, timeout=timeout)
+    except Exception:  # not found, gated, timeout, bad repo id, HTTP error: all mean "cannot download it now"
+        return False
+    return True
+
+
 def _load_model(name: str, device: str) -> Any:
     key = (name, device)
     if key in _MODELS:
@@ -76,10 +96,10 @@ def _load_model(name: str, device: str) -> Any:
             try:
                 model = SentenceTransformer(name, device=device, local_files_only=True)
             except Exception:
-                if not _hub_reachable():
+                if not _hub_has_model(name):
                     raise InputError(
                         f"unknown embedding model {name!r}: not a local model directory, not in the Hugging Face "
-                        "cache, and the Hub is unreachable"
+                        "cache, and not found on the Hub (or the Hub is unreachable)"
                     ) from None
                 model = SentenceTransformer(name, device=device)
     except InputError:
@@ -89,6 +109,22 @@ def _load_model(name: str, device: str) -> Any:
         raise InputError(f"unknown embedding model {name!r}: could not be loaded ({reason[:160]})") from None
     _MODELS[key] = model
     return model
+
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL, digest BLOB NOT NULL)"
+
+
+def _digest(key: bytes, vec: bytes) -> bytes:
+    """Checksum stored with every cached vector (BLAKE2b-128 of key and vector bytes)."""
+    return hashlib.blake2b(key + vec, digest_size=16).digest()
+
+
+def _store(db: sqlite3.Connection, rows: list[tuple[bytes, bytes]]) -> None:
+    with db:
+        db.executemany(
+            "INSERT OR REPLACE INTO vectors (key, vec, digest) VALUES (?, ?, ?)",
+            [(k, v, _digest(k, v)) for k, v in rows],
+        )
 
 
 class Embedder:
@@ -157,10 +193,9 @@ class Embedder:
         if self._cache_path is None:
             return None
         if self._conn is None:
-            self._cache_path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self._cache_path, timeout=30, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
+            from synalign.cachedb import open_cache
+
+            self._conn = open_cache(self._cache_path, [_SCHEMA], "embedding cache")
         return self._conn
 
     def _keys(self, texts: Sequence[str]) -> list[bytes]:
@@ -168,13 +203,39 @@ class Embedder:
         return [hashlib.sha256(prefix + t.encode("utf-8")).digest() for t in texts]
 
     def _lookup(self, db: sqlite3.Connection, keys: list[bytes]) -> dict[bytes, bytes]:
+        """Cached vectors of ``keys``; a vector whose checksum does not match is a miss (and re-embedded)."""
         found: dict[bytes, bytes] = {}
+        bad = 0
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 900):  # SQLite's bound-parameter limit
             chunk = unique[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            found.update(db.execute(f"SELECT key, vec FROM emb WHERE key IN ({marks})", chunk).fetchall())
+            rows = db.execute(f"SELECT key, vec, digest FROM vectors WHERE key IN ({marks})", chunk).fetchall()
+            for key, vec, digest in rows:
+                if _digest(key, vec) == digest and len(vec) % 4 == 0 and vec:
+                    found[key] = vec
+                else:
+                    bad += 1
+        if bad:
+            _log.warning("embedding cache %s: %d vector(s) failed their checksum; re-embedding them", self._cache_path, bad)
         return found
+
+    def _cache_call(self, action: Callable[[sqlite3.Connection], T], default: T) -> T:
+        """Run ``action`` on the cache; a corrupt cache is moved aside (one warning) and ``action`` retried once."""
+        from synalign.cachedb import is_corruption, quarantine
+
+        db = self._db()
+        if db is None:
+            return default
+        try:
+            return action(db)
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc) or self._cache_path is None:
+                raise
+            self.close()
+            quarantine(self._cache_path, exc, "embedding cache")
+        db = self._db()
+        return action(db) if db is not None else default
 
     # -- encode -------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
@@ -190,10 +251,10 @@ class Embedder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        db = self._db()
-        keys = self._keys(texts) if db is not None else []
-        cached = self._lookup(db, keys) if db is not None else {}
-        missing = list(range(len(texts))) if db is None else [i for i, k in enumerate(keys) if k not in cached]
+        use_cache = self._cache_path is not None
+        keys = self._keys(texts) if use_cache else []
+        cached = self._cache_call(lambda db: self._lookup(db, keys), {})
+        missing = [i for i, k in enumerate(keys) if k not in cached] if use_cache else list(range(len(texts)))
         # encode each distinct missing text once
         todo = list(dict.fromkeys(texts[i] for i in missing))
         fresh: dict[str, np.ndarray] = {}
@@ -207,13 +268,9 @@ class Embedder:
             ).astype(np.float32, copy=False)
             fresh = dict(zip(todo, vecs))
             self.stats["encoded"] += len(todo)
-            if db is not None:
-                new_keys = self._keys(todo)
-                with db:
-                    db.executemany(
-                        "INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)",
-                        [(k, v.tobytes()) for k, v in zip(new_keys, vecs)],
-                    )
+            if use_cache:
+                rows = [(k, v.tobytes()) for k, v in zip(self._keys(todo), vecs)]
+                self._cache_call(lambda db: _store(db, rows), None)
         self.stats["cache_hits"] += len(texts) - len(missing)
         dim = next(iter(fresh.values())).shape[0] if fresh else len(next(iter(cached.values()))) // 4
         out = np.empty((len(texts), dim), dtype=np.float32)

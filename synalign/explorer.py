@@ -399,14 +399,15 @@ def explore(
     all rows and makes ``clusters_per_label × number of labels`` picks in total, wherever the posterior
     variance is largest. Each new pick becomes a cluster: the pick followed by its ``cluster_size − 1``
     nearest neighbours (Euclidean distance, equivalently cosine for unit-norm rows) among the rows of
-    the pick's label, nearest first.
+    the pick's label, nearest first. A label with fewer than ``cluster_size`` examples (a few-shot label)
+    gets clusters of all its examples.
 
     Args:
         embeddings: (N, d) float array of L2-normalised embeddings of the real examples.
         ids: N unique example ids.
         labels: N labels.
         clusters_per_label: new picks (clusters) per label; fewer when fewer unpicked rows remain.
-        cluster_size: examples per cluster, pick included.
+        cluster_size: examples per cluster, pick included (at most the label's size).
         picked: ids picked in earlier rounds, per label (not modified).
         length_scale: RBF length-scale; ``None`` = median heuristic of each label's rows (of all rows
             when ``per_label`` is false).
@@ -418,8 +419,7 @@ def explore(
         :class:`ExploreResult` with the clusters and the updated picked ids.
 
     Raises:
-        InputError: mismatched lengths, duplicate ids, unknown picked ids, a label with fewer examples than
-            ``cluster_size``, bad counts.
+        InputError: mismatched lengths, duplicate ids, unknown picked ids, bad counts.
         DegenerateKernelError: see :func:`greedy_variance_picks` (message names the label).
     """
     import torch
@@ -447,11 +447,6 @@ def explore(
     label_arr = np.asarray(labels, dtype=object)
     order = list(dict.fromkeys(labels))
     rows_of_label = {label: np.flatnonzero(label_arr == label) for label in order}
-    for label, rows in rows_of_label.items():
-        if len(rows) < cluster_size:
-            raise InputError(
-                f"label {label!r} has {len(rows)} examples, fewer than cluster_size {cluster_size}"
-            )
     prior = {k: [str(i) for i in v] for k, v in (picked or {}).items()}
     unknown = sorted(set(prior) - set(order))
     if unknown:

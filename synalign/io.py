@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from synalign.errors import InputError
+from synalign.filecheck import COMPRESSED_SUFFIXES, check_not_compressed
 from synalign.records import RealExample
 
 __all__ = [
@@ -139,6 +140,8 @@ def load_examples(
             raise InputError(f"{path}: no {split} split (expected {_expected_names(split)})")
         path = found
     suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".csv") or suffix in COMPRESSED_SUFFIXES:
+        check_not_compressed(path)
     if suffix not in SUPPORTED_SUFFIXES:
         raise InputError(
             f"{path}: unsupported file type {path.suffix or '(no suffix)'!r} "
@@ -434,16 +437,22 @@ def stratified_sample(
     return [examples[i] for i in sorted(chosen)]
 
 
-def validate_for_run(dataset: Dataset, *, cluster_size: int) -> None:
+def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
     """Check that the train split can feed a SynAlign run.
+
+    A few-shot label (fewer train examples than ``cluster_size``) is used as it is: its demonstration
+    clusters shrink to the label's size. That is not an error; it is reported in the returned notes.
 
     Args:
         dataset: the loaded dataset.
         cluster_size: demonstration cluster size (GP pick + nearest neighbours), see ``RunConfig``.
 
+    Returns:
+        notes for the user (one line each), e.g. ``"FILE: label 'abbr' has 3 examples, fewer than
+        --cluster-size 8: its clusters hold 3"``; empty when every label fills a cluster.
+
     Raises:
-        InputError: fewer than two labels ("only one label 'x' in FILE; need at least two"), or a label
-            with fewer train examples than ``cluster_size`` (all such labels named in one line).
+        InputError: no examples, or fewer than two labels ("only one label 'x' in FILE; need at least two").
     """
     groups = dataset.by_label()
     where = dataset.train_path
@@ -453,12 +462,14 @@ def validate_for_run(dataset: Dataset, *, cluster_size: int) -> None:
         (label,) = groups
         raise InputError(f"only one label {label!r} in {where}; need at least two")
     small = [(label, len(members)) for label, members in groups.items() if len(members) < cluster_size]
-    if small:
-        listed = ", ".join(f"{label!r} has {count}" for label, count in small)
-        raise InputError(
-            f"{where}: too few examples for cluster size {cluster_size}: {listed} "
-            f"(need at least {cluster_size} per label; lower --cluster-size or add data)"
-        )
+    if not small:
+        return []
+    listed = ", ".join(f"{label!r} has {count}" for label, count in small)
+    return [
+        f"{where}: few examples for --cluster-size {cluster_size}: {listed}; "
+        f"{'its' if len(small) == 1 else 'their'} clusters use all {'its' if len(small) == 1 else 'their'} "
+        "examples"
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------

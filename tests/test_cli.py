@@ -67,7 +67,6 @@ BAD_INPUTS = {
         ["f.jsonl:3", "empty"],
     ),
     "single_label": (lambda d: _write(d / "one.jsonl", _rows(12, ("positive",))), ["one.jsonl", "positive"]),
-    "too_few_for_cluster": (lambda d: _write(d / "few.jsonl", _rows(6)), ["cluster"]),
     "non_utf8": (
         lambda d: _write(d / "latin.jsonl", _rows(2).encode() + b'{"text": "caf\xe9 noir", "label": "positive"}\n'),
         ["latin.jsonl:3", "UTF-8"],
@@ -131,7 +130,7 @@ def test_run_existing_dir_resume_and_overwrite(small_data: Path, tmp_path: Path)
     first = _invoke("--data", str(small_data), "--out", str(out), *FAST)
     assert first.exit_code == 0, first.output + first.stderr
     assert f"outputs in {out}" in first.stdout
-    assert "synthetic.jsonl" in first.stdout and "offline backend" in first.stderr
+    assert "synthetic.jsonl" in first.stdout and "EDA backend (no language model)" in first.stderr
     before = (out / "synthetic.jsonl").read_text(encoding="utf-8")
     assert len(before.splitlines()) == 4  # 2 labels × 4 samples, half accepted
 

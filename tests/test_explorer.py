@@ -242,8 +242,12 @@ def test_explore_exhausted_label_and_too_small_label(sst2) -> None:
     assert sum(c.label == "negative" for c in res.clusters) == 5
     again = explore(e, i, lab, clusters_per_label=5, cluster_size=3, picked=res.picked, device="cpu")
     assert sum(c.label == "positive" for c in again.clusters) == 0
-    with pytest.raises(InputError, match=r"label 'positive' has 3 examples, fewer than cluster_size 4"):
-        explore(e, i, lab, clusters_per_label=1, cluster_size=4, device="cpu")
+    # a few-shot label: its clusters shrink to its size (pick first), the other label's keep cluster_size
+    few = explore(e, i, lab, clusters_per_label=1, cluster_size=4, device="cpu")
+    by_label = {c.label: c for c in few.clusters}
+    assert sorted(by_label["positive"].example_ids) == sorted(i[-3:])
+    assert by_label["positive"].example_ids[0] == by_label["positive"].pick_id
+    assert len(by_label["negative"].example_ids) == 4
     with pytest.raises(InputError, match="not found"):
         explore(e, i, lab, clusters_per_label=1, cluster_size=2, picked={"negative": ["nope"]}, device="cpu")
     with pytest.raises(DegenerateKernelError, match="label 'negative'"):

@@ -45,9 +45,9 @@ def test_stops_on_budget_rounds_and_writes_outputs(small_data: Path, tmp_path: P
     for label in ("negative", "positive"):
         assert sum(s.weight for s in result.pool if s.label == label) == pytest.approx(1.0, abs=1e-4)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["backend"]["is_llm"] is False and "offline backend" in summary["backend"]["note"]
+    assert summary["backend"]["is_llm"] is False and "EDA backend (no language model)" in summary["backend"]["note"]
     assert summary["noise_floor"] is not None and summary["final_mmd2"] == result.metrics[-1]["mmd2_accepted"]
-    assert "offline backend" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "EDA backend (no language model)" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     # the explorer never re-uses a pick across rounds
     clusters = [json.loads(line) for line in (tmp_path / "run" / "attributes.jsonl").read_text().splitlines()]
     picks = [c["pick_id"] for c in clusters]

@@ -119,7 +119,7 @@ def test_langchain_summarizer_parses_schema_output(tmp_path: Path, server: Local
     from synalign.config import RunConfig
 
     config = RunConfig(data=tmp_path, out=tmp_path / "run", llm="openai:gemma", base_url=server.base_url,
-                       max_tokens=512, llm_cache=False, max_concurrency=1)
+                       max_tokens=1024, llm_cache=False, max_concurrency=1)
     settings = LLMSettings.from_config(config)
     runner = make_runner(config, settings, tmp_path / "run")
     summarizer = LLMSummarizer(make_chat_model(settings, "EMPTY"), runner)

@@ -1,0 +1,69 @@
+"""Backend usage summed over every process of a run (a resumed run has several).
+
+Each process appends its backend's counters to ``OUT/usage.json`` when it stops (finished, failed or
+interrupted; a ``SIGKILL``-ed process cannot, so its calls are missing from the total). ``summary.json``
+reports the sum: numbers add up, nested counters add up key by key, ``cache_hit_rate`` is recomputed from
+the summed hits and misses, and anything else (names, the concurrency limits) is the latest process's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["USAGE_FILE", "record_usage", "total_usage"]
+
+USAGE_FILE = "usage.json"
+
+
+def _read(out: Path) -> list[dict[str, Any]]:
+    try:
+        entries = json.loads((out / USAGE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("usage"), dict)] if isinstance(entries, list) else []
+
+
+def record_usage(out: Path, usage: dict[str, Any]) -> None:
+    """Append this process's ``usage`` to ``out/usage.json`` (atomically; nothing when ``out`` is gone)."""
+    from synalign.io import atomic_write_text
+
+    if not out.is_dir():
+        return
+    entries = _read(out) + [{"pid": os.getpid(), "ended": round(time.time(), 3), "usage": usage}]
+    atomic_write_text(out / USAGE_FILE, json.dumps(entries, indent=1, ensure_ascii=False, default=str) + "\n")
+
+
+def _add(left: Any, right: Any) -> Any:
+    if isinstance(left, bool) or isinstance(right, bool):
+        return right
+    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+        return left + right
+    if right is None and isinstance(left, (int, float)):
+        return left  # e.g. a process that made no priced call: keep the total
+    if isinstance(left, dict) and isinstance(right, dict):
+        merged = dict(left)
+        for key, value in right.items():
+            merged[key] = _add(merged[key], value) if key in merged else value
+        return merged
+    return right
+
+
+def total_usage(out: Path) -> tuple[dict[str, Any], int]:
+    """The usage of every recorded process of the run in ``out``, summed, and how many processes that is."""
+    entries = _read(out)
+    total: dict[str, Any] = {}
+    for entry in entries:
+        usage = dict(entry["usage"])
+        usage.pop("cache_hit_rate", None)
+        concurrency = usage.pop("concurrency", None)
+        total = _add(total, usage)
+        if concurrency is not None:
+            total["concurrency"] = concurrency
+    if "cache_hits" in total:
+        looked_up = total.get("cache_hits", 0) + total.get("cache_misses", 0)
+        total["cache_hit_rate"] = total["cache_hits"] / looked_up if looked_up else None
+    return total, len(entries)
