@@ -32,3 +32,28 @@ def test_real_halves_sit_at_the_floor_and_eda_text_does_not(demo_rows) -> None:
 def test_compare_needs_enough_rows() -> None:
     with pytest.raises(InputError, match="at least 4 reference"):
         compare_embeddings(np.zeros((3, 4)), np.zeros((5, 4)))
+
+
+def test_compare_command_reads_a_run_directory_and_prints_json(tmp_path, demo_dir) -> None:
+    import json
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    rows = [json.loads(line) for line in (demo_dir / "train.jsonl").read_text().splitlines()]
+    rows = rows[::2][:300] + rows[1::2][:120]  # two disjoint samples of the same real distribution
+    (tmp_path / "real.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:300]))
+    (run / "synthetic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[300:]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "synalign.cli", "compare", str(tmp_path / "real.jsonl"), str(run), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["n_a"] == 300 and result["n_b"] == 120
+    assert result["mmd2_over_floor"] < 3 and 0.3 < result["discriminator_auc"] < 0.7
+    bad = subprocess.run([sys.executable, "-m", "synalign.cli", "compare", str(demo_dir), str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.startswith("synalign: error: no such file")
