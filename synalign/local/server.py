@@ -175,7 +175,7 @@ class LocalServer:
         """
         binary = binary or find_binary()
         if binary is None:
-            raise ServerError("llama-server is not built yet; run: synalign local-lm build (10-15 min, once)")
+            raise ServerError("llama-server is not built yet; run: synalign local-lm build (about 6 min on 2 cores, once)")
         reap_orphans()
         servers = _servers_dir()
         log_path = log_path or servers / f"server-{os.getpid()}-{int(time.time())}.log"
