@@ -1,0 +1,138 @@
+"""Generation ablation, part 2: select from each pool and measure (issue "Does SynAlign work?", §1).
+
+Reads the pools of ``evals/ablation_generate.py`` (``evals/results/ablation/<task>/seed<s>-<condition>.jsonl``)
+and, per seed and condition, selects the same number ``m`` of texts per label (the smallest pool of that seed,
+at most half of any other pool) four ways — ``none`` (the first m generated), ``random``, ``filter`` (the project's default:
+label-consistency filter, then random) and ``herding`` (kernel herding toward the real few-shot set, KMM-based
+stage 3) — and measures each selection:
+
+- downstream: the seed's k real examples per class + the selection, logistic regression on frozen MiniLM,
+  accuracy and macro-F1 on the real test split;
+- label fidelity under a classifier fitted on the real train split (:class:`evals.fidelity.LabelOracle`);
+- distinct-2, near-copies of the cluster's demonstrations, MMD² (fixed-set) to the real test split.
+
+Prints one table (mean ± std over seeds, paired Δ vs ``zerogen`` and vs ``random`` demonstrations at the same
+selection) and writes ``evals/results/ablation/<task>/summary.md`` and ``rows.json``.
+
+    python evals/ablation_eval.py --tasks sst2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from evals._bench import REPO, markdown  # noqa: E402
+
+OUT = REPO / "evals" / "results" / "ablation"
+CONDITIONS = ("zerogen", "random", "gp", "gp+attributes")
+SELECTIONS = ("none", "random", "filter", "herding")
+
+
+def _select(how: str, pool: list[dict], emb: np.ndarray, few_emb: np.ndarray, few_labels: list[str],
+            m: int, seed: int) -> list[int]:
+    from synalign.alignment import align
+
+    labels = [r["label"] for r in pool]
+    if how == "none":
+        return [i for label in sorted(set(labels)) for i in [j for j, x in enumerate(labels) if x == label][:m]]
+    if how == "random":
+        rng = np.random.default_rng(seed)
+        return [i for label in sorted(set(labels))
+                for i in rng.permutation([j for j, x in enumerate(labels) if x == label])[:m]]
+    fraction = min(1.0, m / min(labels.count(label) for label in set(labels)))
+    result = align(emb, labels, few_emb, few_labels, strategy=how, accept_fraction=fraction, seed=seed,
+                   device="cpu", compute_mmd=False)
+    chosen = [i for i, keep in enumerate(result.accepted) if keep]
+    per: dict[str, list[int]] = {}
+    for i in chosen:
+        per.setdefault(labels[i], []).append(i)
+    return [i for label in sorted(per) for i in per[label][:m]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from scipy import stats
+
+    from evals.classifiers import fit_predict_lr, scores
+    from evals.fidelity import LabelOracle, copy_share, distinct_n, read_jsonl
+    from synalign.divergence import median_bandwidth, mmd2_fixed_set
+    from synalign.embeddings import Embedder
+    from synalign.io import atomic_write_text
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="sst2")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    args = parser.parse_args(argv)
+    embedder = Embedder()
+    for task in args.tasks.split(","):
+        folder = OUT / task
+        seeds = sorted(int(p.name[4:].split("-")[0]) for p in folder.glob("seed*-fewshot.jsonl"))
+        seeds = [s for s in seeds if all((folder / f"seed{s}-{c}.jsonl").is_file() for c in CONDITIONS)]
+        if not seeds:
+            print(f"{task}: no seed has all four pools yet", file=sys.stderr)
+            continue
+        oracle = LabelOracle(read_jsonl(args.data / task / "train.jsonl"))
+        test = read_jsonl(args.data / task / "test.jsonl")
+        x_test, y_test = embedder.encode([r["text"] for r in test]), [str(r["label"]) for r in test]
+        bandwidth = float(median_bandwidth(x_test, seed=0))
+        rows = []
+        for seed in seeds:
+            few = read_jsonl(folder / f"seed{seed}-fewshot.jsonl")
+            few_emb, few_labels = embedder.encode([r["text"] for r in few]), [str(r["label"]) for r in few]
+            pools = {c: read_jsonl(folder / f"seed{seed}-{c}.jsonl") for c in CONDITIONS}
+            sizes = {c: min(sum(r["label"] == label for r in p) for label in set(few_labels)) for c, p in pools.items()}
+            # equal final size: no more than the smallest pool holds (zerogen loses many duplicates) and at most
+            # half of every other pool, so that each selection really selects
+            m = min(min(sizes.values()), min(v for c, v in sizes.items() if c != "zerogen") // 2)
+            real_only = scores(y_test, fit_predict_lr(few_emb, few_labels, x_test))
+            rows.append({"seed": seed, "condition": "real only", "selection": "-", "m": 0, **real_only})
+            for condition, pool in pools.items():
+                emb = embedder.encode([r["text"] for r in pool])
+                for how in SELECTIONS:
+                    idx = _select(how, pool, emb, few_emb, few_labels, m, seed)
+                    picked = [pool[i] for i in idx]
+                    texts, labels = [r["text"] for r in picked], [r["label"] for r in picked]
+                    x = np.vstack([few_emb, emb[idx]])
+                    result = scores(y_test, fit_predict_lr(x, few_labels + labels, x_test))
+                    rows.append({
+                        "seed": seed, "condition": condition, "selection": how, "m": m, **result,
+                        "fidelity": oracle.fidelity(texts, labels), "distinct2": distinct_n(texts, 2),
+                        "copies": copy_share(texts, [r["demonstrations"] for r in picked]),
+                        "mmd2_test": float(mmd2_fixed_set(emb[idx], x_test, bandwidth, device="cpu")),
+                    })
+                print(f"{task} seed {seed} {condition}: done", file=sys.stderr, flush=True)
+        table = []
+        for condition in ("real only", *CONDITIONS):
+            for how in (["-"] if condition == "real only" else SELECTIONS):
+                cell = [r for r in rows if r["condition"] == condition and r["selection"] == how]
+                acc = np.array([r["accuracy"] for r in cell])
+                line = [condition, how, f"{acc.mean():.4f} ± {acc.std():.4f}",
+                        f"{np.mean([r['macro_f1'] for r in cell]):.4f}"]
+                for base in ("zerogen", "random"):
+                    ref = [r for r in rows if r["condition"] == base and r["selection"] == how]
+                    if condition in ("real only", base) or len(ref) != len(cell):
+                        line.append("")
+                        continue
+                    diff = acc - np.array([r["accuracy"] for r in ref])
+                    p = stats.ttest_rel(acc, [r["accuracy"] for r in ref]).pvalue if len(diff) > 1 and diff.std() > 0 else float("nan")
+                    line.append(f"{diff.mean():+.4f} (p={p:.2g})")
+                for key in ("fidelity", "distinct2", "copies", "mmd2_test"):
+                    line.append(f"{np.mean([r[key] for r in cell]):.4g}" if condition != "real only" else "")
+                table.append(line)
+        text = markdown(["condition", "selection", f"accuracy ({len(seeds)} seeds)", "macro-F1", "Δ vs zerogen",
+                         "Δ vs random demos", "label fidelity", "distinct-2", "near-copies", "MMD² to test"], table)
+        atomic_write_text(folder / "summary.md", text + "\n")
+        atomic_write_text(folder / "rows.json", json.dumps(rows, indent=1) + "\n")
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
