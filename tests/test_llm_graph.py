@@ -50,7 +50,11 @@ def test_llm_loop_with_faults_then_cached_repeat(small_data: Path, tmp_path: Pat
     summary = json.loads((run1 / "summary.json").read_text())
     usage = summary["usage"]
     # every requested sample arrived despite the faults, and the failures are reported
-    assert summary["backend"] == {"name": "openai:test-model", "is_llm": True, "note": None}
+    backend = summary["backend"]
+    assert {k: backend[k] for k in ("name", "is_llm", "note", "kind", "model", "prompt_style")} == {
+        "name": "openai:test-model", "is_llm": True, "note": None, "kind": "openai", "model": "test-model",
+        "prompt_style": "chat",
+    }
     assert summary["generated"] == ROUNDS * 2 * CLUSTERS * SAMPLES
     assert usage["failed_requests"] == 0 and usage["shortfall"] == 0
     assert sum(faults.values()) >= 1 and usage["failures"] == sum(faults.values())

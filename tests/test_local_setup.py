@@ -71,7 +71,7 @@ def test_server_binary_override_and_pinned_sdist(tmp_path: Path, monkeypatch: py
     [
         (["--llm", "local:missing.gguf"], "no such model file"),
         (["--llm", "locall"], "must be 'eda', 'local'"),
-        (["--llm", "local", "--base-url", "http://127.0.0.1:9/v1"], "--base-url does not apply to --llm local"),
+        (["--llm", "local", "--base-url", "http://127.0.0.1:9/v1"], "--base-url needs --llm openai:MODEL"),
     ],
 )
 def test_bad_local_options_get_one_line(small_data: Path, tmp_path: Path, args: list[str], message: str) -> None:
