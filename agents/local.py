@@ -18,7 +18,6 @@ from pathlib import Path
 
 from synalign.backends import Backend
 from synalign.config import RunConfig
-from synalign.errors import InputError
 
 from synalign.agents.llm import LLMSettings, parse_llm
 
@@ -37,9 +36,9 @@ def ensure_server_binary(log: Callable[[str], None] = _stderr) -> Path:
     Raises:
         SynalignError: the build failed or cannot run here (no cmake / compiler).
     """
-    from synalign.local import build_server, find_binary
+    from synalign.local import build_server
 
-    return find_binary() or build_server(log=log)
+    return build_server(log=log)  # returns the cached binary at once when it exists
 
 
 def build_local_backend(
@@ -56,15 +55,14 @@ def build_local_backend(
     holds the GGUF's sha256, never the server's random port, so a resumed run hits the cache.
 
     Raises:
-        InputError: ``--base-url`` given (the local server has its own), a missing or non-GGUF model file.
+        InputError: a missing or non-GGUF model file (``--base-url`` with ``--llm local`` is refused by
+            :class:`~synalign.config.RunConfig` already).
         SynalignError: the server binary cannot be built or the server does not start.
     """
     from synalign.agents.backend import build_llm_backend
     from synalign.local import GEMMA_TERMS_NOTE, LocalServer, resolve_model
     from synalign.local.model import file_sha256
 
-    if config.base_url:
-        raise InputError("--base-url does not apply to --llm local (it starts its own server)")
     _, path = parse_llm(config.llm or "local")
     model_path = resolve_model(path or None)
     sha256 = file_sha256(model_path)
@@ -75,9 +73,8 @@ def build_local_backend(
         ctx_size=2048 * max(1, settings.local_slots),
     )
     try:
-        settings = replace(
-            settings, base_url=server.base_url, max_concurrency=max(1, min(settings.max_concurrency, server.total_slots))
-        )
+        # concurrency then follows the server's /props slots, as for any llama.cpp endpoint (build_llm_backend)
+        settings = replace(settings, base_url=server.base_url)
         backend = build_llm_backend(
             config, run_dir, settings=settings, reference=reference, identity={"gguf_sha256": sha256}, sleep=sleep
         )
