@@ -151,7 +151,6 @@ class CompletionEngine:
         self.model = model
         self.base_url = base_url
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout)
-        self.last: dict[str, Any] = {}
 
     def complete(self, request: Any) -> Any:
         from dspy.lm15 import Message, Response, TextPart, Usage
@@ -171,8 +170,6 @@ class CompletionEngine:
         reply = self.client.completions.create(**kwargs, extra_body={"cache_prompt": True})
         choice = reply.choices[0]
         usage = reply.usage
-        timings = getattr(reply, "timings", None) or (reply.model_extra or {}).get("timings")
-        self.last = {"finish_reason": choice.finish_reason, "timings": timings}
         return Response(
             id=reply.id,
             model=reply.model or self.model,

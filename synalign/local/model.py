@@ -7,14 +7,13 @@ Gemma is provided under the Gemma Terms of Use; every output made with it says s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from synalign.errors import InputError
 
-from synalign.local.build import tools_dir
+from synalign.local.build import sha256_file, tools_dir
 
 __all__ = ["EMBEDDED_MODEL", "GEMMA_TERMS_NOTE", "embedded_model_path", "resolve_model", "file_sha256"]
 
@@ -38,11 +37,7 @@ def file_sha256(path: Path) -> str:
             return str(saved["sha256"])
     except (OSError, ValueError, KeyError):
         pass
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
+    value = sha256_file(path)
     try:
         stamp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": value}), encoding="utf-8")
     except OSError:
