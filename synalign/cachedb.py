@@ -4,7 +4,9 @@ A cache only saves work, so a damaged one must never stop a run nor change its r
 read (truncated, garbled, "file is not a database", "database disk image is malformed") is moved aside to
 ``NAME.corrupt-TIMESTAMP`` with one warning line and an empty cache takes its place. Several processes may
 share one cache directory: every connection uses WAL journaling and a busy timeout, so concurrent writers
-wait for each other instead of failing or corrupting the file.
+wait for each other instead of failing or corrupting the file. Opening (the switch to WAL and the schema) runs
+under ``NAME.lock`` (:mod:`filelock`): SQLite answers a second process's ``PRAGMA journal_mode=WAL`` with
+"database is locked" at once, without waiting out the busy timeout, while the first one holds its lock.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from filelock import FileLock
 
 __all__ = ["BUSY_TIMEOUT_S", "is_corruption", "open_cache", "quarantine"]
 
@@ -42,15 +46,17 @@ def quarantine(path: Path, reason: object, what: str) -> Path:
 
 
 def _connect(path: Path, schema: Sequence[str]) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        for statement in schema:
-            conn.execute(statement)
-        conn.commit()
-    except BaseException:
-        conn.close()
-        raise
+    with FileLock(f"{path}.lock", timeout=BUSY_TIMEOUT_S):
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            for statement in schema:
+                conn.execute(statement)
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
     return conn
 
 

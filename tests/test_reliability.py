@@ -279,6 +279,34 @@ def test_two_processes_sharing_one_embedding_cache(tmp_path: Path) -> None:
         assert conn.execute("select count(*) from vectors").fetchone()[0] == 192
 
 
+
+_OPEN_AND_WRITE = r'''
+import sys, time
+from pathlib import Path
+from synalign.cachedb import open_cache
+time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # all processes open at the same instant
+conn = open_cache(Path(sys.argv[1]), ["create table if not exists t (k text primary key, v blob)"], "test cache")
+for i in range(10):
+    conn.execute("insert or replace into t values (?, ?)", (f"{sys.argv[2]}-{i}", b"x"))
+    conn.commit()
+'''
+
+
+def test_processes_creating_one_cache_at_the_same_moment_all_succeed(tmp_path: Path) -> None:
+    # A second process's switch to WAL used to fail at once with "database is locked" while the first held its
+    # lock (seen in CI); opening is now serialised by NAME.lock.
+    for round_ in range(6):
+        path = tmp_path / f"round{round_}" / "cache.sqlite"
+        path.parent.mkdir()
+        at = str(time.time() + 1.5)
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AND_WRITE, str(path), str(w), at],
+                                  stderr=subprocess.PIPE, text=True) for w in range(6)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), [e[-500:] for e in errors if e]
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("select count(*) from t").fetchone()[0] == 60
+
 # -- item 2: corrupt state files ------------------------------------------------------------------------------
 
 
