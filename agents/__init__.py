@@ -3,8 +3,11 @@
 - :func:`build_backend` — the run's backend: LLM (``--llm openai:MODEL``) or offline;
 - :class:`LLMSummarizer` — attribute summariser, a LangChain chat model with structured output;
 - :class:`SampleGenerator` / :class:`DSPyGenerator` — the DSPy generator module and its loop adapter;
-- :class:`LLMRunner`, :class:`LLMSettings` — cache, retries, adaptive concurrency, usage, trace;
-- :func:`format_trace` — readable LLM trace of a run (``synalign trace RUN_DIR``).
+- :class:`LLMRunner` (:mod:`~synalign.agents.runner`) — cache, retries, adaptive concurrency, usage, trace;
+  :class:`LLMSettings` (:mod:`~synalign.agents.settings`) — endpoint, retry and ``SYNALIGN_LLM_*`` settings;
+  :class:`LLMError` (:mod:`~synalign.agents.errors`) — a request that failed after every attempt;
+- :func:`format_trace` — readable LLM trace of a run (``synalign trace RUN_DIR``);
+- :mod:`synalign.agents.testing` — a scripted OpenAI-compatible test server with injectable faults.
 
 Heavy frameworks (DSPy, LangChain) are imported on first use of the names that need them.
 """
@@ -41,9 +44,9 @@ __all__ = [
 _WHERE = {
     "build_backend": "backend",
     "build_llm_backend": "backend",
-    "LLMSettings": "llm",
-    "LLMRunner": "llm",
-    "LLMError": "llm",
+    "LLMSettings": "settings",
+    "LLMRunner": "runner",
+    "LLMError": "errors",
     "LLMSummarizer": "summarizer",
     "SampleGenerator": "generator",
     "DSPyGenerator": "generator",

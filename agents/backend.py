@@ -2,7 +2,7 @@
 
 ``--llm openai:MODEL`` (+ ``--base-url`` for vLLM, Ollama, llama.cpp server or any OpenAI-compatible
 endpoint) builds a ``langchain_openai.ChatOpenAI`` and a ``dspy.LM("openai/MODEL")`` that share the
-endpoint, key, sampling settings and one :class:`~synalign.agents.llm.LLMRunner` (cache, retries,
+endpoint, key, sampling settings and one :class:`~synalign.agents.runner.LLMRunner` (cache, retries,
 adaptive concurrency, usage, trace). From Python, any LangChain chat model and any ``dspy.LM`` can be
 passed instead. With no LLM configured the offline backend runs, and says so.
 """
@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from synalign.agents.runner import LLMRunner
+from synalign.agents.settings import LLMSettings
+from synalign.agents.trace import TRACE_FILE, Redactor, TraceWriter
 from synalign.backends import Backend
 from synalign.config import RunConfig
 from synalign.errors import InputError
-
-from synalign.agents.llm import LLMRunner, LLMSettings
-from synalign.agents.trace import TRACE_FILE, Redactor, TraceWriter
 
 __all__ = ["LLM_CACHE_FILE", "build_backend", "build_llm_backend", "make_chat_model", "make_dspy_lm", "make_runner"]
 
@@ -32,6 +32,10 @@ LLM_CACHE_FILE = "llm_cache.sqlite"
 
 STATISTICAL_NOTE = "statistical summary of the demonstrations (counts, no LLM)"
 """First ``other`` entry of the attributes a base-model backend uses (the statistical summariser)."""
+
+STATISTICAL_NAME = "statistical (counts, no LLM)"
+"""Name the statistical summariser of a base-model LLM backend reports (``Backend.info["summarizer"]``); the
+EDA backend's keeps its own, ``offline:statistical``."""
 
 _PLACEHOLDER_KEY = "EMPTY"  # what local OpenAI-compatible servers (vLLM, Ollama) accept when no key is set
 
@@ -204,7 +208,7 @@ def build_llm_backend(
 
     With ``settings.prompt_style == "completion"`` (base models) the generator renders the spec's completion
     template through :class:`~synalign.agents.completion.ContinuationAdapter` on a ``/v1/completions``
-    engine, and the attributes come from the statistical summariser (:class:`synalign.offline.
+    engine, and the attributes come from the statistical summariser (:class:`synalign.statsummary.
     StatisticalSummarizer` over ``reference``): on Gemma 3 270M chat prompts and schema-constrained summaries
     did not give usable output. Raises as :func:`build_backend`."""
     from synalign.agents.generator import DSPyGenerator, SampleGenerator
@@ -220,11 +224,12 @@ def build_llm_backend(
     summarizer: Any
     if settings.prompt_style == "completion":
         from synalign.agents.completion import ContinuationAdapter
-        from synalign.offline import StatisticalSummarizer
+        from synalign.statsummary import StatisticalSummarizer
 
         if module.spec.completion is None:
             raise InputError(f"prompt spec {module.spec.name!r} has no completion template for a base model")
         summarizer = StatisticalSummarizer(reference, note=STATISTICAL_NOTE)
+        summarizer.name = STATISTICAL_NAME  # this use's name, reported by the summariser itself
         generator = DSPyGenerator(
             lm if lm is not None else make_completion_lm(settings, api_key), runner, module=module,
             adapter=ContinuationAdapter(module.spec, item=config.item_name), max_topups=settings.max_topups, identity=identity,

@@ -142,7 +142,7 @@ class CompletionEngine:
         timeout: seconds per HTTP request.
 
     Raises (from :meth:`complete`): the ``openai`` client's errors (``APIConnectionError``,
-    ``APITimeoutError``, ``APIStatusError``), which :func:`synalign.agents.llm.classify_error` classifies.
+    ``APITimeoutError``, ``APIStatusError``), which :func:`synalign.agents.errors.classify_error` classifies.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str = "EMPTY", timeout: float = 120.0) -> None:

@@ -17,7 +17,6 @@ similarity, 2·matches / total length; 0.9 ≈ one changed word in a 10-word sen
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -29,13 +28,14 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dspy  # noqa: E402
 
+from synalign.agents.errors import MalformedReply  # noqa: E402
+from synalign.agents.runner import CallResult, LLMRunner  # noqa: E402
+from synalign.agents.specs import to_signature  # noqa: E402
 from synalign.backends import Generation, GenerationRequest  # noqa: E402
+from synalign.dedup import NEAR_DUPLICATE_RATIO, SeenTexts  # noqa: E402
 from synalign.prompts import PromptSpec, load_spec  # noqa: E402
 
-from synalign.agents.llm import CallResult, LLMRunner, MalformedReply  # noqa: E402
-from synalign.agents.specs import to_signature  # noqa: E402
-
-__all__ = ["NEAR_DUPLICATE_RATIO", "filter_texts", "is_near_duplicate", "SampleGenerator", "DSPyGenerator", "lm_identity"]
+__all__ = ["filter_texts", "SampleGenerator", "DSPyGenerator", "lm_identity"]
 
 class _DropHandledTruncationWarning(logging.Filter):
     """DSPy warns on every reply cut at ``max_tokens``; the generator handles those (retried for chat models,
@@ -47,9 +47,6 @@ class _DropHandledTruncationWarning(logging.Filter):
 
 logging.getLogger("dspy.clients.lm").addFilter(_DropHandledTruncationWarning())
 
-NEAR_DUPLICATE_RATIO = 0.9
-"""``difflib.SequenceMatcher.ratio`` at or above which two normalised texts count as near-duplicates."""
-
 _LIST_MARK = re.compile(r"^\s*(?:\d{1,3}[.):]|[-*•])\s+")
 
 
@@ -59,19 +56,6 @@ def _clean(text: Any) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def is_near_duplicate(a: str, b: str, threshold: float = NEAR_DUPLICATE_RATIO) -> bool:
-    """Whether normalised ``a`` and ``b`` have a SequenceMatcher ratio ≥ ``threshold``."""
-    a, b = _norm(a), _norm(b)
-    if a == b:
-        return True
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    return matcher.real_quick_ratio() >= threshold and matcher.quick_ratio() >= threshold and matcher.ratio() >= threshold
 
 
 def filter_texts(
@@ -94,24 +78,17 @@ def filter_texts(
     """
     kept: list[str] = []
     dropped: Counter[str] = Counter()
-    seen = {_norm(t) for t in existing}
-    demo_norms = {_norm(d) for d in demonstrations}
+    seen = SeenTexts(demonstrations, existing, threshold=threshold)
     for candidate in candidates:
         text = _clean(candidate) if candidate is not None else ""
-        key = _norm(text)
-        if not key:
-            dropped["empty"] += 1
-        elif key in demo_norms or any(is_near_duplicate(text, d, threshold) for d in demonstrations):
-            dropped["copy_of_demonstration"] += 1
-        elif key in seen:
-            dropped["duplicate"] += 1
-        elif any(is_near_duplicate(text, t, threshold) for t in (*existing, *kept)):
-            dropped["near_duplicate"] += 1
-        elif limit is not None and len(kept) >= limit:
-            dropped["surplus"] += 1
-        else:
+        reason = seen.reason(text)
+        if reason is None and limit is not None and len(kept) >= limit:
+            reason = "surplus"
+        if reason is None:
             kept.append(text)
-            seen.add(key)
+            seen.add(text)
+        else:
+            dropped[reason] += 1
     return kept, dropped
 
 

@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from synalign.agents.settings import LLMSettings
 from synalign.backends import Backend
-from synalign.config import RunConfig
-
-from synalign.agents.llm import LLMSettings, parse_llm
+from synalign.config import RunConfig, parse_llm
 
 __all__ = ["build_local_backend", "ensure_server_binary"]
 
@@ -85,7 +84,6 @@ def build_local_backend(
         base_url=None,
         gguf=str(model_path),
         gguf_sha256=sha256,
-        summarizer="statistical (counts, no LLM)" if settings.prompt_style == "completion" else backend.info["summarizer"],
         server={"binary": str(binary), "url": server.base_url.removesuffix("/v1"), "threads": server.threads,
                 "slots": server.total_slots, "n_ctx": server.n_ctx, "startup_s": round(server.startup_s, 2)},
         terms=GEMMA_TERMS_NOTE if not path else None,

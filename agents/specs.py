@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, Field, create_model
 
 from synalign.errors import InputError
-from synalign.io import atomic_write_text, read_json
+from synalign.fileio import atomic_write_text, read_json
 from synalign.prompts import FieldSpec, PromptSpec, load_spec
 
 if TYPE_CHECKING:

@@ -4,8 +4,8 @@ reasoning"; Ren et al., WWW 2025, §3.2).
 For each demonstration cluster the agent fills the ``summarize_attributes`` prompt spec (task, label,
 numbered demonstrations) and asks the chat model for a reply that validates against the spec's output
 schema (a pydantic model with every field required). A reply that does not parse, misses fields or was
-truncated is retried by :class:`~synalign.agents.llm.LLMRunner`; after the last attempt the request fails
-with :class:`~synalign.agents.llm.LLMError`, never silently dropped.
+truncated is retried by :class:`~synalign.agents.runner.LLMRunner`; after the last attempt the request fails
+with :class:`~synalign.agents.errors.LLMError`, never silently dropped.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from synalign.agents.errors import MalformedReply
+from synalign.agents.runner import CallResult, LLMRunner
+from synalign.agents.specs import output_model, render_inputs, to_chat_prompt
 from synalign.backends import SummaryRequest
 from synalign.prompts import PromptSpec, load_spec
 from synalign.records import AttributeSummary
-
-from synalign.agents.llm import CallResult, LLMRunner, MalformedReply
-from synalign.agents.specs import output_model, render_inputs, to_chat_prompt
 
 __all__ = ["LLMSummarizer", "chat_model_identity"]
 

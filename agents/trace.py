@@ -56,11 +56,6 @@ class Redactor:
                 values.add(json.dumps(secret)[1:-1])
         self._secrets = sorted(values, key=len, reverse=True)
 
-    def add(self, secret: str | None) -> None:
-        """Also redact ``secret`` from now on."""
-        if secret and len(secret) >= 4:
-            self._secrets = sorted({*self._secrets, secret, json.dumps(secret)[1:-1]}, key=len, reverse=True)
-
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)

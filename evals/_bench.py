@@ -1,4 +1,4 @@
-"""Shared helpers of the ``evals/bench_*.py`` scripts: markdown tables, timing, peak memory, data loading.
+"""Shared helpers of the ``evals/bench_*.py`` scripts: markdown tables, peak memory, data loading.
 
 The scripts run as ``python evals/bench_X.py`` from a clean checkout: they put the repository root on
 ``sys.path`` when ``synalign`` is not installed, and fall back to the bundled demo data when the shared
@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import resource
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ __all__ = [
     "REPO",
     "ensure_importable",
     "markdown",
-    "best_of",
     "peak_rss_mb",
     "demo_dir",
     "shared_data",
@@ -52,16 +50,6 @@ def markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(out)
-
-
-def best_of(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
-    """Minimum wall time (s) over ``repeats`` calls of ``fn`` and the last result."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
 
 
 def peak_rss_mb() -> float:

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from evals.fidelity import LabelOracle, copy_share, distinct_n, read_jsonl
     from synalign.divergence import median_bandwidth, mmd2_fixed_set
     from synalign.embeddings import Embedder
-    from synalign.io import atomic_write_text
+    from synalign.fileio import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="sst2")

@@ -76,7 +76,7 @@ def _generate(task: str, condition: str, few: list[dict], per_label: int, per_cl
     from synalign.agents.generator import SampleGenerator
     from synalign.backends import GenerationRequest, SummaryRequest
     from synalign.config import RunConfig
-    from synalign.io import atomic_write_text
+    from synalign.fileio import atomic_write_text
     from synalign.prompts import load_spec
 
     clusters = _clusters(condition, few, -(-per_label // per_cluster), seed)
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    from synalign.io import atomic_write_text
+    from synalign.fileio import atomic_write_text
 
     for task in args.tasks.split(","):
         train = read_jsonl(args.data / task / "train.jsonl")

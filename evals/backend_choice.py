@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from scipy import stats
 
     from evals.fidelity import LabelOracle, distinct_n, read_jsonl
-    from synalign.io import atomic_write_text
+    from synalign.fileio import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="sst2,agnews")

@@ -1,6 +1,6 @@
 """Benchmark 2: time and peak memory of the kernel-mean-matching weight solve versus synthetic pool size.
 
-``synalign.alignment.kmm_weights`` against a real set of ``--real`` rows, pool sizes 1k … 100k, each
+``synalign.kmm.kmm_weights`` against a real set of ``--real`` rows, pool sizes 1k … 100k, each
 configuration in a fresh subprocess (so peak RSS is its own), 2 torch threads:
 
 * Frank–Wolfe and exponentiated gradient (EG), each on
@@ -114,7 +114,7 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from synalign.alignment import kmm_weights
+    from synalign.kmm import kmm_weights
 
     torch.set_num_threads(2)
     data = np.load(args.npz)
@@ -187,9 +187,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
+    from synalign.datafiles import load_examples
     from synalign.divergence import median_bandwidth
     from synalign.embeddings import Embedder
-    from synalign.io import load_examples
 
     sizes = [int(s) for s in args.sizes.split(",")]
     data = shared_data(args.shared)
@@ -329,7 +329,7 @@ def _ablation(
     import numpy as np
     import torch
 
-    from synalign.alignment import (
+    from synalign.kmm import (
         _exponentiated_gradient,
         _FeatureOp,
         _frank_wolfe,
@@ -376,7 +376,7 @@ def _seed_spread(
     import numpy as np
     import torch
 
-    from synalign.alignment import kmm_weights
+    from synalign.kmm import kmm_weights
 
     torch.set_num_threads(2)
     rows = []

@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from synalign.datafiles import load_examples
     from synalign.embeddings import Embedder, _load_model, default_model_path
-    from synalign.io import load_examples
 
     torch.set_num_threads(2)
     texts = [r.text for r in load_examples(demo_dir() / "train.jsonl")]

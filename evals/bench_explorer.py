@@ -6,7 +6,12 @@ point). The reference code (nighood/SynAlign ``Data_fit_selector.get_k_example``
 ``GaussianProcessRegressor`` on the picked points and predicts the std of all N points at every step; here
 its hyper-parameter optimiser is switched off (``optimizer=None``) so the two compute the same thing, and
 the picks are checked to be identical. The project's path is a pivoted partial Cholesky factorisation
-(``synalign.explorer.greedy_variance_picks``), O(N·(d + t)) per step.
+(``synalign.greedy_variance.greedy_variance_picks``), O(N·(d + t)) per step.
+
+The explorer's factorisation is also checked against gpytorch's own pivoted Cholesky
+(``linear_operator.functions.pivoted_cholesky`` of K + σ_n² I with a float64 gpytorch ``RBFKernel``; it forms
+the N×N matrix, so it runs on the first ``--ref-n`` rows): identical picks, largest |Δ posterior std|, times.
+gpytorch is in the ``test`` extra (``pip install -e .[test]``), not a runtime dependency.
 
 The refit costs O(N·t·d + N·t² + t³) at step t, so running it to m = 1,000 at N = 20,000 takes about an
 hour. It is run in full at small m (times and identical picks), and its total time at m = 1,000 is
@@ -15,7 +20,7 @@ t = 1 … 999, a non-negative least-squares fit step(t) = a + b·t + c·t² is m
 T(m) = Σ_{t=1}^{m−1} step(t). The model is checked against the full runs at small m; fit and checks are
 printed.
 
-    python evals/bench_explorer.py [--quick] [--data ../shared/data/sst2] [--n 20000] [--m 1000]
+    python evals/bench_explorer.py [--quick] [--data ../shared/data/sst2] [--n 20000] [--m 1000] [--ref-n 5000]
 """
 
 from __future__ import annotations
@@ -52,11 +57,33 @@ def refit_picks(x, m: int, length_scale: float, noise: float, first: int) -> lis
     return picked
 
 
+def reference_picks(x, m: int, length_scale: float, noise: float, first: int) -> tuple[list[int], list[float]]:  # noqa: ANN001
+    """Picks and posterior stds from linear_operator's pivoted Cholesky of K + σ_n² I (gpytorch ``RBFKernel``,
+    float64). Row ``first`` goes first: at step 0 every variance is 1 and linear_operator takes the first row."""
+    import numpy as np
+    import torch
+
+    try:
+        import gpytorch
+        from linear_operator.functions import pivoted_cholesky
+    except ImportError:
+        raise SystemExit("the gpytorch reference needs the test extra: pip install -e .[test]") from None
+    order = [first] + [i for i in range(len(x)) if i != first]
+    kernel = gpytorch.kernels.RBFKernel().double()
+    kernel.lengthscale = length_scale
+    with torch.no_grad():
+        matrix = kernel(torch.as_tensor(np.asarray(x)[order], dtype=torch.float64)).add_jitter(noise)
+        factor, perm = pivoted_cholesky(matrix, rank=m, error_tol=0.0, return_pivots=True)
+    pivots = perm[:m].tolist()
+    stds = [float(np.sqrt(max(float(factor[p, t]) ** 2 - noise, 0.0))) for t, p in enumerate(pivots)]
+    return [order[p] for p in pivots], stds
+
+
 def _load(args: argparse.Namespace):  # noqa: ANN202
     import numpy as np
 
+    from synalign.datafiles import load_examples
     from synalign.embeddings import Embedder
-    from synalign.io import load_examples
 
     data = shared_data(args.shared)
     src = (data / "sst2" / "train.jsonl") if data and (data / "sst2" / "train.jsonl").exists() else None
@@ -77,16 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline-m", default="25,50,100", help="m values at which the full refit run is timed"
     )
+    parser.add_argument("--ref-n", type=int, default=5000, help="rows for the gpytorch reference (N×N)")
     parser.add_argument("--cache-dir", default=None, help="embedding cache [$SYNALIGN_CACHE_DIR]")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n, args.m, args.baseline_m = 2000, 100, "10,20,40"
+        args.n, args.m, args.baseline_m, args.ref_n = 2000, 100, "10,20,40", 2000
 
     import numpy as np
     import torch
     from scipy.optimize import nnls
 
-    from synalign.explorer import greedy_variance_picks, median_heuristic
+    from synalign.greedy_variance import greedy_variance_picks, median_heuristic
 
     torch.set_num_threads(2)
     x, src = _load(args)
@@ -131,6 +159,22 @@ def main(argv: list[str] | None = None) -> int:
         f"({t_one / t_full:.2f}x), identical picks: {p_one == p_full}",
         flush=True,
     )
+    # gpytorch's pivoted Cholesky (linear_operator) on the first ref_n rows, same length-scale and first pick
+    xr = x[: args.ref_n]
+    first_r = int(np.argmin(((xr - xr.mean(0)) ** 2).sum(1)))
+    t0 = time.perf_counter()
+    ours_r = greedy_variance_picks(xr, args.m, length_scale=ell, noise=noise, device="cpu")
+    t_ours_r = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref_r, ref_std = reference_picks(xr, args.m, ours_r.length_scale, noise, first_r)
+    t_ref_r = time.perf_counter() - t0
+    same_r = sum(1 for a, b in zip(ours_r.indices, ref_r) if a == b)
+    d_std = max(abs(a - b) for a, b in zip(ours_r.posterior_std, ref_std))
+    reference_line = (
+        f"gpytorch reference (linear_operator pivoted_cholesky, float64, N={len(xr)}, m={args.m}): identical "
+        f"picks {same_r}/{args.m}, max |Δ posterior std| {d_std:.1e}; {t_ref_r:.2f} s vs ours {t_ours_r:.3f} s"
+    )
+    print(reference_line, flush=True)
     # single refit steps on the first t greedy picks (the sets the baseline itself would hold)
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF
@@ -192,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         f"t={ts}); relative residuals " + ", ".join(f"{(f - t) / t:+.1%}" for f, t in zip(fitted, step_t))
     )
     print(f"model T(m) = Σ step(t) checked against the full refit runs: {model_check}")
+    print(reference_line)
     print(
         f"greedy at m={args.m}: 2 threads (rows split in 2 shards) {t_full:.3f} s, 1 thread {t_one:.3f} s "
         f"({t_one / t_full:.2f}x; speed-up over the refit with 1 thread: {t_extra / t_one:.0f}x); "

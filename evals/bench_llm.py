@@ -3,7 +3,7 @@
 The project's LLM backend (``synalign.agents.backend.build_backend`` with ``--llm openai:test-model
 --base-url …``: LangChain ``ChatOpenAI`` summariser and DSPy generator behind one ``LLMRunner`` with its
 adaptive concurrency limit, retries and tracing; response cache off) sends a batch of requests to
-``synalign.testing.openai_server.OpenAITestServer``, whose every reply is delayed by a fixed latency L
+``synalign.agents.testing.OpenAITestServer``, whose every reply is delayed by a fixed latency L
 (``FaultPlan(rate=1, kinds=("slow",), slow_s=L)``: a normal, well-formed reply after L seconds). The ideal
 throughput is concurrency ÷ L requests/s; the target is ≥ 80 % of it.
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         args.latency, args.concurrency, args.rounds = 0.2, "1,4", 2
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
-        from synalign.testing.openai_server import FaultPlan, OpenAITestServer
+        from synalign.agents.testing import FaultPlan, OpenAITestServer
     except ImportError as exc:
         print(f"skipped: the local OpenAI-compatible test server is not available ({exc})")
         return 0

@@ -1,7 +1,7 @@
 """Benchmark 5: start-up time of the CLI (lazy imports). Target: ``synalign --help`` under 1 s.
 
 Runs each command ``--repeats`` times in fresh processes and reports the median and minimum wall time,
-plus which heavy modules ``import synalign.cli`` pulls in (none of torch, sentence_transformers, sklearn,
+plus which heavy modules ``import synalign.app.cli`` pulls in (none of torch, sentence_transformers, sklearn,
 langgraph, dspy, litellm should be imported by it).
 
     python evals/bench_startup.py [--repeats 7]
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     commands: list[tuple[str, list[str]]] = [
         ("python -c pass (interpreter floor)", [sys.executable, "-c", "pass"]),
         ("python -c 'import synalign'", [sys.executable, "-c", "import synalign"]),
-        ("python -m synalign.cli --help", [sys.executable, "-m", "synalign.cli", "--help"]),
+        ("python -m synalign.app --help", [sys.executable, "-m", "synalign.app", "--help"]),
     ]
     exe = shutil.which("synalign") or (
         str(Path(sys.executable).parent / "synalign")
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         med, best, code = _time(cmd, repeats, env)
         rows.append((name, f"{med:.3f}", f"{best:.3f}", code, "yes" if med < 1.0 else "no"))
     probe = (
-        "import sys, json; import synalign.cli; "
+        "import sys, json; import synalign.app.cli; "
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     )
     heavy = json.loads(
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_note())
     print(f"repeats: {repeats} fresh processes each\n")
     print(markdown(["command", "median s", "min s", "exit code", "< 1 s"], rows))
-    print(f"\nheavy modules imported by `import synalign.cli`: {', '.join(heavy) if heavy else 'none'}")
+    print(f"\nheavy modules imported by `import synalign.app.cli`: {', '.join(heavy) if heavy else 'none'}")
     return 0
 
 

@@ -48,7 +48,7 @@ class EvalSpec:
         k: real labelled examples per class. m: synthetic rows selected per strategy.
         seeds: number of seeds (0 … seeds−1) or an explicit list.
         n_unlabelled: unlabelled real pool size. cap_per_source: rows per pool file (None = all).
-        strategies: selection strategies (names in :data:`synalign.evals.strategies.EVAL_STRATEGIES`).
+        strategies: selection strategies (names as :func:`synalign.selection.parse_strategy` takes them).
         classifier: ``"lr"`` or ``"finetune"``. whole_pool / real_only: include those conditions.
         tau: fixed label-consistency threshold (None = cross-validated per seed).
         cache_dir: embedding cache directory (None = ``$SYNALIGN_CACHE_DIR`` or the default).
@@ -85,14 +85,14 @@ class EvalSpec:
 
 
 def _validate(spec: EvalSpec) -> None:
+    import synalign.evals.strategies  # noqa: F401 - registers the evaluation's strategies
     from synalign.evals.classifiers import CLASSIFIERS
-    from synalign.evals.strategies import EVAL_STRATEGIES
+    from synalign.selection import check_strategy
 
     if spec.classifier not in CLASSIFIERS:
         raise InputError(f"unknown classifier {spec.classifier!r}; known: {', '.join(CLASSIFIERS)}")
-    unknown = [s for s in spec.strategies if s not in EVAL_STRATEGIES]
-    if unknown:
-        raise InputError(f"unknown selection strategy {unknown[0]!r}; known: {', '.join(EVAL_STRATEGIES)}")
+    for name in spec.strategies:
+        check_strategy(name)
     if spec.k < 1 or spec.m < 1:
         raise InputError(f"--k and --m must be >= 1, got {spec.k} and {spec.m}")
     if not spec.seed_list():
@@ -107,6 +107,9 @@ def run_eval(spec: EvalSpec, *, log: Callable[[str], None] | None = None) -> dic
     Raises:
         InputError: bad data, pools or options (no test split, unknown strategy, m larger than the pool, …).
     """
+    from synalign.datafiles import load_dataset
+    from synalign.divergence import median_bandwidth, mmd2_unbiased
+    from synalign.embeddings import Embedder
     from synalign.evals.classifiers import FinetuneConfig, fit_predict_finetune, fit_predict_lr, scores
     from synalign.evals.strategies import (
         DEFAULT_STRATEGIES,
@@ -116,10 +119,7 @@ def run_eval(spec: EvalSpec, *, log: Callable[[str], None] | None = None) -> dic
         select,
     )
     from synalign.evals.taskdata import few_shot_split, load_pool
-
-    from synalign.divergence import median_bandwidth, mmd2_unbiased
-    from synalign.embeddings import Embedder
-    from synalign.io import load_dataset, stratified_sample
+    from synalign.sampling import stratified_sample
 
     say = log or (lambda _msg: None)
     if not spec.strategies:
@@ -150,7 +150,7 @@ def run_eval(spec: EvalSpec, *, log: Callable[[str], None] | None = None) -> dic
     train_labels = [r.label for r in ds.train]
     dev_texts: list[str] = []
     if spec.unlabelled_split == "dev":
-        from synalign.io import load_examples
+        from synalign.datafiles import load_examples
 
         dev_texts = [r.text for r in load_examples(spec.data, split="dev")]
     ft_config = FinetuneConfig(**spec.finetune) if spec.classifier == "finetune" else None
@@ -427,7 +427,7 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     import io
 
-    from synalign.io import atomic_write_bytes
+    from synalign.fileio import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
@@ -437,7 +437,7 @@ def plot_results(results: dict[str, Any], path: Path) -> None:
 
 def write_outputs(results: dict[str, Any], out: Path) -> dict[str, Path]:
     """Write ``results.json``, ``results.md`` and ``results.png`` into ``out`` (atomically per file)."""
-    from synalign.io import atomic_write_text
+    from synalign.fileio import atomic_write_text
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

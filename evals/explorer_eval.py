@@ -69,7 +69,7 @@ def _reference_picks(x: np.ndarray, m: int) -> list[int]:
     """Greedy max-variance picks with ℓ = 0.1 exactly as a plain GP would compute them (argmax → first row)."""
     import logging
 
-    from synalign.explorer import DegenerateKernelError, greedy_variance_picks
+    from synalign.greedy_variance import DegenerateKernelError, greedy_variance_picks
 
     log = logging.getLogger("synalign.explorer")
     level = log.level
@@ -85,10 +85,11 @@ def _reference_picks(x: np.ndarray, m: int) -> list[int]:
 
 def run_explorer_eval(spec: ExplorerEvalSpec, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the coverage comparison; returns ``{"config", "rows", "summary"}``."""
+    from synalign.datafiles import load_dataset
     from synalign.divergence import median_bandwidth
     from synalign.embeddings import Embedder
-    from synalign.explorer import greedy_variance_picks
-    from synalign.io import load_dataset, stratified_sample
+    from synalign.greedy_variance import greedy_variance_picks
+    from synalign.sampling import stratified_sample
 
     say = log or (lambda _m: None)
     ds = load_dataset(spec.data)
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     res = run_explorer_eval(spec, log=print)
     print(explorer_markdown(res))
     if args.out:
-        from synalign.io import atomic_write_text
+        from synalign.fileio import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
 

@@ -6,7 +6,7 @@
   papers, e.g. Ye et al. 2022, ZeroGen; Yu et al. 2023, AttrPrompt).
 * :func:`distinct_n`: distinct-n (Li et al. 2016, NAACL): unique n-grams / all n-grams over a set of texts.
 * :func:`copy_share`: share of texts that are near-copies of a demonstration
-  (:func:`synalign.agents.generator.is_near_duplicate`, SequenceMatcher ratio ≥ 0.9).
+  (:func:`synalign.dedup.is_near_duplicate`, SequenceMatcher ratio ≥ 0.9).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
 
 def copy_share(texts: Sequence[str], demonstrations: Sequence[Sequence[str]]) -> float:
     """Share of ``texts[i]`` that are near-copies of one of ``demonstrations[i]``; nan if no texts."""
-    from synalign.agents.generator import is_near_duplicate
+    from synalign.dedup import is_near_duplicate
 
     if not texts:
         return float("nan")

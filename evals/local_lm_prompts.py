@@ -87,7 +87,7 @@ def _generate(task: str, variant: str, rows: list[dict], clusters: int, n: int, 
 
 def main(argv: list[str] | None = None) -> int:
     from evals.fidelity import LabelOracle, copy_share, distinct_n, read_jsonl
-    from synalign.io import atomic_write_text
+    from synalign.fileio import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="sst2,agnews")

@@ -20,9 +20,13 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synalign.errors import InputError, SynalignError
+
+if TYPE_CHECKING:
+    from synalign.agents.settings import LLMSettings
+    from synalign.config import RunConfig
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -56,19 +60,6 @@ class OptimizeResult:
     demos: int
     components: dict[str, float] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "optimizer": self.optimizer,
-            "baseline_score": self.baseline_score,
-            "optimized_score": self.optimized_score,
-            "train": self.train,
-            "val": self.val,
-            "demos": self.demos,
-            "components": self.components,
-        }
-
-
 def make_examples(
     by_label: dict[str, list[str]],
     count: int,
@@ -87,8 +78,8 @@ def make_examples(
     """
     import dspy
 
-    from synalign.offline import StatisticalSummarizer
     from synalign.backends import SummaryRequest
+    from synalign.statsummary import StatisticalSummarizer
 
     rng = random.Random(seed)
     exclude = exclude or set()
@@ -230,7 +221,8 @@ def optimize(
     from synalign.agents.backend import make_dspy_lm
     from synalign.agents.completion import ContinuationAdapter
     from synalign.agents.generator import SampleGenerator
-    from synalign.agents.llm import LLMSettings, parse_llm
+    from synalign.agents.settings import LLMSettings
+    from synalign.config import parse_llm
 
     if optimizer not in OPTIMIZERS:
         raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -245,12 +237,13 @@ def optimize(
         kind, model = parse_llm(llm)
         if kind == "eda":
             raise InputError("synalign optimize needs a language model (--llm local or openai:MODEL), not eda")
+        config = _run_config(data, out, llm=llm, base_url=base_url, api_key_env=api_key_env,
+                             temperature=temperature, max_tokens=max_tokens)
+        settings = LLMSettings.from_config(config)  # the SYNALIGN_LLM_* variables apply, as in a run
         if kind == "local":
-            server, lm = _local_lm(model, temperature, max_tokens)
+            server, lm = _local_lm(settings, model)
             adapter = ContinuationAdapter(program.spec)
         else:
-            settings = LLMSettings(model=model, base_url=base_url, api_key_env=api_key_env, temperature=temperature,
-                                   max_tokens=max_tokens or 1024)
             key = settings.api_key()
             if not key and base_url is None:
                 raise InputError(f"--llm {llm} needs an API key in ${api_key_env}")
@@ -267,18 +260,40 @@ def optimize(
             server.stop()
 
 
-def _local_lm(model: str, temperature: float, max_tokens: int | None) -> tuple[Any, Any]:
-    """Start the local server (``--llm local[:PATH]``) and a completion ``dspy.LM`` on it."""
+def _run_config(data: Path | str, out: Path | str, **options: Any) -> RunConfig:
+    """The :class:`~synalign.config.RunConfig` that :meth:`~synalign.agents.settings.LLMSettings.from_config`
+    builds the LLM settings from (so ``synalign optimize`` validates ``--llm``, ``--base-url``,
+    ``--temperature`` and ``--max-tokens`` and reads the ``SYNALIGN_LLM_*`` variables as ``synalign run`` does).
+
+    Raises:
+        InputError: an invalid option (one line naming it).
+    """
+    from pydantic import ValidationError
+
+    from synalign.config import RunConfig
+    from synalign.errors import first_validation_error
+
+    try:
+        return RunConfig(data=Path(data), out=Path(out), **options)
+    except ValidationError as exc:
+        where, message, _ = first_validation_error(exc)
+        option = f"invalid option --{where.replace('_', '-')}: " if where else ""
+        raise InputError(option + message) from None
+
+
+def _local_lm(settings: LLMSettings, model: str) -> tuple[Any, Any]:
+    """Start the local server (``--llm local[:PATH]``) with ``settings``' threads and slots, and a completion
+    ``dspy.LM`` on it."""
+    from dataclasses import replace
+
     from synalign.agents.backend import make_completion_lm
-    from synalign.agents.llm import LLMSettings
     from synalign.agents.local import ensure_server_binary
-    from synalign.local import EMBEDDED_MODEL, LocalServer, resolve_model
+    from synalign.local import LocalServer, resolve_model
 
     path = resolve_model(model or None)
-    server = LocalServer.start(path, binary=ensure_server_binary())
-    settings = LLMSettings(model=Path(model).stem if model else EMBEDDED_MODEL, provider="local",
-                           base_url=server.base_url, temperature=temperature, max_tokens=max_tokens or 256)
-    return server, make_completion_lm(settings, "EMPTY")
+    server = LocalServer.start(path, binary=ensure_server_binary(), threads=settings.local_threads,
+                               slots=settings.local_slots, ctx_size=2048 * max(1, settings.local_slots))
+    return server, make_completion_lm(replace(settings, base_url=server.base_url), "EMPTY")
 
 
 def _optimize(
@@ -304,8 +319,8 @@ def _optimize(
     import dspy
 
     from synalign.agents.specs import save_optimized
+    from synalign.datafiles import load_dataset
     from synalign.evals.metrics import GenerationMetric
-    from synalign.io import load_dataset
     out = Path(out)
     if out.exists() and out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file path like prompts.json")

@@ -1,4 +1,4 @@
-"""Selection strategies compared by the evaluation (issue 4: "choose the alignment default by measurement").
+"""The evaluation's selection strategies (issue 4: "choose the alignment default by measurement").
 
 Every strategy picks a label-balanced subset of a synthetic pool: exactly ``quotas[label]`` rows of each
 label (the same per-label counts as random selection), using only
@@ -30,16 +30,20 @@ No strategy sees test data. Strategies (names as in the results tables):
 ``filter+X``                 the filter, then strategy X on the surviving rows
 ===========================  ==============================================================================
 
-KMM weights come from :func:`synalign.alignment.kmm_weights` (pairwise Frank–Wolfe, 200 iterations), which
+KMM weights come from :func:`synalign.kmm.kmm_weights` (pairwise Frank–Wolfe, 200 iterations), which
 are sparse: at most 201 non-zero weights per label. When a label's quota is larger than that,
 ``top_weight`` and ``proportional`` take the non-zero-weight rows and fill the rest of the quota at random
 (ties of zero weight are broken at random), so at m = 1,000 they are part KMM, part random; at m = 300 they
 are pure KMM (see ``evals/RESULTS.md``).
 
-The core strategies (``random``, ``top_weight``, ``proportional``, ``herding``) are
-:data:`synalign.alignment.SELECTION_STRATEGIES` called per label; the others are defined here. None of the
-eval-only strategies is registered in the core registry: the core's per-label strategy signature does not
-see the other labels' real rows (needed by the label-consistency filter) nor an unlabelled pool.
+One job: the evaluation's side of selection. Names, parsing (``filter+X`` is
+:class:`synalign.selection.FilterThen`) and the cross-validation chooser are :mod:`synalign.selection`'s, the
+per-label functions :mod:`synalign.selectors`'; this module registers the evaluation-only strategies into that registry with
+:func:`synalign.selection.register_strategy`, and :class:`SelectionTask` is the
+:class:`synalign.selection.SelectionContext` they run in: a single bandwidth, an unlabelled real pool and
+pseudo-labelled targets, KMM weights only for strategies that read them, and one seeded random stream per
+strategy (``default_rng([seed, stream])``). The eval-only strategies need that context: ``align`` (a run) has
+only the labelled real rows and refuses them.
 """
 
 from __future__ import annotations
@@ -49,28 +53,43 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from synalign.consistency import FILTER_C, TAU_GRID, fit_filter_classifier, choose_threshold, label_consistency_scores
-from synalign.consistency import consistency_mask as _filter_mask
-from synalign.consistency import random_per_label as _random_per_label
+from synalign.consistency import (
+    FILTER_C,
+    TAU_GRID,
+    consistency_mask,
+    fit_filter_classifier,
+    label_consistency_scores,
+)
 from synalign.errors import InputError
+from synalign.selection import (
+    PerLabel,
+    SelectionContext,
+    Strategy,
+    choose_threshold,
+    cross_validate,
+    parse_strategy,
+    register_strategy,
+)
+from synalign.selectors import select_herding, select_top_weight, top_k
 
 __all__ = [
-    "SelectionTask",
-    "EVAL_STRATEGIES",
-    "DEFAULT_STRATEGIES",
-    "TAU_GRID",
     "ALPHA_GRID",
-    "choose_alpha",
+    "DEFAULT_STRATEGIES",
+    "EVAL_STRATEGIES",
+    "BlendCV",
+    "SelectionTask",
     "balanced_quotas",
-    "label_consistency_scores",
+    "choose_alpha",
     "choose_tau",
     "select",
+    "select_ot",
     "with_tau",
 ]
 
+
 @dataclass(frozen=True)
 class SelectionTask:
-    """Everything a strategy may use for one seed.
+    """Everything a strategy may use for one seed (the evaluation's :class:`synalign.selection.SelectionContext`).
 
     Attributes:
         pool: (n, d) unit-norm embeddings of the synthetic pool; pool_labels: (n,) generated labels.
@@ -96,8 +115,40 @@ class SelectionTask:
     tau: float | None = None
     info: dict = field(default_factory=dict)
 
+    def rows(self, label: str, mask: np.ndarray | None) -> np.ndarray:
+        """Pool indices of ``label`` (among ``mask`` rows if given)."""
+        return np.flatnonzero((self.pool_labels == label) & (True if mask is None else mask))
 
-EvalStrategy = Callable[[SelectionTask], np.ndarray]
+    def per_label(self, leaf: PerLabel, mask: np.ndarray | None) -> np.ndarray:
+        """Run ``leaf`` per label on the (masked) pool rows of that label against its target
+        (:data:`_TARGETS`), with KMM weights to that target if ``leaf.uses_weights`` (else uniform) and the
+        stream ``default_rng([seed, leaf.stream])``; sorted pool indices."""
+        from synalign.kmm import kmm_weights
+
+        targets = _TARGETS[leaf.target](self)
+        rng = np.random.default_rng([self.seed, leaf.stream])
+        out = []
+        for lab, q in self.quotas.items():
+            rows = self.rows(lab, mask)
+            xs = self.pool[rows]
+            if leaf.uses_weights:
+                w = kmm_weights(
+                    xs, targets[lab], bandwidth=self.bandwidth, device=self.device, seed=self.seed
+                )
+            else:
+                w = np.full(len(rows), 1.0 / len(rows))
+            chosen = np.asarray(
+                leaf(xs, targets[lab], w, q, bandwidth=self.bandwidth, rng=rng, device=self.device)
+            )
+            out.append(rows[chosen])
+        return np.sort(np.concatenate(out)).astype(np.int64)
+
+    def record_filter(self, tau: float, keep: np.ndarray, cv_logloss: dict[float, float] | None) -> None:
+        """Diagnostics in ``info``: ``tau_cv_logloss`` (when τ was cross-validated), ``tau``, ``filtered_out``."""
+        if cv_logloss is not None:
+            _record_tau_cv(self, cv_logloss)
+        self.info["tau"] = tau
+        self.info["filtered_out"] = int((~keep).sum())
 
 
 def balanced_quotas(pool_labels: Sequence[str], labels: Sequence[str], m: int) -> dict[str, int]:
@@ -129,25 +180,64 @@ def balanced_quotas(pool_labels: Sequence[str], labels: Sequence[str], m: int) -
     return quotas
 
 
-# ---------------------------------------------------------------------------------------------------------
-# helpers
-# ---------------------------------------------------------------------------------------------------------
-
-
 def _rng(task: SelectionTask, salt: int) -> np.random.Generator:
     return np.random.default_rng([task.seed, salt])
 
 
+def _record_tau_cv(task: SelectionTask, means: dict[float, float]) -> None:
+    task.info["tau_cv_logloss"] = {str(t): round(v, 5) for t, v in means.items()}
+
+
 def choose_tau(task: SelectionTask, grid: Sequence[float] = TAU_GRID, folds: int = 4) -> float:
     """Filter threshold τ by cross-validation on the labelled few-shot set
-    (:func:`synalign.consistency.choose_threshold`; test data is never used). Records the per-τ log-loss in
+    (:func:`synalign.selection.choose_threshold`; test data is never used). Records the per-τ log-loss in
     ``task.info["tau_cv_logloss"]``."""
     tau, means = choose_threshold(
-        task.real, task.real_labels, task.pool, task.pool_labels, task.quotas, seed=task.seed, grid=grid, folds=folds
+        task.real,
+        task.real_labels,
+        task.pool,
+        task.pool_labels,
+        task.quotas,
+        seed=task.seed,
+        grid=grid,
+        folds=folds,
     )
-    task.info["tau_cv_logloss"] = {str(t): round(v, 5) for t, v in means.items()}
+    _record_tau_cv(task, means)
     return float(tau)
 
+
+# ---------------------------------------------------------------------------------------------------------
+# targets
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _labelled_targets(task: SelectionTask) -> dict[str, np.ndarray]:
+    return {lab: task.real[task.real_labels == lab] for lab in task.quotas}
+
+
+def _unlabelled_targets(task: SelectionTask) -> dict[str, np.ndarray]:
+    if not len(task.unlabelled):
+        raise InputError("strategy needs an unlabelled real pool (n_unlabelled > 0)")
+    return {lab: task.unlabelled for lab in task.quotas}
+
+
+def _pseudo_targets(task: SelectionTask) -> dict[str, np.ndarray]:
+    """Per label: labelled rows of L ∪ unlabelled rows the few-shot logistic regression assigns to L."""
+    out = _labelled_targets(task)
+    if len(task.unlabelled):
+        model = fit_filter_classifier(task.real, task.real_labels, FILTER_C)
+        pred = model.predict(np.asarray(task.unlabelled, np.float64)).astype(str)
+        for lab in task.quotas:
+            out[lab] = np.concatenate([out[lab], task.unlabelled[pred == lab]])
+    return out
+
+
+_TARGETS = {"labelled": _labelled_targets, "unlabelled": _unlabelled_targets, "pseudo": _pseudo_targets}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# kernel-herding blend with a cross-validated fraction
+# ---------------------------------------------------------------------------------------------------------
 
 ALPHA_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Candidate herding fractions α of ``blend_cv`` (0 = random, 1 = kernel herding)."""
@@ -156,17 +246,12 @@ ALPHA_GRID: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 def _herding_order(task: SelectionTask, mask: np.ndarray | None) -> dict[str, np.ndarray]:
     """Per label: the first ``quota`` kernel-herding picks (pool indices, in pick order) toward the labelled
     real rows of that label, among the (masked) pool rows of the label."""
-    from synalign.alignment import select_herding
-
     out = {}
-    rng = _rng(task, 5)
     for lab, q in task.quotas.items():
-        rows = np.flatnonzero((task.pool_labels == lab) & (True if mask is None else mask))
+        rows = task.rows(lab, mask)
         target = task.real[task.real_labels == lab]
         out[lab] = rows[
-            select_herding(
-                task.pool[rows], target, None, q, bandwidth=task.bandwidth, rng=rng, device=task.device
-            )
+            select_herding(task.pool[rows], target, None, q, bandwidth=task.bandwidth, device=task.device)
         ]
     return out
 
@@ -181,10 +266,9 @@ def _blend(
     """Per label: the first round(α·quota) herding picks, the rest uniformly at random from the other rows."""
     out = []
     for lab, q in task.quotas.items():
-        nh = int(round(alpha * q))
+        nh = round(alpha * q)
         head = order[lab][:nh]
-        rows = np.flatnonzero((task.pool_labels == lab) & (True if mask is None else mask))
-        rest = np.setdiff1d(rows, head)
+        rest = np.setdiff1d(task.rows(lab, mask), head)
         out.append(np.concatenate([head, rng.choice(rest, size=q - nh, replace=False)]))
     return np.sort(np.concatenate(out)).astype(np.int64)
 
@@ -192,85 +276,59 @@ def _blend(
 def choose_alpha(
     task: SelectionTask, *, filtered: bool = False, grid: Sequence[float] = ALPHA_GRID, folds: int = 4
 ) -> float:
-    """Choose the herding fraction α of ``blend_cv`` by stratified k-fold cross-validation on the few-shot set.
+    """Choose the herding fraction α of ``blend_cv`` by :func:`synalign.selection.cross_validate` on the
+    few-shot set (ties → smaller α; test data is never used).
 
     Per fold, herding targets only the fold's training rows (and, with ``filtered``, the label-consistency
-    filter at ``task.tau`` is refitted on them); for each α the blend is selected, the downstream logistic
-    regression (C = 1) is fitted on the fold's real training rows + the blend, and the log-loss on the held-out
-    real rows is recorded. Lowest mean log-loss wins (ties → smaller α). Test data is never used.
+    filter at ``task.tau`` is refitted on them); for each α the blend is selected (stream ``[seed, 23, fold]``).
+    Records ``alpha_cv_logloss`` and ``alpha`` in ``task.info``.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-    from sklearn.model_selection import StratifiedKFold
-
     y = np.asarray(task.real_labels, dtype=object)
-    n_min = min(int(np.sum(y == lab)) for lab in set(y.tolist()))
-    skf = StratifiedKFold(n_splits=max(2, min(folds, n_min)), shuffle=True, random_state=task.seed)
-    losses: dict[float, list[float]] = {a: [] for a in grid}
-    for f, (tr, va) in enumerate(skf.split(task.real, y)):
+
+    def fold_selection(f: int, tr: np.ndarray) -> Callable[[float], np.ndarray]:
         fold = replace(task, real=task.real[tr], real_labels=y[tr], info={})
         mask = None
         if filtered:
             p_other = label_consistency_scores(fold.real, fold.real_labels, task.pool, task.pool_labels)
             tau = task.tau if task.tau is not None else task.info.get("tau", 1.0)
-            mask = _filter_mask(p_other, task.pool_labels, task.quotas, float(tau))
+            mask = consistency_mask(p_other, task.pool_labels, task.quotas, float(tau))
         order = _herding_order(fold, mask)
-        for a in grid:
-            chosen = _blend(fold, order, a, np.random.default_rng([task.seed, 23, f]), mask)
-            x = np.concatenate([fold.real, task.pool[chosen]]).astype(np.float64)
-            model = LogisticRegression(C=1.0, max_iter=2000).fit(
-                x, np.concatenate([fold.real_labels, task.pool_labels[chosen]])
-            )
-            losses[a].append(
-                log_loss(y[va], model.predict_proba(task.real[va].astype(np.float64)), labels=model.classes_)
-            )
-    means = {a: float(np.mean(v)) for a, v in losses.items()}
-    best = min(means.values())
-    alpha = min(a for a, v in means.items() if v <= best + 1e-12)
+        return lambda a: _blend(fold, order, a, np.random.default_rng([task.seed, 23, f]), mask)
+
+    alpha, means = cross_validate(
+        task.real,
+        y,
+        task.pool,
+        task.pool_labels,
+        grid,
+        fold_selection,
+        seed=task.seed,
+        folds=folds,
+        ties="smallest",
+    )
     task.info["alpha_cv_logloss"] = {str(a): round(v, 5) for a, v in means.items()}
     task.info["alpha"] = alpha
     return float(alpha)
 
 
-def _s_blend_cv(task: SelectionTask, mask: np.ndarray | None = None) -> np.ndarray:
-    alpha = choose_alpha(task, filtered=mask is not None)
-    return _blend(task, _herding_order(task, mask), alpha, _rng(task, 6), mask)
+class BlendCV(Strategy):
+    """``blend_cv``: per label, the first α·quota kernel-herding picks plus random rows, α by :func:`choose_alpha`.
+
+    Needs a :class:`SelectionTask` (the evaluation's context).
+    """
+
+    def choose(self, ctx: SelectionContext, mask: np.ndarray | None) -> np.ndarray:
+        if not isinstance(ctx, SelectionTask):
+            raise InputError(
+                "selection strategy 'blend_cv' runs only in the evaluation harness (synalign eval)"
+            )
+        alpha = choose_alpha(ctx, filtered=mask is not None)
+        return _blend(ctx, _herding_order(ctx, mask), alpha, _rng(ctx, 6), mask)
 
 
-def _pseudo_targets(task: SelectionTask) -> dict[str, np.ndarray]:
-    """Per label: labelled rows of L ∪ unlabelled rows the few-shot logistic regression assigns to L."""
-    out = {lab: task.real[task.real_labels == lab] for lab in task.quotas}
-    if len(task.unlabelled):
-        model = fit_filter_classifier(task.real, task.real_labels, FILTER_C)
-        pred = model.predict(np.asarray(task.unlabelled, np.float64)).astype(str)
-        for lab in task.quotas:
-            out[lab] = np.concatenate([out[lab], task.unlabelled[pred == lab]])
-    return out
-
-
-def _core_per_label(
-    task: SelectionTask,
-    name: str,
-    targets: dict[str, np.ndarray],
-    mask: np.ndarray | None = None,
-    needs_weights: bool = False,
-) -> np.ndarray:
-    """Run core strategy ``name`` per label on the (masked) pool rows of that label against ``targets[L]``."""
-    from synalign.alignment import get_strategy, kmm_weights
-
-    fn = get_strategy(name)
-    rng = _rng(task, 1)
-    out = []
-    for lab, q in task.quotas.items():
-        rows = np.flatnonzero((task.pool_labels == lab) & (True if mask is None else mask))
-        xs = task.pool[rows]
-        if needs_weights:
-            w = kmm_weights(xs, targets[lab], bandwidth=task.bandwidth, device=task.device, seed=task.seed)
-        else:
-            w = np.full(len(rows), 1.0 / len(rows))
-        chosen = np.asarray(fn(xs, targets[lab], w, q, bandwidth=task.bandwidth, rng=rng, device=task.device))
-        out.append(rows[chosen])
-    return np.sort(np.concatenate(out)).astype(np.int64)
+# ---------------------------------------------------------------------------------------------------------
+# optimal transport
+# ---------------------------------------------------------------------------------------------------------
 
 
 def _ot_mass(target: np.ndarray, pool: np.ndarray, *, rho: float = 1.0, reg: float = 0.05) -> np.ndarray:
@@ -296,96 +354,42 @@ def _ot_mass(target: np.ndarray, pool: np.ndarray, *, rho: float = 1.0, reg: flo
     return np.asarray(plan).sum(axis=0)
 
 
-def _ot_select(
-    task: SelectionTask, targets: dict[str, np.ndarray], mask: np.ndarray | None = None
+def select_ot(
+    synthetic: np.ndarray,
+    real: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    *,
+    rng: np.random.Generator,
+    **_: object,
 ) -> np.ndarray:
-    out = []
-    rng = _rng(task, 3)
-    for lab, q in task.quotas.items():
-        rows = np.flatnonzero((task.pool_labels == lab) & (True if mask is None else mask))
-        mass = _ot_mass(targets[lab], task.pool[rows])
-        perm = rng.permutation(len(rows))
-        out.append(rows[perm[np.argsort(-mass[perm], kind="stable")[:q]]])
-    return np.sort(np.concatenate(out)).astype(np.int64)
+    """Per-label ``ot_*``: the k pool rows receiving the most plan mass under semi-relaxed entropic OT from the
+    real target (:func:`_ot_mass`), ties at random. Args as :class:`synalign.selectors.SelectionStrategy`.
 
-
-def _filtered(task: SelectionTask) -> np.ndarray:
-    tau = task.tau if task.tau is not None else choose_tau(task)
-    p_other = label_consistency_scores(task.real, task.real_labels, task.pool, task.pool_labels)
-    keep = _filter_mask(p_other, task.pool_labels, task.quotas, tau)
-    task.info["tau"] = tau
-    task.info["filtered_out"] = int((~keep).sum())
-    return keep
+    Returns: (k,) int64 indices. Raises: InputError: k outside [0, m].
+    """
+    return top_k(_ot_mass(real, synthetic), k, rng)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# strategies
+# registration and the names compared
 # ---------------------------------------------------------------------------------------------------------
 
-
-def _labelled_targets(task: SelectionTask) -> dict[str, np.ndarray]:
-    return {lab: task.real[task.real_labels == lab] for lab in task.quotas}
-
-
-def _unlabelled_targets(task: SelectionTask) -> dict[str, np.ndarray]:
-    if not len(task.unlabelled):
-        raise InputError("strategy needs an unlabelled real pool (n_unlabelled > 0)")
-    return {lab: task.unlabelled for lab in task.quotas}
-
-
-def _s_random(task: SelectionTask, mask: np.ndarray | None = None) -> np.ndarray:
-    return _random_per_label(task.pool_labels, task.quotas, _rng(task, 0), mask)
-
-
-_TARGETS = {"labelled": _labelled_targets, "unlabelled": _unlabelled_targets, "pseudo": _pseudo_targets}
-
-
-def _make(kind: str, target: str = "labelled") -> Callable[[SelectionTask, np.ndarray | None], np.ndarray]:
-    def run(task: SelectionTask, mask: np.ndarray | None = None) -> np.ndarray:
-        if kind == "random":
-            return _s_random(task, mask)
-        targets = _TARGETS[target](task)
-        if kind == "ot":
-            return _ot_select(task, targets, mask)
-        return _core_per_label(
-            task, kind, targets, mask, needs_weights=kind in ("top_weight", "proportional")
-        )
-
-    return run
-
-
-_BASE: dict[str, Callable[[SelectionTask, np.ndarray | None], np.ndarray]] = {
-    "random": _make("random"),
-    "top_weight": _make("top_weight"),
-    "proportional": _make("proportional"),
-    "herding": _make("herding"),
-    "herding_unlabelled": _make("herding", "unlabelled"),
-    "herding_pseudo": _make("herding", "pseudo"),
-    "top_weight_pseudo": _make("top_weight", "pseudo"),
-    "top_weight_unlabelled": _make("top_weight", "unlabelled"),
-    "ot_labelled": _make("ot", "labelled"),
-    "ot_pseudo": _make("ot", "pseudo"),
-    "blend_cv": _s_blend_cv,
+#: The evaluation-only strategies, registered into :data:`synalign.selection.SELECTION_STRATEGIES` on import.
+_EVAL_ONLY: dict[str, Strategy] = {
+    "herding_unlabelled": PerLabel(select_herding, target="unlabelled"),
+    "herding_pseudo": PerLabel(select_herding, target="pseudo"),
+    "top_weight_pseudo": PerLabel(select_top_weight, target="pseudo", uses_weights=True),
+    "top_weight_unlabelled": PerLabel(select_top_weight, target="unlabelled", uses_weights=True),
+    "ot_labelled": PerLabel(select_ot, target="labelled", stream=3),
+    "ot_pseudo": PerLabel(select_ot, target="pseudo", stream=3),
+    "blend_cv": BlendCV(),
 }
+for _name, _strategy in _EVAL_ONLY.items():
+    register_strategy(_name, _strategy)
 
-
-def _with_filter(base: str) -> EvalStrategy:
-    def run(task: SelectionTask) -> np.ndarray:
-        return _BASE[base](task, _filtered(task))
-
-    return run
-
-
-def _unmasked(fn: Callable[[SelectionTask, np.ndarray | None], np.ndarray]) -> EvalStrategy:
-    def run(task: SelectionTask) -> np.ndarray:
-        return fn(task, None)
-
-    return run
-
-
-EVAL_STRATEGIES: dict[str, EvalStrategy] = {name: _unmasked(fn) for name, fn in _BASE.items()}
-EVAL_STRATEGIES["filter"] = _with_filter("random")
-for _name in (
+_CORE = ("random", "top_weight", "proportional", "herding")
+_FILTERED = (
     "top_weight",
     "proportional",
     "herding",
@@ -393,8 +397,10 @@ for _name in (
     "herding_pseudo",
     "ot_pseudo",
     "blend_cv",
-):
-    EVAL_STRATEGIES[f"filter+{_name}"] = _with_filter(_name)
+)
+
+#: Every name the evaluation has compared (a list of names; the strategies are in the core registry).
+EVAL_STRATEGIES: tuple[str, ...] = (*_CORE, *_EVAL_ONLY, "filter", *(f"filter+{n}" for n in _FILTERED))
 
 #: The strategies compared by default (``synalign eval`` without ``--strategy``).
 DEFAULT_STRATEGIES: tuple[str, ...] = (
@@ -418,14 +424,13 @@ DEFAULT_STRATEGIES: tuple[str, ...] = (
 
 
 def select(name: str, task: SelectionTask) -> np.ndarray:
-    """Run strategy ``name`` and check its result: sorted distinct pool indices with exactly the quotas.
+    """Run strategy ``name`` (:func:`synalign.selection.parse_strategy`) on ``task`` and check its result:
+    sorted distinct pool indices with exactly the quotas.
 
     Raises:
         InputError: unknown strategy name, or a result that breaks the quotas.
     """
-    if name not in EVAL_STRATEGIES:
-        raise InputError(f"unknown selection strategy {name!r}; known: {', '.join(EVAL_STRATEGIES)}")
-    chosen = np.asarray(EVAL_STRATEGIES[name](task), dtype=np.int64)
+    chosen = np.asarray(parse_strategy(name).choose(task, None), dtype=np.int64)
     if len(np.unique(chosen)) != len(chosen):
         raise InputError(f"strategy {name!r} returned repeated indices")
     got = {lab: int(np.sum(task.pool_labels[chosen] == lab)) for lab in task.quotas}

@@ -1,6 +1,6 @@
 """Evaluation data: real train/test splits, LM-generated synthetic pools, and few-shot splits (DESIGN §3.5).
 
-* Real data: a directory with ``train.*`` and ``test.*`` (read with :func:`synalign.io.load_dataset`).
+* Real data: a directory with ``train.*`` and ``test.*`` (read with :func:`synalign.datafiles.load_dataset`).
 * Synthetic pools: one or more JSONL/CSV/Parquet files of ``{"text", "label"}`` rows (e.g. the
   LM-generated sets in ``../shared/data/synthetic/*/generated.jsonl``). Pool labels are mapped onto the
   real label names by a canonical key (case-folded, runs of non-alphanumerics → ``_``), so ``Sci/Tech``
@@ -125,10 +125,11 @@ def load_pool(
         :class:`Pool` (sources in the order given, rows in file order within a source).
 
     Raises:
-        InputError: unreadable file (see :func:`synalign.io.load_examples`), a pool whose labels match none of
+        InputError: unreadable file (see :func:`synalign.datafiles.load_examples`), a pool whose labels match none of
             the real labels, or an empty pool after filtering.
     """
-    from synalign.io import load_examples, stratified_sample
+    from synalign.datafiles import load_examples
+    from synalign.sampling import stratified_sample
 
     by_key = {canonical_label(lab): lab for lab in real_labels}
     excluded = set(exclude_texts)

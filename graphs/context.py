@@ -33,6 +33,8 @@ class SynAlignContext:
         backend: summariser + generator (offline or LLM).
         task: task description given to the backend.
         run_dir: the run's output directory.
+        sample_vectors: embedding of each synthetic sample embedded so far in this process, by sample id
+            (d float32, unit norm): a round embeds only its new samples, never the whole pool again.
     """
 
     config: RunConfig
@@ -44,6 +46,7 @@ class SynAlignContext:
     run_dir: Path
     heldout: list[RealExample] = field(default_factory=list)
     heldout_embeddings: np.ndarray | None = None
+    sample_vectors: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:

@@ -34,11 +34,7 @@ def build_graph() -> StateGraph:
     builder.add_edge("explore", "summarize")
     builder.add_edge("summarize", "generate")
     builder.add_edge("generate", "align")
-    builder.add_conditional_edges(
-        "align",
-        nodes.route,
-        {"explore": "explore", "stop:target": "finish", "stop:max_rounds": "finish", "stop:max_samples": "finish"},
-    )
+    builder.add_conditional_edges("align", nodes.route, {"explore": "explore", "finish": "finish"})
     builder.add_edge("finish", END)
     return builder
 

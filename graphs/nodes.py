@@ -16,14 +16,19 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from synalign.backends import GenerationRequest, SummaryRequest
+from synalign.graphs.context import SynAlignContext
+from synalign.graphs.state import (
+    ClusterRecord,
+    RoundMetrics,
+    Route,
+    SampleRecord,
+    StopReason,
+    SummaryRecord,
+    SynAlignState,
+)
 from synalign.records import AttributeSummary, SyntheticExample
 
-from synalign.graphs.context import SynAlignContext
-from synalign.graphs.state import SynAlignState
-
-__all__ = ["prepare", "explore", "summarize", "generate", "align", "route", "finish", "NODE_ORDER"]
-
-NODE_ORDER = ("explore", "summarize", "generate", "align")
+__all__ = ["prepare", "explore", "summarize", "generate", "align", "route", "finish"]
 
 
 def _emit(node: str, round_: int, **payload: Any) -> None:
@@ -38,8 +43,15 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
 
-def _sample_embeddings(ctx: SynAlignContext, samples: list[dict[str, Any]]) -> np.ndarray:
-    return ctx.embedder.encode([s["text"] for s in samples])
+def _sample_embeddings(ctx: SynAlignContext, samples: list[SampleRecord]) -> np.ndarray:
+    """(len(samples), d) float32 embeddings, encoding only samples this process has not embedded yet."""
+    known = ctx.sample_vectors
+    new = [s for s in samples if s["id"] not in known]
+    if new:
+        known.update(zip([s["id"] for s in new], ctx.embedder.encode([s["text"] for s in new])))
+    if not samples:
+        return np.zeros((0, ctx.real_embeddings.shape[1]), dtype=np.float32)
+    return np.stack([known[s["id"]] for s in samples])
 
 
 def prepare(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
@@ -62,7 +74,7 @@ def prepare(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
         "noise_floor": float(floor),
         "noise_floor_std": float(floor_std),
         "picked": {},
-        "weights": [],
+        "weights": {},
         "accepted": [],
         "dropped": {},
         "stop_reason": None,
@@ -103,13 +115,14 @@ def explore(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
         priority=priority,
         device=ctx.device,
     )
-    clusters = [{**c.model_dump(), "round": round_} for c in result.clusters]
+    clusters: list[ClusterRecord] = [ClusterRecord(**c.model_dump(), round=round_) for c in result.clusters]
     _emit("explore", round_, done=1, total=1)
     return {"round": round_, "picked": result.picked, "clusters": clusters}
 
 
-def _current(items: list[dict[str, Any]], round_: int) -> list[dict[str, Any]]:
-    return [c for c in items if c.get("round") == round_]
+def _current(items: list[Any], round_: int) -> list[Any]:
+    """The records of ``round_`` (clusters, summaries or samples), in order."""
+    return [c for c in items if c["round"] == round_]
 
 
 def summarize(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
@@ -129,9 +142,9 @@ def summarize(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[s
         for c in clusters
     ]
     summaries = ctx.backend.summarizer.summarize(requests)
-    out = [
+    out: list[SummaryRecord] = [
         {"round": round_, "cluster": k, "label": c["label"], "pick_id": c["pick_id"], **s.model_dump()}
-        for k, (c, s) in enumerate(zip(clusters, summaries))
+        for k, (c, s) in enumerate(zip(clusters, summaries, strict=True))
     ]
     _emit("summarize", round_, done=len(clusters), total=len(clusters))
     return {"summaries": out}
@@ -147,7 +160,7 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
     round_ = state["round"]
     by_id = {r.id: r for r in ctx.real}
     clusters = _current(state.get("clusters", []), round_)
-    summaries = _current(state.get("summaries", []), round_)
+    summary_of = {s["cluster"]: s for s in _current(state.get("summaries", []), round_)}
     already = len(state.get("samples", []))
     budget = None if cfg.max_samples is None else max(cfg.max_samples - already, 0)
     _emit("generate", round_, done=0, total=len(clusters))
@@ -156,18 +169,18 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
         GenerationRequest(
             task=ctx.task,
             label=c["label"],
-            attributes=AttributeSummary(**{k: v for k, v in s.items() if k in fields}),
+            attributes=AttributeSummary(**{f: v for f, v in summary_of[k].items() if f in fields}),
             demonstrations=[by_id[i].text for i in c["example_ids"]],
             n=cfg.samples_per_cluster,
             seed=_seed(cfg.seed, round_, k),
             round=round_,
         )
-        for k, (c, s) in enumerate(zip(clusters, summaries))
+        for k, c in enumerate(clusters)
     ]
     generations = ctx.backend.generator.generate(requests)
-    samples: list[dict[str, Any]] = []
+    samples: list[SampleRecord] = []
     dropped: dict[str, int] = {}
-    for k, (cluster, gen) in enumerate(zip(clusters, generations)):
+    for k, (cluster, gen) in enumerate(zip(clusters, generations, strict=True)):
         for key, value in gen.dropped.items():
             dropped[key] = dropped.get(key, 0) + value
         for j, text in enumerate(gen.texts):
@@ -231,7 +244,7 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
     accepted_ids = [s["id"] for s, keep in zip(samples, mask) if keep]
     acc = emb[mask]
     floor, floor_std = fixed_set_noise_floor(real, len(acc), bandwidth, seed=_seed(cfg.seed, round_), device=ctx.device)
-    metrics: dict[str, Any] = {
+    metrics: RoundMetrics = {
         "round": round_,
         "generated": len(samples),
         "generated_this_round": len(_current(samples, round_)),
@@ -250,23 +263,29 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
     if ctx.heldout_embeddings is not None and len(ctx.heldout_embeddings) > 1:
         metrics["mmd2_accepted_heldout"] = float(mmd2_fixed_set(acc, ctx.heldout_embeddings, bandwidth, device=ctx.device))
     metrics["align_seconds"] = round(time.perf_counter() - started, 3)
+    metrics["stop"] = _stop_reason(metrics, round_, len(samples), cfg)
     _emit("align", round_, done=1, total=1, mmd2=metrics["mmd2_accepted"], target=metrics["target_mmd2"])
-    return {"weights": [float(w) for w in result.weights], "accepted": accepted_ids, "metrics": [metrics]}
+    weights = {s["id"]: float(w) for s, w in zip(samples, result.weights, strict=True)}
+    return {"weights": weights, "accepted": accepted_ids, "metrics": [metrics]}
 
 
-def route(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> str:
-    """Loop or stop: ``"stop"`` when MMD² ≤ target or a budget (rounds, samples) is spent, else ``"explore"``."""
-    cfg = runtime.context.config
-    last = state["metrics"][-1]
-    if last["mmd2_accepted"] <= last["target_mmd2"]:
-        return "stop:target"
-    if state["round"] >= cfg.max_rounds:
-        return "stop:max_rounds"
-    if cfg.max_samples is not None and len(state.get("samples", [])) >= cfg.max_samples:
-        return "stop:max_samples"
-    return "explore"
+def _stop_reason(metrics: RoundMetrics, round_: int, generated: int, cfg: Any) -> StopReason | None:
+    """Whether the loop ends after this round: MMD² ≤ target, else a spent budget (rounds, samples)."""
+    if metrics["mmd2_accepted"] <= metrics["target_mmd2"]:
+        return "target"
+    if round_ >= cfg.max_rounds:
+        return "max_rounds"
+    if cfg.max_samples is not None and generated >= cfg.max_samples:
+        return "max_samples"
+    return None
+
+
+def route(state: SynAlignState) -> Route:
+    """After ``align``: ``"finish"`` when the round's metrics say the loop stops, else ``"explore"``."""
+    return "finish" if state["metrics"][-1]["stop"] else "explore"
 
 
 def finish(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
-    """Record why the loop stopped (the reason ``route`` gave, recomputed deterministically)."""
-    return {"stop_reason": route(state, runtime).removeprefix("stop:")}
+    """Record why the loop stopped: the last round's ``stop``, decided once in :func:`align` (``runtime`` is
+    unused; every node takes ``(state, runtime)``)."""
+    return {"stop_reason": state["metrics"][-1]["stop"]}

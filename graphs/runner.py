@@ -46,6 +46,7 @@ from synalign.graphs.context import SynAlignContext
 from synalign.graphs.graph import build_graph
 from synalign.graphs.rundir import CONFIG_FILE, RunDirLock, prepare_run_dir, remove_run_files
 from synalign.graphs.usage import record_usage, total_usage
+from synalign.offline import OFFLINE_RUN_NOTE
 from synalign.records import SyntheticExample
 
 __all__ = ["run", "make_context", "prepare_run_dir", "RunResult", "DiskFullError", "THREAD_ID", "CONFIG_FILE"]
@@ -53,10 +54,6 @@ __all__ = ["run", "make_context", "prepare_run_dir", "RunResult", "DiskFullError
 _log = logging.getLogger("synalign.graphs")
 
 THREAD_ID = "synalign"
-OFFLINE_NOTE = (
-    "produced by the EDA backend (no language model): statistical attribute summaries and EDA augmentation "
-    "(Wei & Zou 2019) of real demonstrations"
-)
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -96,10 +93,11 @@ def make_context(
     """Load and validate the data, embed the real set (cached) and build the backend.
 
     Raises:
-        InputError: bad data (see :mod:`synalign.io`), an unknown embedding model or selection strategy.
+        InputError: bad data (see :mod:`synalign.datafiles`), an unknown embedding model or selection strategy.
     """
-    from synalign.alignment import check_strategy
-    from synalign.io import load_dataset, stratified_sample, validate_for_run
+    from synalign.datafiles import load_dataset, validate_for_run
+    from synalign.sampling import stratified_sample
+    from synalign.selection import check_strategy
 
     check_strategy(config.selection)  # unknown strategy → InputError before any work
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
@@ -136,16 +134,15 @@ def make_context(
 
 
 def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> RunResult:
-    from synalign.io import atomic_write_text, write_examples
-    from synalign.report import write_report
+    from synalign.fileio import atomic_write_text, write_examples
+    from synalign.graphs.report import write_report
 
     out = ctx.run_dir
     samples = state.get("samples", [])
-    weights = state.get("weights", [])
+    weights = state.get("weights", {})
     accepted_ids = set(state.get("accepted", []))
     pool = [
-        SyntheticExample(**s, weight=float(weights[i]) if i < len(weights) else 0.0, accepted=s["id"] in accepted_ids)
-        for i, s in enumerate(samples)
+        SyntheticExample(**s, weight=weights.get(s["id"], 0.0), accepted=s["id"] in accepted_ids) for s in samples
     ]
     accepted = [s for s in pool if s.accepted]
     metrics = state.get("metrics", [])
@@ -188,7 +185,7 @@ def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> 
             "name": backend.name,
             "is_llm": backend.is_llm,
             **backend.info,
-            "note": backend.info.get("terms") if backend.is_llm else OFFLINE_NOTE,
+            "note": backend.info.get("terms") if backend.is_llm else OFFLINE_RUN_NOTE,
         },
         "usage": usage,
         "usage_processes": processes,
@@ -282,7 +279,7 @@ def _run(
             if not resume:
                 if overwrite:
                     remove_run_files(out)
-                from synalign.io import atomic_write_text
+                from synalign.fileio import atomic_write_text
 
                 atomic_write_text(out / CONFIG_FILE, config.model_dump_json(indent=2) + "\n")
             conn, saver = open_checkpoints(out, resume=resume)

@@ -29,7 +29,7 @@ def _read(out: Path) -> list[dict[str, Any]]:
 
 def record_usage(out: Path, usage: dict[str, Any]) -> None:
     """Append this process's ``usage`` to ``out/usage.json`` (atomically; nothing when ``out`` is gone)."""
-    from synalign.io import atomic_write_text
+    from synalign.fileio import atomic_write_text
 
     if not out.is_dir():
         return

@@ -23,12 +23,33 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from synalign.errors import InputError
+from synalign.errors import InputError, first_validation_error
+from synalign.records import AttributeSummary
 
-__all__ = ["FieldSpec", "CompletionTemplate", "PromptSpec", "FIELD_TYPES", "load_spec", "spec_names"]
+__all__ = ["FieldSpec", "CompletionTemplate", "PromptSpec", "FIELD_TYPES", "RECORD_SCHEMAS", "load_spec", "spec_names"]
 
 FIELD_TYPES = ("str", "int", "float", "bool", "list[str]")
 """Field types a spec may use (kept to what DSPy, JSON schema and chat prompts all express the same way)."""
+
+RECORD_SCHEMAS: dict[str, type[BaseModel]] = {"AttributeSummary": AttributeSummary}
+"""Core records a spec may name as its ``outputs`` (``outputs: AttributeSummary``): the fields, their order,
+descriptions and bounds then come from the record, so the prompt and the data model cannot drift apart."""
+
+_ANNOTATION_TYPES: dict[object, str] = {str: "str", int: "int", float: "float", bool: "bool", list[str]: "list[str]"}
+
+
+def _record_fields(name: str) -> list[dict[str, object]]:
+    """:class:`FieldSpec` data of every field of the core record ``name`` (see :data:`RECORD_SCHEMAS`)."""
+    if name not in RECORD_SCHEMAS:
+        raise ValueError(f"outputs names no known record {name!r}; known: {', '.join(sorted(RECORD_SCHEMAS))}")
+    fields = []
+    for field_name, info in RECORD_SCHEMAS[name].model_fields.items():
+        kind = _ANNOTATION_TYPES.get(info.annotation)
+        if kind is None:
+            raise ValueError(f"record {name}.{field_name} has a type a spec cannot express: {info.annotation}")
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        fields.append({"name": field_name, "type": kind, "description": info.description or "", **extra})
+    return fields
 
 
 class FieldSpec(BaseModel):
@@ -96,6 +117,11 @@ class PromptSpec(BaseModel):
     outputs: tuple[FieldSpec, ...]
     completion: CompletionTemplate | None = None
 
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _outputs_from_record(cls, value: object) -> object:
+        return _record_fields(value) if isinstance(value, str) else value
+
     @field_validator("instructions")
     @classmethod
     def _non_empty(cls, value: str) -> str:
@@ -157,9 +183,8 @@ def load_spec(name_or_path: str | Path) -> PromptSpec:
     try:
         return PromptSpec.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "spec"
-        raise InputError(f"{where}: invalid prompt spec at {loc}: {err['msg']}") from None
+        loc, msg, _ = first_validation_error(exc)
+        raise InputError(f"{where}: invalid prompt spec at {loc or 'spec'}: {msg}") from None
 
 
 def _read(name_or_path: str | Path) -> tuple[str, str]:

@@ -1,8 +1,9 @@
 """synalign: distribution-matched LLM synthetic training data (SynAlign, Ren et al., WWW 2025, arXiv 2502.08661).
 
 Core package: data model and IO, embeddings, GP explorer, divergences (MMD², Sinkhorn), alignment (kernel mean
-matching + selection), the offline backend, config and CLI. Heavy dependencies are imported lazily, so
-``import synalign`` is cheap. The LangGraph loop lives in :mod:`synalign.graphs`.
+matching + selection), the offline backend and the run config. Heavy dependencies are imported lazily, so
+``import synalign`` is cheap. The core imports nothing above it: the LangGraph loop is
+:func:`synalign.graphs.run`, the command line :mod:`synalign.app`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,4 @@ from synalign.errors import InputError, SynalignError  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["RunConfig", "InputError", "SynalignError", "run", "__version__"]
-
-
-def run(config: RunConfig, **kwargs):  # noqa: ANN201 - re-export; see synalign.graphs.run
-    """Run the SynAlign loop; thin wrapper of :func:`synalign.graphs.run` (imports LangGraph on call)."""
-    from synalign.graphs import run as _run
-
-    return _run(config, **kwargs)
+__all__ = ["RunConfig", "InputError", "SynalignError", "__version__"]

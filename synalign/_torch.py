@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from synalign.errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import gpytorch
 
 __all__ = [
     "RBFRows",
@@ -26,7 +22,6 @@ __all__ = [
     "kernel_sum",
     "median_pairwise_distance",
     "rbf_from_sq_dists",
-    "rbf_kernel",
     "resolve_device",
     "sequential_loop",
     "sq_dists",
@@ -90,33 +85,18 @@ def to_tensor(x: np.ndarray, device: torch.device, dtype: torch.dtype = torch.fl
     return torch.as_tensor(x, dtype=dtype).to(device)
 
 
-def rbf_kernel(length_scale: float) -> gpytorch.kernels.RBFKernel:
-    """A gpytorch ``RBFKernel`` (unit output scale), fixed length-scale: k(a,b) = exp(-||a-b||²/(2ℓ²))."""
-    import gpytorch
-
-    if not (length_scale > 0 and np.isfinite(length_scale)):
-        raise InputError(f"RBF length-scale must be a positive finite number, got {length_scale!r}")
-    kernel = gpytorch.kernels.RBFKernel()
-    kernel.lengthscale = float(length_scale)
-    kernel.raw_lengthscale.requires_grad_(False)
-    return kernel
-
-
 class RBFRows:
     """Rows k(X, x_i) of an RBF kernel over the points X, one at a time.
 
-    ``kernel`` is a gpytorch ``RBFKernel`` (its length-scale is used) or a length-scale ℓ. Computes exactly
-    what ``kernel(X, X[i:i+1]).to_dense()[:, 0]`` computes (k(a,b) = exp(-||a-b||²/(2ℓ²))), but from cached
+    k(a,b) = exp(-||a-b||²/(2ℓ²)) with length-scale ℓ; the same rows as gpytorch's ``RBFKernel``
+    (``kernel(X, X[i:i+1]).to_dense()[:, 0]``, the reference in ``tests/test_explorer.py``), but from cached
     scaled points and squared norms: one (N,d)·(d,) matrix-vector product per row, no per-call copy of X
     (gpytorch's forward copies X twice per call, ~7× slower at N=20k). Memory O(N·d); the N×N matrix is
     never formed.
     """
 
-    def __init__(self, x: torch.Tensor, kernel: gpytorch.kernels.RBFKernel | float) -> None:
-        if isinstance(kernel, (int, float)):
-            self.length_scale = float(kernel)
-        else:
-            self.length_scale = float(kernel.lengthscale.detach().reshape(-1)[0])
+    def __init__(self, x: torch.Tensor, length_scale: float) -> None:
+        self.length_scale = float(length_scale)
         self._xs = x / self.length_scale
         self._sq = (self._xs * self._xs).sum(dim=1)
 

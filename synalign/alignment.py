@@ -1,623 +1,27 @@
-"""Distribution alignment (SynAlign stage 3): kernel-mean-matching weights and selection strategies.
+"""Distribution alignment (SynAlign stage 3, Ren et al., WWW 2025, §3.3), per label: :func:`align`.
 
-Stage 3 of SynAlign (Ren et al., WWW 2025, §3.3) learns a weight per synthetic sample by minimising the
-MMD between the weighted synthetic set and the real set, then filters the pool by weight. The weights are
-kernel mean matching (KMM; Huang et al. 2007, Gretton et al. 2009) on the probability simplex:
-
-    min_{w ∈ Δ_m}  ||Σ_i w_i φ(s_i) − (1/n) Σ_j φ(r_j)||²  =  wᵀK_ss w − 2 wᵀ(K_sr 1/n) + const
-
-solved in torch by Frank–Wolfe with exact line search (sparse solutions) or exponentiated gradient (dense
-solutions), on the exact RBF kernel or, for large pools, on Nyström features with the FITC diagonal
-correction (Williams & Seeger 2001; Snelson & Ghahramani 2006) or random Fourier features (Rahimi & Recht 2007).
-
-What to *keep* is a separate, swappable choice (:data:`SELECTION_STRATEGIES`): DESIGN §3.4 measured that
-matching a tiny labelled target can over-fit it and lose diversity, so the strategy must be chosen by
-held-out measurement against random selection of the same size.
+The one job of this module is the per-label orchestration of stage 3: for each label, kernel-mean-matching
+weights of that label's synthetic rows against its real rows (:func:`synalign.kmm.kmm_weights`), then the
+named selection strategy (:func:`synalign.selection.parse_strategy`) keeps a quota of them, and optionally the
+per-label MMD² of the pool and of the accepted set (:func:`synalign.divergence.mmd2_unbiased`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
 from synalign.errors import InputError
+from synalign.kmm import kmm_weights
+from synalign.selection import PerLabel, parse_strategy
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-__all__ = [
-    "SELECTION_STRATEGIES",
-    "AlignmentResult",
-    "SelectionStrategy",
-    "align",
-    "check_strategy",
-    "get_strategy",
-    "kmm_weights",
-    "register_strategy",
-    "select_herding",
-    "select_proportional",
-    "select_random",
-    "select_top_weight",
-]
+__all__ = ["AlignmentResult", "align"]
 
 logger = logging.getLogger("synalign.alignment")
-
-#: Above this many synthetic rows, exponentiated gradient always uses random Fourier features (the exact path
-#: keeps the m×m kernel matrix, 4·m² bytes, and does one m×m matvec per iteration).
-EG_EXACT_MAX = 8192
-#: Relative cost of a memory-bound matrix-vector flop vs a matrix-matrix flop (measured: ~6 on 2 CPU cores).
-_MATVEC_COST = 6.0
-#: ``features="nystrom"``: rows kept by the Nyström screen, then solved with the exact kernel.
-NYSTROM_WORKING_SET = 2048
-#: Exponentiated-gradient iterations of the Nyström screen (its ranking is stable from ~30 on).
-_SCREEN_ITER = 50
-#: Default number of features: Nyström landmarks r (screen only) and random Fourier features D.
-_DEFAULT_FEATURES = {"nystrom": 1024, "rff": 2048}
-
-
-def _choose_features(m: int, n: int, d: int, n_features: int | None, n_iter: int, solver: str) -> str:
-    """``features="auto"``: the cheaper of exact and Nyström under a rough flop model (:func:`kmm_weights`)."""
-    c = NYSTROM_WORKING_SET
-    if m <= c:
-        return "exact"
-    r = min(n_features or _DEFAULT_FEATURES["nystrom"], m + n)
-    screen = (m + n) * d * r + m * r * r + _MATVEC_COST * _SCREEN_ITER * 2 * m * r
-    if solver == "frank_wolfe":
-        exact = m * n * d + _MATVEC_COST * n_iter * m * d
-        nystrom = screen + c * n * d + _MATVEC_COST * n_iter * c * d
-    else:
-        exact = m * n * d + m * m * d + _MATVEC_COST * n_iter * m * m if m <= EG_EXACT_MAX else float("inf")
-        nystrom = screen + c * n * d + c * c * d + _MATVEC_COST * n_iter * c * c
-    return "exact" if exact <= nystrom else "nystrom"
-
-
-# ----------------------------------------------------------------------------------------------------
-# Kernel mean matching
-# ----------------------------------------------------------------------------------------------------
-
-
-def kmm_weights(
-    synthetic: np.ndarray,
-    real: np.ndarray,
-    *,
-    bandwidth: float,
-    solver: Literal["frank_wolfe", "eg"] = "frank_wolfe",
-    n_iter: int = 200,
-    features: Literal["auto", "exact", "nystrom", "rff"] = "auto",
-    n_features: int | None = None,
-    device: str = "auto",
-    seed: int = 0,
-    block_size: int = 4096,
-    tol: float = 1e-8,
-) -> np.ndarray:
-    """Kernel-mean-matching weights of the synthetic rows on the probability simplex.
-
-    Minimises f(w) = wᵀK_ss w − 2 wᵀ(K_sr 1/n) over {w ≥ 0, Σw = 1} (Huang et al. 2007, eq. 6 with the
-    simplex constraint; Gretton et al. 2009), i.e. the squared MMD ||Σ w_i φ(s_i) − mean_j φ(r_j)||² up to
-    a constant, with the RBF kernel k(a,b) = exp(−||a−b||²/(2σ²)).
-
-    Solvers:
-        ``"frank_wolfe"``: pairwise Frank–Wolfe (Lacoste-Julien & Jaggi 2015) with exact line search (the
-        objective is quadratic), started at the best single vertex. Each iteration adds at most one new
-        non-zero weight, so the result is sparse (≤ n_iter + 1 non-zeros; Clarkson 2010). Exact path: one
-        kernel column K_ss[:, i] per newly visited vertex (O(m·d)), never the m×m matrix; memory
-        O(m·n_iter) at most for cached columns.
-        ``"eg"``: exponentiated gradient (mirror descent on the simplex; Kivinen & Warmuth 1997) from uniform
-        weights with an adaptive step (grow ×1.25 on descent, halve and retry on ascent); dense weights.
-        Exact path keeps K_ss (4·m² bytes).
-
-    Features:
-        ``"exact"``: the RBF kernel itself; K_sr 1/n is computed in tiles (memory O(block²)).
-        ``"nystrom"``: screen, then solve exactly on a working set (for m > ``NYSTROM_WORKING_SET`` = 2,048;
-        below that it is ``"exact"``). Screen: exponentiated gradient (50 iterations) on Nyström features of
-        r = ``n_features`` (default 1,024) landmarks drawn uniformly from the synthetic and real rows
-        (Williams & Seeger 2001), φ(x) = Λ^{-1/2}Uᵀk_Z(x) with K_ZZ = UΛUᵀ (eigen-directions below
-        1e-6·λ_max dropped), with the residual diagonal as a correction,
-
-            K ≈ ΦΦᵀ + diag(1 − ||φ(s_i)||²)
-
-        the "fully independent" correction of FITC (Snelson & Ghahramani 2006; Quiñonero-Candela &
-        Rasmussen 2005, eq. 20; without it the approximate kernel under-counts k(s_i, s_i), the cost of
-        putting weight on few rows, and solutions concentrate). The 2,048 rows with the largest screened
-        weights (99.9 % of the exact EG solution's mass at m = 10k on SST-2 LM pools) form the working set;
-        the requested solver then runs on them with the exact kernel, and every other row gets weight 0.
-        Measured on SST-2 LM pools (``evals/bench_alignment.py``, 5 seeds, m = 3k–30k): exact-kernel MMD²
-        −0.4 % … +4.5 % of the exact solve's (also with 8,000 real rows), where solving on the Nyström
-        features alone gave +3–8 % at m = 10k and RFF +12–45 %; m = 100k in 6.5 s, +0.6 GB.
-        Memory O((m + n)·r + 2048²) floats, time O((m + n)·r·(d + r) + 50·m·r) plus the working-set solve.
-        ``"rff"``: random Fourier features φ(x) = √(2/D)[cos(Ωx), sin(Ωx)], Ω ~ N(0, σ⁻²I) (Rahimi & Recht
-        2007; paired cos/sin, Sutherland & Schneider 2015), objective ||Φ_sᵀw − mean Φ_r||²; memory
-        O((m + block)·D), time O((m + n)·d·D + n_iter·m·D), default D = 2,048. Kept for comparison: its
-        solutions reach an MMD² 12–45 % above the exact solve's.
-        ``"auto"``: the cheaper of exact and Nyström under a rough flop model (exact b costs m·n·d, exact EG
-        keeps K_ss; the screen costs (m+n)·r·(d + r) plus 50 m×r passes); EG with m > 8,192 always uses
-        Nyström; m ≤ 2,048 always exact. Frank–Wolfe with a moderate real set runs exact (one m×d kernel
-        column per step): m = 100k vs n = 2k → exact, 5 s here.
-
-    Args:
-        synthetic: (m, d) embeddings of the synthetic pool. real: (n, d) embeddings of the real set.
-        bandwidth: RBF bandwidth σ (Euclidean units, e.g. :func:`synalign.divergence.median_bandwidth`).
-        n_iter: solver iterations. n_features: landmarks r for ``"nystrom"`` (default 1,024), D for
-        ``"rff"`` (default 2,048).
-        seed: Nyström landmarks and RFF frequencies.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda"``. block_size: tile rows for kernel sums and features.
-        tol: Frank–Wolfe stops early once its duality gap (an upper bound on f(w) − min f) is below tol.
-
-    Returns:
-        (m,) float64 weights, ≥ 0, summing to 1.
-
-    Raises:
-        InputError: empty or mismatched arrays, bad bandwidth, unknown solver/features/device.
-    """
-    import torch
-
-    from synalign._torch import as_matrix, bandwidth_list, resolve_device, sequential_loop, to_tensor
-
-    s = as_matrix(synthetic, "synthetic")
-    r = as_matrix(real, "real")
-    if s.shape[1] != r.shape[1]:
-        raise InputError(f"synthetic and real have different dimensions: {s.shape[1]} vs {r.shape[1]}")
-    (sigma,) = bandwidth_list(bandwidth)
-    if solver not in ("frank_wolfe", "eg"):
-        raise InputError(f"unknown KMM solver {solver!r}; known: frank_wolfe, eg")
-    if features not in ("auto", "exact", "nystrom", "rff"):
-        raise InputError(f"unknown KMM features {features!r}; known: auto, exact, nystrom, rff")
-    if n_iter < 0 or (n_features is not None and n_features < 2):
-        raise InputError(f"n_iter must be >= 0 and n_features >= 2, got {n_iter} and {n_features}")
-    m, n = s.shape[0], r.shape[0]
-    if m == 1:
-        return np.ones(1)
-    if features == "auto":
-        features = _choose_features(m, n, s.shape[1], n_features, n_iter, solver)
-        logger.debug("KMM features=auto chose %s for m=%d, n=%d", features, m, n)
-    if features == "nystrom" and m <= NYSTROM_WORKING_SET:
-        features = "exact"
-    dev = resolve_device(device)
-    block = max(1, int(block_size))
-    if features == "nystrom":
-        rank = n_features or _DEFAULT_FEATURES["nystrom"]
-        keep = _nystrom_screen(s, r, sigma, rank, seed, block, dev)
-        w = np.zeros(m)
-        w[keep] = kmm_weights(
-            s[keep],
-            r,
-            bandwidth=sigma,
-            solver=solver,
-            n_iter=n_iter,
-            features="exact",
-            device=device,
-            block_size=block,
-            tol=tol,
-        )
-        return w
-    with torch.no_grad():
-        st, rt = to_tensor(s, dev), to_tensor(r, dev)
-        if features == "rff":
-            phi_s, mu = _rff_features(st, rt, sigma, n_features or _DEFAULT_FEATURES["rff"], seed, block)
-            op: _QuadraticOp = _FeatureOp(phi_s, mu)
-        else:
-            op = _ExactOp(st, rt, sigma, block, keep_matrix=solver == "eg")
-        with sequential_loop(dev):
-            w = (
-                _frank_wolfe(op, n_iter, tol)
-                if solver == "frank_wolfe"
-                else _exponentiated_gradient(op, n_iter)
-            )
-    w = np.clip(w.cpu().numpy().astype(np.float64), 0.0, None)
-    return w / w.sum()
-
-
-class _QuadraticOp(Protocol):
-    """f(w) = wᵀKw − 2wᵀb (+ const) over the simplex, through the few products the solvers need."""
-
-    m: int
-    b: object  # (m,) float64 tensor: K_sr 1/n
-
-    def column(self, i: int): ...
-
-    def matvec(self, w): ...
-
-    def diag(self, i: int) -> float: ...
-
-
-class _ExactOp:
-    """Exact RBF kernel: b by tiles, columns on the fly (cached), K materialised only for EG."""
-
-    def __init__(self, s, r, sigma: float, block: int, *, keep_matrix: bool) -> None:
-        import torch
-
-        from synalign._torch import RBFRows, kernel_matvec, rbf_from_sq_dists, sq_dists
-
-        self.m = int(s.shape[0])
-        n = int(r.shape[0])
-        self.b = kernel_matvec(
-            s, r, torch.full((n,), 1.0 / n, dtype=torch.float64, device=s.device), [sigma], block
-        )
-        self._rows = RBFRows(s, sigma)
-        self._cache: dict[int, object] = {}
-        self._k = None
-        if keep_matrix:
-            self._k = rbf_from_sq_dists(sq_dists(s, s), [sigma])
-            self._k.fill_diagonal_(1.0)
-
-    def column(self, i: int):
-        col = self._cache.get(i)
-        if col is None:
-            col = self._rows.row(i).double()
-            self._cache[i] = col
-        return col
-
-    def matvec(self, w):
-        assert self._k is not None
-        return (self._k @ w.to(self._k.dtype)).double()
-
-    def diag(self, i: int) -> float:
-        return 1.0
-
-
-class _FeatureOp:
-    """Explicit-feature kernel K ≈ ΦΦᵀ + diag(resid) (RFF: resid = 0), b = Φ μ_r (μ_r: mean real feature)."""
-
-    def __init__(self, phi, mu, resid=None) -> None:
-        import torch
-
-        self.m = int(phi.shape[0])
-        self.phi = phi
-        self.b = (phi @ mu).double()
-        self.resid = (
-            torch.zeros(self.m, dtype=torch.float64, device=phi.device) if resid is None else resid.double()
-        )
-        self._cache: dict[int, object] = {}
-
-    def column(self, i: int):
-        col = self._cache.get(i)
-        if col is None:
-            col = (self.phi @ self.phi[i]).double()
-            col[i] += self.resid[i]
-            self._cache[i] = col
-        return col
-
-    def matvec(self, w):
-        return (self.phi @ (self.phi.T @ w.to(self.phi.dtype))).double().add_(self.resid * w)
-
-    def diag(self, i: int) -> float:
-        return float(self.phi[i] @ self.phi[i]) + float(self.resid[i])
-
-
-def _nystrom_features(s, r, sigma: float, rank: int, seed: int, block: int):
-    """Φ_s (m, r'), mean Φ_r (r',) and residual diagonal 1 − ||φ(s_i)||² (m,) for uniform landmarks.
-
-    Landmarks: ``rank`` rows drawn without replacement from the synthetic and real rows (seeded). The
-    eigen-decomposition of K_ZZ is done in float64; directions with eigenvalue < 1e-6·λ_max (near-duplicate
-    landmarks) are dropped, so r' ≤ r and the float32 products stay well-conditioned.
-    """
-    import torch
-
-    from synalign._torch import rbf_from_sq_dists, sq_dists
-
-    m, n = s.shape[0], r.shape[0]
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    pick = torch.randperm(m + n, generator=gen)[: min(rank, m + n)].to(s.device)
-    z = torch.cat([s[pick[pick < m]], r[pick[pick >= m] - m]])
-    z64 = z.double()
-    evals, evecs = torch.linalg.eigh(rbf_from_sq_dists(sq_dists(z64, z64), [sigma]))
-    keep = evals > 1e-6 * float(evals.max())
-    proj = (evecs[:, keep] / evals[keep].sqrt()).to(s.dtype)  # (r, r'): φ(x) = projᵀ k_Z(x)
-    z_sq = (z * z).sum(dim=1)
-
-    def features(x):
-        return rbf_from_sq_dists(sq_dists(x, z, b_sq=z_sq), [sigma]) @ proj
-
-    phi = torch.empty(m, proj.shape[1], dtype=s.dtype, device=s.device)
-    resid = torch.empty(m, dtype=torch.float64, device=s.device)
-    for i in range(0, m, block):
-        phi[i : i + block] = features(s[i : i + block])
-        resid[i : i + block] = 1.0 - (phi[i : i + block].double() ** 2).sum(dim=1)
-    mu = torch.zeros(proj.shape[1], dtype=torch.float64, device=s.device)
-    for i in range(0, n, block):
-        mu += features(r[i : i + block]).sum(dim=0, dtype=torch.float64)
-    return phi, (mu / n).to(s.dtype), resid.clamp_(min=0.0)
-
-
-def _nystrom_screen(
-    s: np.ndarray, r: np.ndarray, sigma: float, rank: int, seed: int, block: int, dev: torch.device
-) -> np.ndarray:
-    """Working set for ``features="nystrom"``: the ``NYSTROM_WORKING_SET`` rows of ``s`` with the largest
-    weights after :data:`_SCREEN_ITER` EG iterations on FITC-corrected Nyström features (sorted indices)."""
-    import torch
-
-    from synalign._torch import sequential_loop, to_tensor
-
-    with torch.no_grad():
-        st, rt = to_tensor(s, dev), to_tensor(r, dev)
-        phi, mu, resid = _nystrom_features(st, rt, sigma, rank, seed, block)
-        with sequential_loop(dev):
-            w = _exponentiated_gradient(_FeatureOp(phi, mu, resid), _SCREEN_ITER)
-        keep = torch.topk(w, NYSTROM_WORKING_SET).indices
-    return np.sort(keep.cpu().numpy())
-
-
-def _rff_features(s, r, sigma: float, n_features: int, seed: int, block: int):
-    """Φ_s (m, D) and mean Φ_r (D,) with paired cos/sin features of N(0, σ⁻²I) frequencies."""
-    import torch
-
-    half = n_features // 2
-    gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    omega = (torch.randn(s.shape[1], half, generator=gen) / sigma).to(device=s.device, dtype=s.dtype)
-    scale = (1.0 / half) ** 0.5
-    phi = torch.empty(s.shape[0], 2 * half, dtype=s.dtype, device=s.device)
-    for i in range(0, s.shape[0], block):
-        proj = s[i : i + block] @ omega
-        torch.cos(proj, out=phi[i : i + block, :half])
-        torch.sin(proj, out=phi[i : i + block, half:])
-    phi.mul_(scale)
-    mu = torch.zeros(2 * half, dtype=torch.float64, device=s.device)
-    for i in range(0, r.shape[0], block):
-        proj = r[i : i + block] @ omega
-        mu[:half] += torch.cos(proj).sum(dim=0, dtype=torch.float64)
-        mu[half:] += torch.sin(proj).sum(dim=0, dtype=torch.float64)
-    mu *= scale / r.shape[0]
-    return phi, mu.to(s.dtype)
-
-
-def _frank_wolfe(op: _QuadraticOp, n_iter: int, tol: float):
-    """Pairwise Frank–Wolfe, exact line search, on f(w) = wᵀKw − 2wᵀb over the simplex from the best vertex.
-
-    Each step moves mass from the active vertex with the largest gradient ("away" atom) to the vertex
-    with the smallest (Lacoste-Julien & Jaggi 2015, Alg. 2); plain FW's O(1/t) tail becomes much faster, and
-    atoms can leave the support. Needs only kernel columns of visited vertices (cached).
-    """
-    import torch
-
-    b = op.b
-    # f(e_i) = K_ii − 2 b_i; for a normalised kernel K_ii = 1, so start at argmax b.
-    i0 = int(torch.argmax(b))
-    w = torch.zeros(op.m, dtype=torch.float64, device=b.device)
-    w[i0] = 1.0
-    kw = op.column(i0).clone()
-    for it in range(n_iter):
-        grad_half = kw - b  # ∇f / 2
-        i = int(torch.argmin(grad_half))
-        gap = 2.0 * (float(w @ grad_half) - float(grad_half[i]))  # ⟨∇f, w − e_i⟩ ≥ f(w) − f*
-        if gap <= tol:
-            logger.debug("Frank-Wolfe converged after %d iterations (gap %.3g)", it, gap)
-            break
-        a = int(torch.argmax(grad_half.masked_fill(w <= 0, -float("inf"))))
-        if a == i:
-            break
-        col_i, col_a = op.column(i), op.column(a)
-        slope = float(grad_half[a] - grad_half[i])  # −½⟨∇f, e_i − e_a⟩ > 0
-        curvature = op.diag(i) + op.diag(a) - 2.0 * float(col_i[a])  # (e_i − e_a)ᵀK(e_i − e_a)
-        max_step = float(w[a])
-        gamma = max_step if curvature <= 0 else min(max_step, slope / curvature)
-        w[i] += gamma
-        w[a] -= gamma
-        if gamma >= max_step:
-            w[a] = 0.0
-        kw.add_(col_i, alpha=gamma).add_(col_a, alpha=-gamma)
-    return w
-
-
-def _exponentiated_gradient(op: _QuadraticOp, n_iter: int):
-    """Exponentiated gradient from uniform weights with a simple adaptive (backtracking) step size."""
-    import torch
-
-    b = op.b
-    w = torch.full((op.m,), 1.0 / op.m, dtype=torch.float64, device=b.device)
-    kw = op.matvec(w)
-    eta = 1.0
-    for _ in range(n_iter):
-        grad = 2.0 * (kw - b)
-        for _retry in range(30):
-            logits = torch.log(w.clamp(min=1e-300)) - eta * grad
-            w_new = torch.softmax(logits, dim=0)
-            kw_new = op.matvec(w_new)
-            # f(w') − f(w) = (w' − w)ᵀ(Kw' + Kw − 2b) for the quadratic f: the change itself, not the
-            # difference of two values ≈ −0.6 whose float32 rounding (~1e-7) exceeds late improvements.
-            change = float((w_new - w) @ (kw_new + kw - 2.0 * b))
-            if change <= 0.0:
-                w, kw = w_new, kw_new
-                eta *= 1.25
-                break
-            eta *= 0.5
-        else:
-            break
-    return w
-
-
-# ----------------------------------------------------------------------------------------------------
-# Selection strategies
-# ----------------------------------------------------------------------------------------------------
-
-
-class SelectionStrategy(Protocol):
-    """Pick ``k`` distinct synthetic rows to accept.
-
-    Called as ``strategy(synthetic (m,d), real (n,d), weights (m,), k, *, bandwidth, rng, device)`` and
-    returns an int array of ``k`` distinct indices in [0, m). ``weights`` are the KMM weights (simplex);
-    ``bandwidth`` the RBF σ; ``rng`` a seeded ``numpy.random.Generator``; ``device`` "auto"|"cpu"|"cuda"
-    (strategies that do not use torch may ignore it: accept ``**_``).
-    """
-
-    def __call__(
-        self,
-        synthetic: np.ndarray,
-        real: np.ndarray,
-        weights: np.ndarray,
-        k: int,
-        *,
-        bandwidth: float,
-        rng: np.random.Generator,
-        device: str = "auto",
-    ) -> np.ndarray: ...
-
-
-def _check_k(m: int, k: int) -> None:
-    if not isinstance(k, (int, np.integer)) or k < 0 or k > m:
-        raise InputError(f"cannot select {k!r} of {m} synthetic samples")
-
-
-def select_random(
-    synthetic: np.ndarray,
-    real: np.ndarray,
-    weights: np.ndarray,
-    k: int,
-    *,
-    bandwidth: float,
-    rng: np.random.Generator,
-    device: str = "auto",
-) -> np.ndarray:
-    """``"random"``: k rows uniformly without replacement (the baseline every strategy must beat)."""
-    m = len(synthetic)
-    _check_k(m, k)
-    return np.sort(rng.choice(m, size=k, replace=False)).astype(np.int64)
-
-
-def select_top_weight(
-    synthetic: np.ndarray,
-    real: np.ndarray,
-    weights: np.ndarray,
-    k: int,
-    *,
-    bandwidth: float,
-    rng: np.random.Generator,
-    device: str = "auto",
-) -> np.ndarray:
-    """``"top_weight"``: the k rows with the largest KMM weight (ties, e.g. Frank–Wolfe zeros, at random)."""
-    m = len(synthetic)
-    _check_k(m, k)
-    w = np.asarray(weights, dtype=np.float64).reshape(-1)
-    perm = rng.permutation(m)
-    return perm[np.argsort(-w[perm], kind="stable")[:k]].astype(np.int64)
-
-
-def select_proportional(
-    synthetic: np.ndarray,
-    real: np.ndarray,
-    weights: np.ndarray,
-    k: int,
-    *,
-    bandwidth: float,
-    rng: np.random.Generator,
-    device: str = "auto",
-) -> np.ndarray:
-    """``"proportional"``: k rows sampled without replacement with probability ∝ KMM weight.
-
-    Weighted reservoir sampling (Efraimidis & Spirakis 2006): keys u^(1/w_i), u ~ U(0,1), take the k largest;
-    O(m log m). Zero-weight rows come last, in random order, if k exceeds the non-zero count.
-    """
-    m = len(synthetic)
-    _check_k(m, k)
-    w = np.asarray(weights, dtype=np.float64).reshape(-1)
-    u = rng.random(m)
-    with np.errstate(divide="ignore"):
-        keys = np.where(w > 0, np.log(u) / np.where(w > 0, w, 1.0), -np.inf)
-    tie = rng.random(m)
-    order = np.lexsort((tie, -keys))
-    return order[:k].astype(np.int64)
-
-
-def select_herding(
-    synthetic: np.ndarray,
-    real: np.ndarray,
-    weights: np.ndarray,
-    k: int,
-    *,
-    bandwidth: float,
-    rng: np.random.Generator,
-    device: str = "auto",
-    block_size: int = 4096,
-) -> np.ndarray:
-    """``"herding"``: kernel herding of the real set's mean embedding (Chen, Welling & Smola 2010).
-
-    Greedy MMD minimisation of the selected set's mean embedding to the real mean embedding: at step t
-    (t rows selected in S) pick, among unselected rows,
-
-        argmax_i  mean_j k(s_i, r_j) − 1/(t+1) Σ_{u∈S} k(s_i, s_u).
-
-    Weights are not used. Cost O(m·n·d) for the real mean embedding (tiles) plus one kernel column per pick,
-    O(m·k·d); memory O(m); the m×m matrix is never formed.
-    """
-    import torch
-
-    from synalign._torch import RBFRows, as_matrix, kernel_matvec, resolve_device, sequential_loop, to_tensor
-
-    s = as_matrix(synthetic, "synthetic")
-    r = as_matrix(real, "real")
-    m, n = s.shape[0], r.shape[0]
-    _check_k(m, k)
-    dev = resolve_device(device)
-    with torch.no_grad():
-        st, rt = to_tensor(s, dev), to_tensor(r, dev)
-        target = kernel_matvec(
-            st,
-            rt,
-            torch.full((n,), 1.0 / n, dtype=torch.float64, device=dev),
-            [float(bandwidth)],
-            max(1, int(block_size)),
-        )
-        rows = RBFRows(st, float(bandwidth))
-        acc = torch.zeros(m, dtype=torch.float64, device=dev)
-        chosen = torch.zeros(m, dtype=torch.bool, device=dev)
-        picks: list[int] = []
-        with sequential_loop(dev):
-            for t in range(k):
-                score = (target - acc / (t + 1)).masked_fill_(chosen, -float("inf"))
-                i = int(torch.argmax(score))
-                picks.append(i)
-                chosen[i] = True
-                acc += rows.row(i).double()
-    return np.asarray(picks, dtype=np.int64)
-
-
-SELECTION_STRATEGIES: dict[str, SelectionStrategy] = {
-    "random": select_random,
-    "top_weight": select_top_weight,
-    "proportional": select_proportional,
-    "herding": select_herding,
-}
-
-
-def get_strategy(name: str) -> SelectionStrategy:
-    """The registered selection strategy called ``name``.
-
-    Raises:
-        InputError: unknown name (the message lists the known ones).
-    """
-    try:
-        return SELECTION_STRATEGIES[name]
-    except KeyError:
-        raise InputError(
-            f"unknown selection strategy {name!r}; known: {', '.join(sorted(SELECTION_STRATEGIES))}"
-        ) from None
-
-
-def register_strategy(
-    name: str, fn: SelectionStrategy | Callable[..., np.ndarray], *, overwrite: bool = False
-) -> None:
-    """Register a selection strategy under ``name`` (see :class:`SelectionStrategy` for the call signature).
-
-    Raises:
-        InputError: empty name, ``fn`` not callable, or ``name`` taken and ``overwrite`` is false.
-    """
-    if not isinstance(name, str) or not name.strip():
-        raise InputError(f"strategy name must be a non-empty string, got {name!r}")
-    if not callable(fn):
-        raise InputError(f"strategy {name!r} must be callable, got {type(fn).__name__}")
-    if name in SELECTION_STRATEGIES and not overwrite:
-        raise InputError(
-            f"selection strategy {name!r} is already registered (pass overwrite=True to replace it)"
-        )
-    SELECTION_STRATEGIES[name] = fn  # type: ignore[assignment]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Per-label alignment
-# ----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -645,18 +49,72 @@ class AlignmentResult:
     filtered: int = 0
 
 
-def _parse_strategy(name: str) -> tuple[str, bool]:
-    """``"filter"`` → (``"random"``, True); ``"filter+NAME"`` → (NAME, True); ``NAME`` → (NAME, False)."""
-    if name == "filter":
-        return "random", True
-    if name.startswith("filter+"):
-        return name.removeprefix("filter+"), True
-    return name, False
+@dataclass
+class _AlignContext:
+    """The :class:`synalign.selection.SelectionContext` of one :func:`align` call.
 
+    A per-label function sees the label's (filtered) rows, that label's real rows, the label's bandwidth, its
+    KMM weights renormalised over the candidates, and one generator shared by all labels (``default_rng(seed)``).
+    ``picks`` keeps each label's accepted rows (positions within the label) in the order the strategy gave them.
+    """
 
-def check_strategy(name: str) -> None:
-    """Raise :class:`InputError` unless ``name`` is a registered strategy, ``"filter"`` or ``"filter+NAME"``."""
-    get_strategy(_parse_strategy(name)[0])
+    name: str
+    pool: np.ndarray
+    pool_labels: np.ndarray
+    real: np.ndarray
+    real_labels: np.ndarray
+    quotas: dict[str, int]
+    seed: int
+    device: str
+    weights: np.ndarray
+    bandwidths: dict[str, float]
+    rng: np.random.Generator
+    tau: float | None = None
+    filtered: int = 0
+    picks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def per_label(self, leaf: PerLabel, mask: np.ndarray | None) -> np.ndarray:
+        if leaf.target != "labelled":
+            raise InputError(
+                f"selection strategy {self.name!r} matches each label to {leaf.target} real rows; align() has "
+                "only the labelled real rows"
+            )
+        keep = np.ones(len(self.pool), dtype=bool) if mask is None else mask
+        out = []
+        for label, k in self.quotas.items():
+            s_idx = np.flatnonzero(self.pool_labels == label)
+            xr = self.real[self.real_labels == label]
+            w = self.weights[s_idx]
+            kept = np.flatnonzero(keep[s_idx])  # positions within the label that survive the filter
+            w_kept = w[kept] / w[kept].sum() if w[kept].sum() > 0 else np.full(len(kept), 1.0 / len(kept))
+            chosen = np.asarray(
+                leaf(
+                    self.pool[s_idx][kept],
+                    xr,
+                    w_kept,
+                    k,
+                    bandwidth=self.bandwidths[label],
+                    rng=self.rng,
+                    device=self.device,
+                )
+            )
+            if (
+                chosen.ndim != 1
+                or len(chosen) != k
+                or not np.issubdtype(chosen.dtype, np.integer)
+                or len(np.unique(chosen)) != k
+                or (k and (chosen.min() < 0 or chosen.max() >= len(kept)))
+            ):
+                raise InputError(
+                    f"selection strategy {self.name!r} did not return {k} distinct indices in [0, {len(kept)})"
+                )
+            self.picks[label] = kept[chosen]
+            out.append(s_idx[kept[chosen]])
+        return np.sort(np.concatenate(out)).astype(np.int64)
+
+    def record_filter(self, tau: float, keep: np.ndarray, cv_logloss: dict[float, float] | None) -> None:
+        self.tau = tau
+        self.filtered = int((~keep).sum())
 
 
 def align(
@@ -676,22 +134,23 @@ def align(
     """Align the synthetic pool to the real set per label: KMM weights, then selection (SynAlign stage 3).
 
     For each label L (in order of first appearance among ``synthetic_labels``), the synthetic rows of L
-    get :func:`kmm_weights` against the real rows of L, and the strategy accepts
+    get :func:`synalign.kmm.kmm_weights` against the real rows of L, and the strategy accepts
     max(1, ⌊accept_fraction · m_L + ½⌋) of them.
 
     Args:
         synthetic: (m, d) embeddings of the synthetic pool; synthetic_labels: m labels.
         real: (n, d) embeddings of the real set; real_labels: n labels.
         bandwidth: RBF σ for every label; ``None`` = median heuristic of each label's pooled real ∪ synthetic.
-        strategy: name in :data:`SELECTION_STRATEGIES`, or ``"filter"`` / ``"filter+NAME"``: first drop the
-            samples the label-consistency filter (:mod:`synalign.consistency`, τ by cross-validation on the
-            real set) rejects, then select with NAME (``random`` for plain ``"filter"``, the default chosen by
-            measurement in ``evals/RESULTS.md``) among the rest. KMM weights are computed either way.
+        strategy: a name registered in :data:`synalign.selection.SELECTION_STRATEGIES`, or ``"filter"`` /
+            ``"filter+NAME"``: first drop the samples the label-consistency filter (:mod:`synalign.consistency`,
+            τ by cross-validation on the real set) rejects, then select with NAME (``random`` for plain
+            ``"filter"``, the default chosen by measurement in ``evals/RESULTS.md``) among the rest. KMM weights
+            are computed either way.
         accept_fraction: fraction of each label's pool to accept, in (0, 1].
-        solver: KMM solver (see :func:`kmm_weights`).
+        solver: KMM solver (see :func:`synalign.kmm.kmm_weights`).
         seed: seeds the strategy's ``numpy.random.Generator`` and the RFF frequencies.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        compute_mmd: also report per-label unbiased MMD² of the pool and of the accepted set.
+        compute_mmd: also report per-label unbiased MMD² (kernel units) of the pool and of the accepted set.
 
     Raises:
         InputError: mismatched lengths or dims, a synthetic label with no real rows, bad accept_fraction,
@@ -713,16 +172,8 @@ def align(
         raise InputError(f"synthetic and real have different dimensions: {s.shape[1]} vs {r.shape[1]}")
     if not 0 < accept_fraction <= 1:
         raise InputError(f"accept_fraction must be in (0, 1], got {accept_fraction}")
-    base, use_filter = _parse_strategy(strategy)
-    select = get_strategy(base)
+    plan = parse_strategy(strategy)
     fixed_bw = None if bandwidth is None else bandwidth_list(bandwidth)[0]
-    rng = np.random.default_rng(seed)
-
-    weights = np.zeros(s.shape[0])
-    accepted = np.zeros(s.shape[0], dtype=bool)
-    bws: dict[str, float] = {}
-    mmd_pool: dict[str, float | None] = {}
-    mmd_acc: dict[str, float | None] = {}
     order = list(dict.fromkeys(syn_lab.tolist()))
     missing = [lab for lab in order if lab not in set(real_lab.tolist())]
     if missing:
@@ -731,57 +182,45 @@ def align(
         lab: min(n, max(1, int(np.floor(accept_fraction * n + 0.5))))
         for lab, n in ((lab, int(np.sum(syn_lab == lab))) for lab in order)
     }
-    keep = np.ones(s.shape[0], dtype=bool)
-    tau = None
-    if use_filter:
-        from synalign.consistency import choose_threshold, consistency_mask, label_consistency_scores
 
-        tau, _ = choose_threshold(r, real_lab, s, syn_lab, quotas, seed=seed)
-        keep = consistency_mask(label_consistency_scores(r, real_lab, s, syn_lab), syn_lab, quotas, tau)
+    weights = np.zeros(s.shape[0])
+    bws: dict[str, float] = {}
     for label in order:
-        s_idx = np.flatnonzero(syn_lab == label)
-        r_idx = np.flatnonzero(real_lab == label)
-        if len(r_idx) == 0:
-            raise InputError(f"synthetic label {label!r} has no real examples to align to")
-        xs, xr = s[s_idx], r[r_idx]
+        xs, xr = s[syn_lab == label], r[real_lab == label]
         if fixed_bw is not None:
-            bw = fixed_bw
+            bws[label] = fixed_bw
         else:
             try:
-                bw = median_bandwidth(xr, xs)
+                bws[label] = median_bandwidth(xr, xs)
             except InputError:
-                bw = 1.0  # fewer than 2 distinct rows: any bandwidth gives the same selection
-        bws[label] = bw
-        w = kmm_weights(xs, xr, bandwidth=bw, solver=solver, device=device, seed=seed)
-        weights[s_idx] = w
-        k = quotas[label]
-        kept = np.flatnonzero(keep[s_idx])  # positions within the label that survive the filter (all without)
-        w_kept = w[kept] / w[kept].sum() if w[kept].sum() > 0 else np.full(len(kept), 1.0 / len(kept))
-        chosen = np.asarray(select(xs[kept], xr, w_kept, k, bandwidth=bw, rng=rng, device=device))
-        if (
-            chosen.ndim != 1
-            or len(chosen) != k
-            or not np.issubdtype(chosen.dtype, np.integer)
-            or len(np.unique(chosen)) != k
-            or (k and (chosen.min() < 0 or chosen.max() >= len(kept)))
-        ):
-            raise InputError(
-                f"selection strategy {strategy!r} did not return {k} distinct indices in [0, {len(kept)})"
-            )
-        chosen = kept[chosen]
-        accepted[s_idx[chosen]] = True
+                bws[label] = 1.0  # fewer than 2 distinct rows: any bandwidth gives the same selection
+        weights[syn_lab == label] = kmm_weights(
+            xs, xr, bandwidth=bws[label], solver=solver, device=device, seed=seed
+        )
+
+    ctx = _AlignContext(
+        strategy, s, syn_lab, r, real_lab, quotas, seed, device, weights, bws, np.random.default_rng(seed)
+    )
+    accepted = np.zeros(s.shape[0], dtype=bool)
+    accepted[plan.choose(ctx, None)] = True
+
+    mmd_pool: dict[str, float | None] = {}
+    mmd_acc: dict[str, float | None] = {}
+    for label in order:
+        xs, xr, k = s[syn_lab == label], r[real_lab == label], quotas[label]
         if compute_mmd:
-            ok_real = len(r_idx) >= 2
-            mmd_pool[label] = (
-                mmd2_unbiased(xs, xr, bw, device=device) if ok_real and len(s_idx) >= 2 else None
+            ok_real = len(xr) >= 2
+            bw = bws[label]
+            mmd_pool[label] = mmd2_unbiased(xs, xr, bw, device=device) if ok_real and len(xs) >= 2 else None
+            mmd_acc[label] = (
+                mmd2_unbiased(xs[ctx.picks[label]], xr, bw, device=device) if ok_real and k >= 2 else None
             )
-            mmd_acc[label] = mmd2_unbiased(xs[chosen], xr, bw, device=device) if ok_real and k >= 2 else None
         logger.info(
             "label %r: %d synthetic vs %d real, bandwidth %.4g, accepted %d (%s)",
             label,
-            len(s_idx),
-            len(r_idx),
-            bw,
+            len(xs),
+            len(xr),
+            bws[label],
             k,
             strategy,
         )
@@ -789,8 +228,8 @@ def align(
         weights=weights,
         accepted=accepted,
         strategy=strategy,
-        filter_threshold=tau,
-        filtered=int((~keep).sum()),
+        filter_threshold=ctx.tau,
+        filtered=ctx.filtered,
         bandwidth=bws,
         mmd2_pool=mmd_pool,
         mmd2_accepted=mmd_acc,

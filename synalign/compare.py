@@ -75,7 +75,12 @@ def compare_embeddings(a: np.ndarray, b: np.ndarray, *, seed: int = 0, device: s
     Raises:
         InputError: too few rows or mismatched dimensions.
     """
-    from synalign.divergence import fixed_set_noise_floor, median_bandwidth, mmd2_fixed_set, sinkhorn_divergence
+    from synalign.divergence import (
+        fixed_set_noise_floor,
+        median_bandwidth,
+        mmd2_fixed_set,
+        sinkhorn_divergence,
+    )
 
     if len(a) < 4 or len(b) < 2:
         raise InputError(f"compare: need at least 4 reference and 2 candidate texts, got {len(a)} and {len(b)}")

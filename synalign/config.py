@@ -91,57 +91,75 @@ class RunConfig(BaseModel):
 
     Budgets: the loop stops when the accepted set's MMD² to the real set is at most ``target``, or after
     ``max_rounds`` rounds, or once ``max_samples`` synthetic samples have been generated.
+
+    Each field's description is also its ``synalign run --help`` text (the CLI is generated from these fields,
+    :mod:`synalign.app.options`); ``json_schema_extra`` may name a ``cli_flag`` other than ``--field-name``
+    and mark a field ``resume_safe`` (``--resume`` may change it: how the run talks to the LLM, never what it
+    computes).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    data: Path
-    out: Path
-    text_field: str = "text"
-    label_field: str = "label"
-    task: str | None = Field(default=None, description="Task description given to the summariser and generator.")
-    embedding_model: str | None = Field(default=None, description="sentence-transformers name or path; None = bundled MiniLM.")
-    max_real: int = Field(default=2000, ge=2, description="Stratified sample of the real set used per run.")
+    data: Path = Field(description="Real data: JSONL/CSV/Parquet file or a directory with train/test splits.")
+    out: Path = Field(description="Run directory (created; must not exist unless --resume/--overwrite).")
+    text_field: str = Field(default="text", description="Text field/column.")
+    label_field: str = Field(default="label", description="Label field/column.")
+    task: str | None = Field(default=None, description="Task description for the summariser and generator "
+                             "(default: one naming the labels).")
+    embedding_model: str | None = Field(
+        default=None, description="sentence-transformers name or path (default: the bundled all-MiniLM-L6-v2)."
+    )
+    max_real: int = Field(default=2000, ge=2, description="Real examples used (a stratified sample).")
     clusters_per_label: int = Field(default=2, ge=1, description="Demonstration clusters per label per round.")
-    cluster_size: int = Field(default=8, ge=1, description="Pick + (cluster_size - 1) nearest neighbours.")
-    samples_per_cluster: int = Field(default=16, ge=1)
-    max_rounds: int = Field(default=4, ge=1)
-    max_samples: int | None = Field(default=None, ge=1)
+    cluster_size: int = Field(default=8, ge=1, description="Pick + nearest neighbours per cluster.")
+    samples_per_cluster: int = Field(default=16, ge=1, description="Texts generated per cluster.")
+    max_rounds: int = Field(default=4, ge=1, description="Maximum rounds.", json_schema_extra={"cli_flag": "--rounds"})
+    max_samples: int | None = Field(default=None, ge=1, description="Maximum synthetic samples generated "
+                                    "(default: no limit).")
     target: str = Field(
-        default="1x", description="Absolute MMD² ('0.002') or multiple of the same-size noise floor ('1.5x')."
+        default="1x", description="Stop at this MMD²: absolute ('0.002') or a multiple of the same-size noise "
+        "floor ('1.5x')."
     )
     selection: str = Field(
         default="filter",
-        description="Selection strategy (synalign.alignment): 'filter' (label-consistency filter + random, the "
-        "measured default), 'filter+NAME', or herding / top_weight / proportional / random.",
+        description="Selection strategy: filter (label-consistency filter + random, the measured default), "
+        "filter+NAME, herding, top_weight, proportional or random.",
     )
-    accept_fraction: float = Field(default=0.5, gt=0, le=1)
-    length_scale: float | None = Field(default=None, gt=0, description="GP RBF length-scale; None = median heuristic.")
-    witness_guided: bool = Field(default=True, description="From round 2, aim the explorer at under-covered real regions.")
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    cache_dir: Path | None = None
-    llm: str | None = Field(
+    accept_fraction: float = Field(default=0.5, gt=0, le=1, description="Fraction of each label's pool accepted.")
+    length_scale: float | None = Field(default=None, gt=0, description="GP RBF length-scale (default: the median "
+                                       "heuristic).")
+    witness_guided: bool = Field(default=True, description="From round 2, aim the explorer at under-covered "
+                                 "real regions.")
+    seed: int = Field(default=0, description="Random seed.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto, cpu or cuda.")
+    cache_dir: Path | None = Field(default=None, description="Embedding and LLM response caches (default: "
+                                   "$SYNALIGN_CACHE_DIR, else $XDG_CACHE_HOME/synalign or ~/.cache/synalign).")
+    llm: str | None = Field(  # None: a config saved before the local LM existed, = "eda" (see backend_kind)
         default_factory=_default_llm,
         validate_default=True,
-        description="'eda' (no LLM), 'local' (embedded Gemma 3 270M), 'local:PATH.gguf' or 'openai:MODEL'; "
-        "default $SYNALIGN_LLM, else DEFAULT_LLM. None (configs saved before the local LM existed) = 'eda'.",
+        description="Backend: 'eda' (no LLM), 'local' (embedded Gemma 3 270M via llama.cpp), 'local:PATH.gguf' "
+        "or 'openai:MODEL' (any OpenAI-compatible server).",
     )
     item_name: str | None = Field(
-        default=None, description="Base models: what one example is called in the continuation lines "
-        "('Movie review', 'News article'); None = 'Text'."
+        default=None, description="Base models: what one example is called in the prompt lines, e.g. "
+        "'Movie review' (default: 'Text')."
     )
     prompt_style: Literal["auto", "chat", "completion"] = Field(
-        default="auto", description="chat (instruction models) or completion (base models); auto = completion "
-        "for --llm local, chat otherwise."
+        default="auto", description="chat (instruction models) or completion (base models: few-shot "
+        "continuation lines); auto = completion for --llm local, chat otherwise."
     )
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    temperature: float = 0.8
-    max_tokens: int | None = Field(default=None, description="Max output tokens per call; None = 1024 (chat), 96 (completion).")
-    max_concurrency: int = 4
-    llm_cache: bool = True
-    prompts: Path | None = Field(default=None, description="Optimised DSPy generator state (synalign optimize).")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. "
+                                 "http://localhost:8000/v1.")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key.",
+                             json_schema_extra={"resume_safe": True})
+    temperature: float = Field(default=0.8, description="LLM sampling temperature.")
+    max_tokens: int | None = Field(default=None, description="LLM max output tokens per call (default: 1024 "
+                                   "for chat; a 3x-longest-demonstration budget capped at 256 for completion).")
+    max_concurrency: int = Field(default=4, description="Concurrent LLM calls (capped by a llama.cpp "
+                                 "server's slots).", json_schema_extra={"resume_safe": True})
+    llm_cache: bool = Field(default=True, description="Use the on-disk LLM response cache.",
+                            json_schema_extra={"resume_safe": True})
+    prompts: Path | None = Field(default=None, description="Optimised generator state from 'synalign optimize'.")
 
     @field_validator("llm")
     @classmethod
@@ -205,7 +223,7 @@ class RunConfig(BaseModel):
             if self.prompts is not None:
                 raise ValueError("--prompts needs an LLM backend (--llm ...); the EDA backend would ignore it")
         if self.prompts is not None:
-            from synalign.io import read_json
+            from synalign.fileio import read_json
 
             try:
                 read_json(self.prompts, "optimised prompt state")

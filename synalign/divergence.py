@@ -11,7 +11,7 @@ the computation runs in torch (float32, CPU or CUDA) with block sums accumulated
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -73,6 +73,42 @@ def _bandwidths(bandwidth: Bandwidth, a: np.ndarray, b: np.ndarray | None = None
     return bandwidth_list(bandwidth)
 
 
+def _kernel_sums(
+    a: np.ndarray, b: np.ndarray, bandwidth: Bandwidth, device: str, block_size: int
+) -> tuple[float, float, float]:
+    """Σ_{i≠j} k(a_i,a_j), Σ_{i≠j} k(b_i,b_j) and Σ_ij k(a_i,b_j) (``None`` bandwidth: median on a ∪ b)."""
+    import torch
+
+    from synalign._torch import kernel_sum, resolve_device, to_tensor
+
+    bws = _bandwidths(bandwidth, a, b)
+    dev = resolve_device(device)
+    block = max(1, int(block_size))
+    with torch.no_grad():
+        at, bt = to_tensor(a, dev), to_tensor(b, dev)
+        kaa = kernel_sum(at, at, bws, block, symmetric=True)
+        kbb = kernel_sum(bt, bt, bws, block, symmetric=True)
+        kab = kernel_sum(at, bt, bws, block, symmetric=False)
+    return kaa, kbb, kab
+
+
+def _mean_kernel(p, x, bws: list[float], block: int):  # p (P, d), x (n, d): torch tensors
+    """(len(p),) float64 tensor: mean_j k(p_i, x_j)."""
+    import torch
+
+    from synalign._torch import kernel_matvec
+
+    n = x.shape[0]
+    return kernel_matvec(p, x, torch.full((n,), 1.0 / n, dtype=torch.float64, device=p.device), bws, block)
+
+
+def _draws(n_rows: int, n_draws: int, seed: int, value: Callable[[np.ndarray], float]) -> tuple[float, float]:
+    """(mean, std with ddof=1; 0 for one draw) of ``value(permutation of n_rows)`` over seeded draws."""
+    rng = np.random.default_rng(seed)
+    arr = np.asarray([value(rng.permutation(n_rows)) for _ in range(n_draws)])
+    return float(arr.mean()), float(arr.std(ddof=1)) if n_draws > 1 else 0.0
+
+
 def mmd2_unbiased(
     x: np.ndarray,
     y: np.ndarray,
@@ -98,20 +134,9 @@ def mmd2_unbiased(
     Raises:
         InputError: fewer than 2 rows on a side, mismatched dims, bad bandwidth or device.
     """
-    import torch
-
-    from synalign._torch import kernel_sum, resolve_device, to_tensor
-
     a, b = _pair(x, y, min_rows=2)
-    bws = _bandwidths(bandwidth, a, b)
-    dev = resolve_device(device)
-    block = max(1, int(block_size))
-    with torch.no_grad():
-        at, bt = to_tensor(a, dev), to_tensor(b, dev)
-        n, m = a.shape[0], b.shape[0]
-        kxx = kernel_sum(at, at, bws, block, symmetric=True)
-        kyy = kernel_sum(bt, bt, bws, block, symmetric=True)
-        kxy = kernel_sum(at, bt, bws, block, symmetric=False)
+    kxx, kyy, kxy = _kernel_sums(a, b, bandwidth, device, block_size)
+    n, m = a.shape[0], b.shape[0]
     return kxx / (n * (n - 1)) + kyy / (m * (m - 1)) - 2.0 * kxy / (n * m)
 
 
@@ -152,7 +177,7 @@ def mmd2_weighted(
         at, bt = to_tensor(a, dev), to_tensor(b, dev)
         wt = torch.as_tensor(w, dtype=torch.float64, device=dev)
         kw = kernel_matvec(at, at, wt, bws, block)  # K_xx w
-        ky = kernel_matvec(at, bt, torch.full((m,), 1.0 / m, dtype=torch.float64, device=dev), bws, block)
+        ky = _mean_kernel(at, bt, bws, block)
         kyy = kernel_sum(bt, bt, bws, block, symmetric=True) + m
         value = float(wt @ kw) - 2.0 * float(wt @ ky) + kyy / (m * m)
     return value
@@ -194,7 +219,7 @@ def mmd_witness(
     """
     import torch
 
-    from synalign._torch import as_matrix, kernel_matvec, resolve_device, to_tensor
+    from synalign._torch import as_matrix, resolve_device, to_tensor
 
     r, s = _pair(real, synthetic, min_rows=1, names=("real", "synthetic"))
     p = as_matrix(points, "points")
@@ -205,9 +230,7 @@ def mmd_witness(
     block = max(1, int(block_size))
     with torch.no_grad():
         pt, rt, st = to_tensor(p, dev), to_tensor(r, dev), to_tensor(s, dev)
-        n, m = r.shape[0], s.shape[0]
-        f_real = kernel_matvec(pt, rt, torch.full((n,), 1.0 / n, dtype=torch.float64, device=dev), bws, block)
-        f_syn = kernel_matvec(pt, st, torch.full((m,), 1.0 / m, dtype=torch.float64, device=dev), bws, block)
+        f_real, f_syn = _mean_kernel(pt, rt, bws, block), _mean_kernel(pt, st, bws, block)
     return (f_real - f_syn).cpu().numpy()
 
 
@@ -234,20 +257,19 @@ def noise_floor(
     Raises:
         InputError: fewer than 4 rows, n_splits < 1, bad bandwidth or device.
     """
-    from synalign._torch import as_matrix, bandwidth_list
+    from synalign._torch import as_matrix
 
     a = as_matrix(x, "x", min_rows=4)
     if n_splits < 1:
         raise InputError(f"n_splits must be >= 1, got {n_splits}")
-    bws = [median_bandwidth(a)] if bandwidth is None else bandwidth_list(bandwidth)
-    rng = np.random.default_rng(seed)
+    bws = _bandwidths(bandwidth, a)
     half = a.shape[0] // 2
-    values = []
-    for _ in range(n_splits):
-        perm = rng.permutation(a.shape[0])
-        values.append(mmd2_unbiased(a[perm[:half]], a[perm[half : 2 * half]], bws, device=device))
-    arr = np.asarray(values)
-    return float(arr.mean()), float(arr.std(ddof=1)) if n_splits > 1 else 0.0
+    return _draws(
+        a.shape[0],
+        n_splits,
+        seed,
+        lambda p: mmd2_unbiased(a[p[:half]], a[p[half : 2 * half]], bws, device=device),
+    )
 
 
 def mmd2_fixed_set(
@@ -279,22 +301,12 @@ def mmd2_fixed_set(
     Raises:
         InputError: too few rows, mismatched dims, bad bandwidth or device.
     """
-    import torch
-
-    from synalign._torch import kernel_sum, resolve_device, to_tensor
-
     a, b = _pair(s, x, min_rows=1)
     if b.shape[0] < 2:
         raise InputError(f"x needs at least 2 rows, got {b.shape[0]}")
-    bws = _bandwidths(bandwidth, a, b)
-    dev = resolve_device(device)
-    block = max(1, int(block_size))
-    with torch.no_grad():
-        at, bt = to_tensor(a, dev), to_tensor(b, dev)
-        m, n = a.shape[0], b.shape[0]
-        kss = kernel_sum(at, at, bws, block, symmetric=True) + m  # off-diagonal + diagonal (k(s, s) = 1)
-        kxx = kernel_sum(bt, bt, bws, block, symmetric=True)
-        ksx = kernel_sum(at, bt, bws, block, symmetric=False)
+    kss, kxx, ksx = _kernel_sums(a, b, bandwidth, device, block_size)
+    m, n = a.shape[0], b.shape[0]
+    kss += m  # off-diagonal + diagonal (k(s, s) = 1)
     return kss / (m * m) + kxx / (n * (n - 1)) - 2.0 * ksx / (m * n)
 
 
@@ -322,20 +334,16 @@ def fixed_set_noise_floor(
     Raises:
         InputError: fewer than 4 rows, m < 1, n_draws < 1.
     """
-    from synalign._torch import as_matrix, bandwidth_list
+    from synalign._torch import as_matrix
 
     a = as_matrix(x, "x", min_rows=4)
     if m < 1 or n_draws < 1:
         raise InputError(f"m and n_draws must be >= 1, got m={m}, n_draws={n_draws}")
-    bws = [median_bandwidth(a)] if bandwidth is None else bandwidth_list(bandwidth)
+    bws = _bandwidths(bandwidth, a)
     size = min(int(m), a.shape[0] // 2)
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_draws):
-        perm = rng.permutation(a.shape[0])
-        values.append(mmd2_fixed_set(a[perm[:size]], a[perm[size:]], bws, device=device))
-    arr = np.asarray(values)
-    return float(arr.mean()), float(arr.std(ddof=1)) if n_draws > 1 else 0.0
+    return _draws(
+        a.shape[0], n_draws, seed, lambda p: mmd2_fixed_set(a[p[:size]], a[p[size:]], bws, device=device)
+    )
 
 
 def sinkhorn_divergence(

@@ -54,21 +54,32 @@ class SyntheticExample(Example):
     accepted: bool = False
 
 
+_TEXT_BOUND = {"max_length": 200}
+_LIST_BOUND = {"max_items": 8, "max_length": 120}
+
+
 class AttributeSummary(BaseModel):
     """Latent attributes of a demonstration cluster (SynAlign stage 2, "latent attribute reasoning").
 
     Produced by the attribute summariser (LLM agent or the offline statistical summariser) and passed to
-    the generator. All fields are short natural-language descriptions.
+    the generator. All fields are short natural-language descriptions. This model is the one source of the
+    summary schema: the ``summarize_attributes`` prompt spec takes its output fields from it (names, order,
+    descriptions, and the ``json_schema_extra`` bounds a constrained-decoding server enforces); the model
+    itself does not truncate what a summariser returns.
     """
 
-    style: str = Field(description="Writing style, register and formatting.")
-    tone: str = Field(description="Emotional tone and polarity.")
-    topic: str = Field(description="Main topic of the demonstrations.")
-    subtopics: list[str] = Field(default_factory=list, description="Sub-topics or recurring aspects.")
-    length: str = Field(description="Typical length.")
-    perspective: str = Field(description="Narrative perspective.")
+    style: str = Field(description="Writing style, register and formatting.", json_schema_extra=_TEXT_BOUND)
+    tone: str = Field(description="Emotional tone and polarity.", json_schema_extra=_TEXT_BOUND)
+    topic: str = Field(description="Main topic of the demonstrations.", json_schema_extra=_TEXT_BOUND)
+    subtopics: list[str] = Field(
+        default_factory=list, description="Sub-topics or recurring aspects.", json_schema_extra=_LIST_BOUND
+    )
+    length: str = Field(description="Typical length in words.", json_schema_extra=_TEXT_BOUND)
+    perspective: str = Field(description="Narrative perspective.", json_schema_extra=_TEXT_BOUND)
     other: list[str] = Field(
-        default_factory=list, description="Other salient attributes (content proportions, vocabulary, ...)."
+        default_factory=list,
+        description="Other salient attributes (content proportions, vocabulary, punctuation, casing).",
+        json_schema_extra=_LIST_BOUND,
     )
 
     def render(self) -> str:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from synalign.agents.testing import FaultPlan, OpenAITestServer
 from synalign.backends import GenerationRequest, SummaryRequest
 from synalign.config import RunConfig
 from synalign.errors import InputError
-from synalign.testing.openai_server import FaultPlan, OpenAITestServer
 
 KEY_ENV = "SYNALIGN_TEST_LLM_KEY"
 KEY = "sk-agents-test-key-5f2c9e71d0"
@@ -76,7 +76,8 @@ def _generation_requests(clusters, summaries, n: int = 6) -> list[GenerationRequ
 
 
 def test_filter_texts_drops_and_counts_by_reason() -> None:
-    from synalign.agents.generator import filter_texts, is_near_duplicate
+    from synalign.agents.generator import filter_texts
+    from synalign.dedup import is_near_duplicate
 
     demos = ["the film is an earnest try at beachcombing verismo", "brave and challenging"]
     candidates = [
@@ -107,7 +108,7 @@ def test_filter_texts_drops_and_counts_by_reason() -> None:
 def test_retry_after_is_parsed_from_headers_dates_and_dspy_errors() -> None:
     from email.utils import formatdate
 
-    from synalign.agents.llm import classify_error, retry_after_seconds
+    from synalign.agents.errors import classify_error, retry_after_seconds
 
     class _Resp:
         def __init__(self, headers: dict[str, str]) -> None:
@@ -140,7 +141,7 @@ def test_retry_after_is_parsed_from_headers_dates_and_dspy_errors() -> None:
 
 
 def test_adaptive_limiter_bounds_concurrency_and_halves_under_sustained_429s() -> None:
-    from synalign.agents.llm import AdaptiveLimiter
+    from synalign.agents.limiter import AdaptiveLimiter
 
     limiter = AdaptiveLimiter(4, window=3)
     peak = 0
@@ -258,7 +259,7 @@ def test_generator_returns_n_filtered_label_consistent_texts(tmp_path: Path, ser
     summaries = backend.summarizer.summarize(_summary_requests(clusters))
     generations = backend.generator.generate(_generation_requests(clusters, summaries, n=6))
     usage = backend.usage()
-    for (label, demos), gen in zip(clusters, generations):
+    for (_label, demos), gen in zip(clusters, generations):
         assert len(gen.texts) == 6 and len(set(gen.texts)) == 6
         # the server writes junk into lists of ≥ 4 texts: one empty string and one copied demonstration
         assert gen.dropped["empty"] == 1 and gen.dropped["copy_of_demonstration"] >= 1

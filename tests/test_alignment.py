@@ -12,16 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synalign.alignment import (
-    SELECTION_STRATEGIES,
-    AlignmentResult,
-    align,
-    get_strategy,
-    kmm_weights,
-    register_strategy,
-)
+from synalign.alignment import AlignmentResult, align
 from synalign.divergence import median_bandwidth, mmd2_unbiased, mmd2_weighted
 from synalign.errors import InputError
+from synalign.kmm import kmm_weights
+from synalign.selection import BUILTIN_STRATEGIES, SELECTION_STRATEGIES, get_strategy, register_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +116,7 @@ def test_nystrom_features_with_every_row_as_landmark_reproduce_the_kernel(neg) -
     import torch
 
     from synalign._torch import rbf_from_sq_dists, sq_dists
-    from synalign.alignment import _nystrom_features
+    from synalign.kmm import _nystrom_features
 
     pool, real, bw = neg
     st, rt = torch.as_tensor(pool), torch.as_tensor(real)
@@ -136,7 +131,7 @@ def test_nystrom_features_with_every_row_as_landmark_reproduce_the_kernel(neg) -
 def test_nystrom_screen_then_exact_working_set_solve(neg, monkeypatch) -> None:
     """features="nystrom" with a pool larger than the working set: weights live on ≤ working-set rows and
     reach (judged by the exact kernel) within 5 % of the exact solve's MMD²; a pool that fits is solved exactly."""
-    from synalign import alignment
+    from synalign import kmm as alignment
 
     pool, real, bw = neg
     np.testing.assert_allclose(
@@ -164,7 +159,7 @@ def test_nystrom_diagonal_correction_keeps_low_rank_solutions_near_the_exact_opt
     """
     import torch
 
-    from synalign.alignment import _exponentiated_gradient, _FeatureOp, _frank_wolfe, _nystrom_features
+    from synalign.kmm import _exponentiated_gradient, _FeatureOp, _frank_wolfe, _nystrom_features
 
     pool, real, bw = neg
     st, rt = torch.as_tensor(pool), torch.as_tensor(real)
@@ -188,7 +183,7 @@ def test_nystrom_diagonal_correction_keeps_low_rank_solutions_near_the_exact_opt
 
 
 def test_auto_features_and_input_errors(neg) -> None:
-    from synalign.alignment import _choose_features
+    from synalign.kmm import _choose_features
 
     pool, real, bw = neg
     np.testing.assert_allclose(
@@ -207,7 +202,7 @@ def test_auto_features_and_input_errors(neg) -> None:
         kmm_weights(pool, real, bandwidth=0.0)
 
 
-@pytest.mark.parametrize("name", sorted(SELECTION_STRATEGIES))
+@pytest.mark.parametrize("name", sorted(BUILTIN_STRATEGIES))
 @pytest.mark.parametrize("k", [1, 57, 200])
 def test_each_strategy_returns_k_distinct_valid_indices(neg, name: str, k: int) -> None:
     pool, real, bw = neg
@@ -345,9 +340,10 @@ def test_filter_strategy_drops_label_flipped_samples_and_is_the_default() -> Non
     import inspect
     import json
 
-    from synalign.alignment import align, check_strategy
+    from synalign.alignment import align
     from synalign.config import RunConfig
     from synalign.embeddings import Embedder
+    from synalign.selection import check_strategy
 
     rows = [
         json.loads(line) for line in (ROOT / "synalign/data/sst2-demo/train.jsonl").open(encoding="utf-8")

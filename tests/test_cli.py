@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from synalign.cli import app
+from synalign.app.cli import app
 
 FAST = ["--clusters-per-label", "1", "--cluster-size", "4", "--samples-per-cluster", "4", "--rounds", "1"]
 
@@ -156,7 +156,7 @@ def test_run_existing_dir_resume_and_overwrite(small_data: Path, tmp_path: Path)
 def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
     """The installed entry point, as a user runs it."""
     proc = subprocess.run(
-        [sys.executable, "-m", "synalign.cli", "run", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "synalign.app", "run", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

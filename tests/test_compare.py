@@ -47,13 +47,13 @@ def test_compare_command_reads_a_run_directory_and_prints_json(tmp_path, demo_di
     (tmp_path / "real.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:300]))
     (run / "synthetic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[300:]))
     proc = subprocess.run(
-        [sys.executable, "-m", "synalign.cli", "compare", str(tmp_path / "real.jsonl"), str(run), "--json"],
+        [sys.executable, "-m", "synalign.app", "compare", str(tmp_path / "real.jsonl"), str(run), "--json"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["n_a"] == 300 and result["n_b"] == 120
     assert result["mmd2_over_floor"] < 3 and 0.3 < result["discriminator_auc"] < 0.7
-    bad = subprocess.run([sys.executable, "-m", "synalign.cli", "compare", str(demo_dir), str(tmp_path / "nope")],
+    bad = subprocess.run([sys.executable, "-m", "synalign.app", "compare", str(demo_dir), str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("synalign: error: no such file")

@@ -196,7 +196,7 @@ def test_bad_input_is_one_line_input_error(sst2: np.ndarray) -> None:
 
 
 def test_mmd2_fixed_set_equals_numpy_and_stays_honest_after_herding(sst2: np.ndarray) -> None:
-    from synalign.alignment import get_strategy
+    from synalign.selection import get_strategy
 
     bw = median_bandwidth(sst2)
     s, x = sst2[:9], sst2[200:330]

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synalign.evals import strategies as st
-from synalign.evals.downstream import EvalSpec, run_eval
-from synalign.evals.taskdata import canonical_label, few_shot_split, load_pool, resolve_pool_paths
 from typer.testing import CliRunner
 
 from synalign.errors import InputError
+from synalign.evals import strategies as st
+from synalign.evals.downstream import EvalSpec, run_eval
+from synalign.evals.taskdata import canonical_label, few_shot_split, load_pool, resolve_pool_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "synalign" / "data" / "sst2-demo"
@@ -68,9 +68,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def task(setup: dict[str, Path]) -> tuple[st.SelectionTask, np.ndarray]:
     """A SelectionTask on real embeddings: 32 labelled per class, 50 unlabelled, the 160-row pool, 40 to pick;
     and the pool's flipped-label mask."""
+    from synalign.datafiles import load_dataset
     from synalign.divergence import median_bandwidth
     from synalign.embeddings import Embedder
-    from synalign.io import load_dataset
 
     ds = load_dataset(setup["data"])
     pool = load_pool([setup["pool"]], ds.labels)
@@ -262,7 +262,7 @@ def test_eval_requires_a_test_split(setup: dict[str, Path], tmp_path: Path) -> N
 
 
 def test_eval_command_writes_results(setup: dict[str, Path], tmp_path: Path) -> None:
-    from synalign.cli import app
+    from synalign.app.cli import app
 
     result = CliRunner().invoke(
         app,
@@ -304,7 +304,7 @@ def test_eval_command_writes_results(setup: dict[str, Path], tmp_path: Path) -> 
 def test_eval_command_bad_input_is_one_line(
     setup: dict[str, Path], tmp_path: Path, args: list[str], fragment: str
 ) -> None:
-    from synalign.cli import app
+    from synalign.app.cli import app
 
     base = {"--data": str(setup["data"]), "--pool": str(setup["pool"]), "--out": str(tmp_path / "o")}
     for flag, value in zip(args[::2], args[1::2]):

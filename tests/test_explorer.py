@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from synalign.errors import InputError
-from synalign.explorer import (
+from synalign.explorer import explore
+from synalign.greedy_variance import (
     DegenerateKernelError,
     PickResult,
-    explore,
     greedy_variance_picks,
     median_heuristic,
 )
@@ -73,12 +73,12 @@ def test_kernel_rows_equal_gpytorch_rbf_kernel(x60: np.ndarray) -> None:
     import gpytorch
     import torch
 
-    from synalign._torch import RBFRows, rbf_kernel
+    from synalign._torch import RBFRows
 
-    kernel = rbf_kernel(0.9)
-    assert isinstance(kernel, gpytorch.kernels.RBFKernel)
+    kernel = gpytorch.kernels.RBFKernel()
+    kernel.lengthscale = 0.9
     xt = torch.as_tensor(x60)
-    rows = RBFRows(xt, kernel)
+    rows = RBFRows(xt, float(kernel.lengthscale.detach().reshape(-1)[0]))
     with torch.no_grad():
         for i in (0, 17, 59):
             expected = kernel(xt, xt[i : i + 1]).to_dense()[:, 0]
@@ -103,6 +103,52 @@ def test_picks_equal_argmax_of_exact_gp_posterior_each_step(x60: np.ndarray) -> 
     assert all(a >= b - 1e-6 for a, b in itertools.pairwise(res.posterior_std[1:]))
     lo, hi = res.std_spread
     assert 0 < lo < hi < 1
+
+
+def _reference_picks(x: np.ndarray, m: int, length_scale: float, first: int) -> tuple[list[int], list[float]]:
+    """Picks and posterior stds from gpytorch's own pivoted Cholesky (``linear_operator``) of K + σ_n² I, with
+    K a gpytorch ``RBFKernel`` in float64. Row ``first`` is moved to the front: at the first step every
+    variance is 1 and linear_operator takes the first row, where ours breaks that tie by centrality."""
+    import gpytorch
+    import torch
+    from linear_operator.functions import pivoted_cholesky
+
+    order = [first] + [i for i in range(len(x)) if i != first]
+    kernel = gpytorch.kernels.RBFKernel().double()
+    kernel.lengthscale = length_scale
+    with torch.no_grad():
+        matrix = kernel(torch.as_tensor(x[order], dtype=torch.float64)).add_jitter(NOISE)
+        factor, perm = pivoted_cholesky(matrix, rank=m, error_tol=0.0, return_pivots=True)
+    pivots = perm[:m].tolist()
+    assert pivots[0] == 0
+    # the pivot's diagonal entry is the residual variance σ²(x_p | S) + σ_n² when it was picked
+    stds = [float(np.sqrt(max(float(factor[p, t]) ** 2 - NOISE, 0.0))) for t, p in enumerate(pivots)]
+    return [order[p] for p in pivots], stds
+
+
+@pytest.mark.parametrize("rows", ["first 60", "all 80", "negative", "positive"])
+def test_picks_and_stds_equal_gpytorch_pivoted_cholesky(sst2, rows: str) -> None:
+    """Our float32 sharded loop against linear_operator's pivoted_cholesky on real SST-2 embeddings."""
+    emb, _, labels = sst2
+    x = {
+        "first 60": emb[:60],
+        "all 80": emb,
+        "negative": emb[[k for k, lab in enumerate(labels) if lab == "negative"]],
+        "positive": emb[[k for k, lab in enumerate(labels) if lab == "positive"]],
+    }[rows]
+    m = len(x) // 2
+    res = greedy_variance_picks(x, m, device="cpu")
+    picks, stds = _reference_picks(x, m, res.length_scale, res.indices[0])
+    assert res.indices == picks
+    assert res.posterior_std == pytest.approx(stds, abs=1e-5)
+
+
+def test_length_scale_is_checked_and_reported(x60: np.ndarray) -> None:
+    for ell in (0.8, 1.3):
+        assert greedy_variance_picks(x60, 2, length_scale=ell, device="cpu").length_scale == ell
+    assert greedy_variance_picks(x60, 2, device="cpu").length_scale == median_heuristic(x60)
+    with pytest.raises(InputError, match="positive finite"):
+        greedy_variance_picks(x60, 2, length_scale=float("inf"), device="cpu")
 
 
 def test_explicit_length_scale_matches_exact_gp(x60: np.ndarray) -> None:
@@ -300,7 +346,7 @@ def test_large_n_peak_memory_far_below_n_squared() -> None:
     """Fresh process: 50 picks on N=20000 raise peak RSS far less than one N×N float32 matrix (1.6 GB)."""
     code = """
 import resource, numpy as np
-from synalign.explorer import greedy_variance_picks
+from synalign.greedy_variance import greedy_variance_picks
 rng = np.random.default_rng(0)
 x = rng.standard_normal((20000, 384)).astype(np.float32)
 x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -324,7 +370,7 @@ def test_sharded_loop_gives_the_same_picks_as_one_shard(monkeypatch, sst2, with_
     """Rows split over threads (CPU, several intra-op threads): same picks, stds and spread as one shard."""
     import torch
 
-    from synalign import explorer
+    from synalign import greedy_variance as explorer
 
     x = sst2[0]
     rng = np.random.default_rng(3)
@@ -344,7 +390,7 @@ def test_sharded_loop_gives_the_same_picks_as_one_shard(monkeypatch, sst2, with_
 def test_shard_count_uses_intra_op_threads_on_cpu_only() -> None:
     import torch
 
-    from synalign.explorer import _shard_count
+    from synalign.greedy_variance import _shard_count
 
     before = torch.get_num_threads()
     try:

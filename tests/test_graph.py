@@ -77,7 +77,7 @@ class _CrashOnce(Exception):
 def test_resume_after_interruption_matches_uninterrupted_run(
     small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from synalign.offline import EDAGenerator
+    from synalign.eda import EDAGenerator
 
     reference = run(_config(small_data, tmp_path / "ref"))
 
@@ -135,7 +135,7 @@ def test_sigkill_then_resume_from_the_cli_loses_and_duplicates_nothing(small_dat
     out = tmp_path / "killed"
     log = (tmp_path / "killed.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "synalign.cli", "run", "--data", str(small_data), "--out", str(out), *args],
+        [sys.executable, "-m", "synalign.app", "run", "--data", str(small_data), "--out", str(out), *args],
         stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
     )
     deadline = time.monotonic() + 180
@@ -165,7 +165,7 @@ def test_sigkill_then_resume_from_the_cli_loses_and_duplicates_nothing(small_dat
     assert not (out / "synthetic.jsonl").exists()
 
     resumed = subprocess.run(
-        [sys.executable, "-m", "synalign.cli", "run", "--out", str(out), "--resume"],
+        [sys.executable, "-m", "synalign.app", "run", "--out", str(out), "--resume"],
         capture_output=True, text=True, timeout=300,
     )
     assert resumed.returncode == 0, resumed.stderr

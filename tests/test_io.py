@@ -1,4 +1,5 @@
-"""Tests of synalign.io: reading JSONL/CSV/Parquet, one-line input errors, sampling, atomic writes."""
+"""Tests of synalign.datafiles / sampling / fileio: reading JSONL/CSV/Parquet, one-line input errors, sampling,
+atomic writes."""
 
 from __future__ import annotations
 
@@ -14,19 +15,11 @@ from pydantic import BaseModel, field_serializer
 from pydantic_core import PydanticSerializationError
 
 import synalign
+from synalign.datafiles import Dataset, load_dataset, load_examples, validate_for_run
 from synalign.errors import InputError
-from synalign.io import (
-    Dataset,
-    atomic_write_bytes,
-    atomic_write_text,
-    load_dataset,
-    load_examples,
-    read_examples,
-    stratified_sample,
-    validate_for_run,
-    write_examples,
-)
+from synalign.fileio import atomic_write_bytes, atomic_write_text, read_examples, write_examples
 from synalign.records import RealExample, SyntheticExample
+from synalign.sampling import stratified_sample
 
 DEMO = Path(synalign.__file__).parent / "data" / "sst2-demo"
 
@@ -324,7 +317,7 @@ def test_stratified_sample_keeps_rare_labels_with_min_per_label(demo: Dataset) -
 
 
 def test_read_json_errors_are_one_line_with_the_path(tmp_path: Path) -> None:
-    from synalign.io import read_json
+    from synalign.fileio import read_json
 
     good = tmp_path / "ok.json"
     good.write_text('{"a": [1, 2]}', encoding="utf-8")

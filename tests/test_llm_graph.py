@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from synalign.cli import app
-from synalign.testing.openai_server import FaultPlan, OpenAITestServer
+from synalign.agents.testing import FaultPlan, OpenAITestServer
+from synalign.app.cli import app
 
 KEY_ENV = "SYNALIGN_GRAPH_TEST_KEY"
 KEY = "sk-graph-test-key-8d1e4b7c2a90"

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from synalign.testing.openai_server import FAULT_KINDS, FaultPlan, OpenAITestServer
+from synalign.agents.testing import FAULT_KINDS, FaultPlan, OpenAITestServer
 
 KEY = "sk-test-server-key-0123456789"
 DEMOS = [
@@ -148,7 +148,7 @@ def test_langchain_structured_output_parses_the_scripted_summary(server: OpenAIT
 
 def test_module_entry_point_prints_its_url() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "synalign.testing.openai_server", "--port", "0"],
+        [sys.executable, "-m", "synalign.agents.testing.openai_server", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -28,7 +28,7 @@ if find_binary() is None:
         raise RuntimeError("SYNALIGN_REQUIRE_LOCAL_LM=1 but llama-server is not built (synalign local-lm build)")
     pytest.skip("llama-server not built (run: synalign local-lm build)", allow_module_level=True)
 
-SYNALIGN = [sys.executable, "-m", "synalign.cli"]
+SYNALIGN = [sys.executable, "-m", "synalign.app"]
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_generator_writes_on_label_texts_through_dspy(tmp_path: Path, demo_rows,
 
 def test_langchain_summarizer_parses_schema_output(tmp_path: Path, server: LocalServer, demo_rows) -> None:
     from synalign.agents.backend import make_chat_model, make_runner
-    from synalign.agents.llm import LLMSettings
+    from synalign.agents.settings import LLMSettings
     from synalign.agents.summarizer import LLMSummarizer
     from synalign.backends import SummaryRequest
     from synalign.config import RunConfig

@@ -77,7 +77,7 @@ def test_server_binary_override_and_pinned_sdist(tmp_path: Path, monkeypatch: py
 def test_bad_local_options_get_one_line(small_data: Path, tmp_path: Path, args: list[str], message: str) -> None:
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "synalign.cli", "run", "--data", str(small_data), "--out", str(out), *args],
+        [sys.executable, "-m", "synalign.app", "run", "--data", str(small_data), "--out", str(out), *args],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr

@@ -12,9 +12,11 @@ import pytest
 
 import synalign
 from synalign.backends import Backend, GenerationRequest, Generator, Summarizer, SummaryRequest
-from synalign.io import Dataset, load_dataset
-from synalign.offline import OFFLINE_NOTE, EDAGenerator, StatisticalSummarizer, offline_backend
+from synalign.datafiles import Dataset, load_dataset
+from synalign.eda import EDAGenerator
+from synalign.offline import offline_backend
 from synalign.records import AttributeSummary
+from synalign.statsummary import OFFLINE_NOTE, StatisticalSummarizer
 
 DEMO = Path(synalign.__file__).parent / "data" / "sst2-demo"
 NEGATION_TOKENS = {"not", "n't", "no", "never"}

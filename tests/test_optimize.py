@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from synalign.cli import app
+from synalign.agents.testing import OpenAITestServer
+from synalign.app.cli import app
 from synalign.config import RunConfig
 from synalign.errors import InputError
-from synalign.testing.openai_server import OpenAITestServer
 
 
 @pytest.fixture(scope="module")

@@ -42,9 +42,9 @@ def test_subpackages_import_from_their_folders_and_prompts_are_package_data() ->
 def test_core_imports_no_llm_framework_and_help_is_lazy() -> None:
     heavy = "('langgraph', 'dspy', 'langchain_core', 'litellm', 'torch', 'sentence_transformers')"
     code = (
-        "import sys, synalign, synalign.io, synalign.embeddings, synalign.explorer, synalign.divergence, "
-        "synalign.alignment, synalign.offline\n"
-        "from synalign.cli import main\n"
+        "import sys, synalign, synalign.datafiles, synalign.sampling, synalign.fileio, synalign.embeddings, "
+        "synalign.explorer, synalign.divergence, synalign.alignment, synalign.offline\n"
+        "from synalign.app.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print('LOADED=' + ','.join(m for m in {heavy} if m in sys.modules))"
     )

@@ -22,7 +22,7 @@ FAST = ["--clusters-per-label", "1", "--cluster-size", "4", "--samples-per-clust
 
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "synalign.cli", *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "synalign.app", *args], capture_output=True, text=True, timeout=timeout,
         env=env or os.environ.copy(),
     )
 
@@ -58,7 +58,7 @@ _SIGINT_WHILE_EMBEDDING = r'''
 import os, signal, sys
 from synalign.embeddings import Embedder
 Embedder.encode = lambda self, texts, **kw: os.kill(os.getpid(), signal.SIGINT) or __import__("time").sleep(30)
-from synalign.cli import main
+from synalign.app.cli import main
 sys.argv = ["synalign", *sys.argv[1:]]
 main()
 '''
@@ -189,8 +189,8 @@ def test_summary_usage_sums_every_process_of_a_resumed_run(
     small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from synalign.config import RunConfig
+    from synalign.eda import EDAGenerator
     from synalign.graphs import run
-    from synalign.offline import EDAGenerator
 
     def config(out: Path) -> RunConfig:
         return RunConfig(data=small_data, out=out, clusters_per_label=1, cluster_size=4, samples_per_cluster=4,
@@ -409,7 +409,7 @@ if where == "checkpoint":
         return real_put(self, *args, **kwargs)
     SqliteSaver.put = put
 else:
-    import synalign.io as io
+    import synalign.fileio as io
     real_write = io._atomic_write
     def atomic_write(path, write):
         if path.name == where:
@@ -419,7 +419,7 @@ else:
             return real_write(path, half)
         return real_write(path, write)
     io._atomic_write = atomic_write
-from synalign.cli import main
+from synalign.app.cli import main
 sys.argv = ["synalign", *sys.argv[1:]]
 main()
 '''
@@ -445,9 +445,9 @@ def test_disk_full_is_one_line_leaves_no_half_file_and_resumes(where: str, small
 
 def test_a_request_to_a_server_that_never_answers_is_capped_in_total(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from synalign.agents import LLMError, LLMSettings, build_backend
+    from synalign.agents.testing import FaultPlan, OpenAITestServer
     from synalign.backends import SummaryRequest
     from synalign.config import RunConfig
-    from synalign.testing.openai_server import FaultPlan, OpenAITestServer
 
     monkeypatch.setenv("SYNALIGN_TEST_KEY", "sk-test")
     monkeypatch.setenv("SYNALIGN_LLM_REQUEST_BUDGET", "2.5")

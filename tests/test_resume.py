@@ -81,17 +81,17 @@ def put_checkpoint(self, metadata):
 
 _loop.PregelLoop._put_checkpoint = put_checkpoint
 
-import synalign.report
-_write_report = synalign.report.write_report
+import synalign.graphs.report
+_write_report = synalign.graphs.report.write_report
 
 def write_report(*args, **kwargs):
     if KIND == "outputs":
         die()
     return _write_report(*args, **kwargs)
 
-synalign.report.write_report = write_report
+synalign.graphs.report.write_report = write_report
 
-from synalign.cli import main
+from synalign.app.cli import main
 sys.argv = ["synalign", *sys.argv[1:]]
 main()
 '''
@@ -114,7 +114,7 @@ SIGKILL_POINTS = ["exit:generate:2", "writes:summarize:1", "after:explore:2", "o
 
 
 def _cli(*args: str, env: dict[str, str] | None = None, script: Path | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(script)] if script else [sys.executable, "-m", "synalign.cli"]
+    cmd = [sys.executable, str(script)] if script else [sys.executable, "-m", "synalign.app"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, env=env or os.environ.copy())
 
 

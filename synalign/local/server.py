@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from synalign.errors import SynalignError
-
 from synalign.local.build import find_binary, tools_dir
 
 __all__ = ["LocalServer", "ServerError", "server_slots", "reap_orphans"]

@@ -120,7 +120,7 @@ def write_report(
     import matplotlib
 
     matplotlib.use("Agg", force=True)
-    from synalign.io import atomic_write_text
+    from synalign.fileio import atomic_write_text
 
     backend = summary.get("backend", {})
     banner = ""

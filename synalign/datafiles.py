@@ -1,4 +1,4 @@
-"""Data IO: read labelled text from JSONL / CSV / Parquet, sample it, and write records atomically.
+"""Read and check the user's labelled data: JSONL / CSV / Parquet files into a :class:`Dataset`.
 
 Input formats (one labelled text per row, field names configurable):
 
@@ -10,57 +10,36 @@ Input formats (one labelled text per row, field names configurable):
 * Parquet (``.parquet``): read with pyarrow; a "line" there is the 1-based row number.
 
 A dataset is either one file (train split only) or a directory with ``train.{jsonl,csv,parquet}`` and an
-optional ``test.*`` (a ``dev.*`` split is ignored).
+optional ``test.*`` (a ``dev.*`` split is ignored). :func:`validate_for_run` checks that a dataset can feed
+a SynAlign run.
 
 Every problem with user input raises :class:`synalign.errors.InputError` with a one-line message such as
 ``"data/train.jsonl:17: malformed JSON (Expecting ',' delimiter at column 12)"``.
-
-Outputs are written atomically (temporary file in the target directory, then :func:`os.replace`), so a
-failed write never leaves a half-written file and never clobbers the previous one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io as _stdio
 import json
-import os
-import tempfile
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from synalign.errors import InputError
 from synalign.filecheck import COMPRESSED_SUFFIXES, check_not_compressed
 from synalign.records import RealExample
 
-__all__ = [
-    "SUPPORTED_SUFFIXES",
-    "Dataset",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "load_dataset",
-    "load_examples",
-    "read_examples",
-    "read_json",
-    "stratified_sample",
-    "validate_for_run",
-    "write_examples",
-]
+__all__ = ["SUPPORTED_SUFFIXES", "Dataset", "load_dataset", "load_examples", "validate_for_run"]
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".jsonl", ".csv", ".parquet")
 """File types :func:`load_examples` reads (by suffix, case-insensitive)."""
 
-_OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 _BOM = b"\xef\xbb\xbf"
-
-M = TypeVar("M", bound=BaseModel)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -374,67 +353,8 @@ def _read_parquet(path: Path, text_field: str, label_field: str) -> Iterator[tup
 
 
 # --------------------------------------------------------------------------------------------------------
-# Sampling and validation
+# Validation
 # --------------------------------------------------------------------------------------------------------
-
-
-def stratified_sample(
-    examples: Sequence[RealExample], n: int, seed: int, *, min_per_label: int = 0
-) -> list[RealExample]:
-    """A size-``n`` random subset that keeps every label's proportion.
-
-    Per-label quotas follow the largest-remainder (Hamilton) method: label ``l`` with ``c_l`` of ``N``
-    examples gets ``floor(n·c_l/N)`` plus one more for the labels with the largest remainders (ties broken
-    by label name). Then every label is raised to at least ``min(min_per_label, c_l)``, the seats taken one
-    at a time from the label with the most above its own minimum (ties by label name), so rare labels are
-    not dropped. Within a label the members are a uniform random draw
-    (``numpy.random.default_rng(seed)``, labels visited in sorted order), so the result is deterministic for
-    a given seed. The result keeps the input order. With ``min_per_label=0`` a label whose quota rounds to 0
-    is absent.
-
-    Args:
-        examples: the population (any labelled records with ``.label``).
-        n: sample size; ``n >= len(examples)`` returns all examples (a new list).
-        seed: random seed.
-        min_per_label: least number of examples kept per label (all of a label that has fewer).
-
-    Raises:
-        ValueError: ``n < 0`` or ``min_per_label < 0``.
-        InputError: the per-label minimums alone exceed ``n``.
-    """
-    if n < 0 or min_per_label < 0:
-        raise ValueError(f"sample size and min_per_label must be >= 0, got {n} and {min_per_label}")
-    total = len(examples)
-    if n >= total:
-        return list(examples)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for index, example in enumerate(examples):
-        groups[example.label].append(index)
-    labels = sorted(groups)
-    exact = {label: n * len(groups[label]) / total for label in labels}
-    quota = {label: int(exact[label]) for label in labels}
-    leftover = n - sum(quota.values())
-    by_remainder = sorted(labels, key=lambda label: (-(exact[label] - quota[label]), label))
-    for label in by_remainder[:leftover]:
-        quota[label] += 1
-    floor = {label: min(min_per_label, len(groups[label])) for label in labels}
-    if sum(floor.values()) > n:
-        raise InputError(
-            f"a sample of {n} cannot hold {min_per_label} examples of each of {len(labels)} labels "
-            f"(needs {sum(floor.values())}); raise --max-real"
-        )
-    for label in labels:
-        while quota[label] < floor[label]:
-            donor = min(labels, key=lambda other: (-(quota[other] - floor[other]), other))
-            quota[donor] -= 1
-            quota[label] += 1
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for label in labels:
-        members = groups[label]
-        picks = rng.permutation(len(members))[: quota[label]]
-        chosen.extend(members[i] for i in picks)
-    return [examples[i] for i in sorted(chosen)]
 
 
 def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
@@ -466,172 +386,9 @@ def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
         return []
     listed = ", ".join(f"{label!r} has {count}" for label, count in small)
     return [
-        f"{where}: few examples for --cluster-size {cluster_size}: {listed}; "
-        f"{'its' if len(small) == 1 else 'their'} clusters use all {'its' if len(small) == 1 else 'their'} "
-        "examples"
+        (
+            f"{where}: few examples for --cluster-size {cluster_size}: {listed}; "
+            f"{'its' if len(small) == 1 else 'their'} clusters use all {'its' if len(small) == 1 else 'their'} "
+            "examples"
+        )
     ]
-
-
-# --------------------------------------------------------------------------------------------------------
-# Writing
-# --------------------------------------------------------------------------------------------------------
-
-_umask_lock = threading.Lock()
-_umask: int | None = None
-
-
-def _file_mode(path: Path) -> int:
-    """Mode for a newly written file: the existing file's mode, else 0o666 minus the process umask."""
-    global _umask
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        pass
-    with _umask_lock:
-        if _umask is None:
-            _umask = os.umask(0)
-            os.umask(_umask)
-    return 0o666 & ~_umask
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Run ``write`` on a temporary file next to ``path``, fsync it, then ``os.replace`` it onto ``path``.
-
-    On any exception the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _file_mode(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory + ``os.replace``).
-
-    Parent directories are created. On failure no partial file is left and an existing file is untouched.
-    """
-    _atomic_write(Path(path), lambda handle: handle.write(data))
-
-
-def read_json(path: Path | str, what: str) -> Any:
-    """Parse the JSON file at ``path``; ``what`` names it in errors (e.g. ``"price table"``).
-
-    Raises:
-        InputError: one line, ``"PATH: cannot read WHAT (reason)"`` or ``"PATH:LINE: WHAT is not valid JSON
-            (reason)"``.
-    """
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f"{path}:{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else str(path)
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise InputError(f"{where}: {what} is not valid JSON ({reason})") from None
-
-
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_examples(records: Sequence[BaseModel], path: Path | str) -> None:
-    """Write pydantic records to JSONL or Parquet (chosen by suffix), atomically.
-
-    JSONL: one ``model_dump_json()`` object per line, UTF-8. Parquet: a pyarrow table built from
-    ``model_dump(mode="json")``; list fields (e.g. ``demonstration_ids``) stay Parquet lists.
-    The file is written to a temporary file in the same directory and renamed onto ``path``, so a record
-    that fails to serialise leaves no partial file and any previous file untouched.
-
-    Raises:
-        InputError: ``path`` has a suffix other than ``.jsonl`` or ``.parquet``.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _OUTPUT_SUFFIXES:
-        raise InputError(
-            f"{path}: unsupported output type {path.suffix or '(no suffix)'!r} (expected .jsonl or .parquet)"
-        )
-    if suffix == ".jsonl":
-
-        def write(handle: IO[bytes]) -> None:
-            for record in records:
-                handle.write(record.model_dump_json().encode("utf-8"))
-                handle.write(b"\n")
-
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        def write(handle: IO[bytes]) -> None:
-            table = pa.Table.from_pylist([record.model_dump(mode="json") for record in records])
-            pq.write_table(table, handle)
-
-    _atomic_write(path, write)
-
-
-def read_examples(path: Path | str, model: type[M]) -> list[M]:
-    """Read records written by :func:`write_examples` back into ``model`` instances.
-
-    Raises:
-        InputError: missing file, unsupported suffix, malformed JSON, or a row that does not validate
-            against ``model`` (message names ``PATH:LINE`` or ``PATH: row N``).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no such file or directory: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in _OUTPUT_SUFFIXES:
-        raise InputError(
-            f"{path}: unsupported file type {path.suffix or '(no suffix)'!r} (expected .jsonl or .parquet)"
-        )
-    out: list[M] = []
-    if suffix == ".jsonl":
-        with path.open("rb") as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    out.append(model.model_validate_json(raw))
-                except ValidationError as exc:
-                    raise InputError(
-                        f"{path}:{line_no}: invalid {model.__name__} ({_first_error(exc)})"
-                    ) from None
-        return out
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        rows = pq.read_table(path).to_pylist()
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a readable Parquet file ({_one_line(str(exc))})") from None
-    for row_no, row in enumerate(rows, start=1):
-        try:
-            out.append(model.model_validate(row))
-        except ValidationError as exc:
-            raise InputError(
-                f"{path}: row {row_no}: invalid {model.__name__} ({_first_error(exc)})"
-            ) from None
-    return out
-
-
-def _first_error(exc: ValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return _one_line(str(exc))
-    first = errors[0]
-    loc = ".".join(str(part) for part in first.get("loc", ())) or "record"
-    more = f"; {len(errors) - 1} more" if len(errors) > 1 else ""
-    return _one_line(f"{loc}: {first.get('msg', '')}{more}")

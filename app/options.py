@@ -1,0 +1,112 @@
+"""``synalign run``'s options, derived from :class:`~synalign.config.RunConfig`'s fields.
+
+One source of names, defaults, help and validation: each field becomes ``--field-name`` (or the flag named by
+the field's ``json_schema_extra["cli_flag"]``), its help is the field's description plus its default, and a
+boolean field is a ``--name/--no-name`` switch. Every option defaults to None ("not given"), so the command
+passes on only what the user typed and pydantic fills in and validates the rest. Fields marked
+``json_schema_extra["resume_safe"]`` are the ones ``--resume`` may change: they change how the run talks to
+the LLM, never what it computes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from pydantic.fields import FieldInfo
+
+from synalign.config import DEFAULT_LLM, RunConfig
+from synalign.errors import first_validation_error
+
+__all__ = ["config_error", "field_help", "flag", "given_fields", "resume_safe_fields", "run_parameters"]
+
+_REQUIRED_UNLESS_RESUME = ("data",)
+"""Required fields a ``--resume`` takes from the saved config instead."""
+
+
+def _extra(field: FieldInfo) -> dict[str, Any]:
+    extra = field.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of RunConfig field ``name`` (``max_rounds`` → ``--rounds``)."""
+    field = RunConfig.model_fields.get(name)
+    custom = _extra(field).get("cli_flag") if field is not None else None
+    return str(custom) if custom else "--" + name.replace("_", "-")
+
+
+def resume_safe_fields() -> frozenset[str]:
+    """RunConfig fields ``--resume`` applies on top of the saved config."""
+    return frozenset(name for name, field in RunConfig.model_fields.items() if _extra(field).get("resume_safe"))
+
+
+def _option_type(annotation: Any) -> type:
+    """The type typer parses for a field: Optional/Literal unwrapped (pydantic checks the values)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        (annotation,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return type(typing.get_args(annotation)[0])
+    return annotation if annotation in (bool, int, float, str, Path) else str
+
+
+def _default_text(name: str, field: FieldInfo) -> str:
+    if name in _REQUIRED_UNLESS_RESUME:
+        return " [required unless --resume]"
+    if name == "llm":
+        return f" [$SYNALIGN_LLM, else {DEFAULT_LLM}]"
+    if field.is_required() or field.default is None:
+        return ""
+    default = field.default
+    if isinstance(default, bool):
+        default = flag(name) if default else "--no-" + flag(name).removeprefix("--")
+    return f" [{default}]"
+
+
+def field_help(name: str) -> str:
+    """``--help`` text of RunConfig field ``name``: its description and default (shared by every command
+    that takes the same option, e.g. ``synalign optimize --llm``)."""
+    field = RunConfig.model_fields[name]
+    return (field.description or "") + _default_text(name, field)
+
+
+def run_parameters() -> list[inspect.Parameter]:
+    """One keyword parameter per RunConfig field, each a ``typer.Option`` defaulting to None."""
+    params = []
+    for name, field in RunConfig.model_fields.items():
+        kind = _option_type(field.annotation)
+        decl = flag(name)
+        if kind is bool:
+            decl = f"{decl}/--no-{decl.removeprefix('--')}"
+        help_text = field_help(name)
+        required = field.is_required() and name not in _REQUIRED_UNLESS_RESUME
+        option = typer.Option(... if required else None, decl, help=help_text, show_default=False)
+        params.append(inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind if required else Optional[kind],
+        ))
+    return params
+
+
+def given_fields(ctx: typer.Context) -> dict[str, Any]:
+    """The RunConfig fields the user gave on the command line, with their values."""
+    return {
+        name: ctx.params[name] for name in RunConfig.model_fields
+        if ctx.params.get(name) is not None
+        and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    }
+
+
+def config_error(exc: Exception) -> str:
+    """One line for an invalid RunConfig: ``invalid option --rounds: ...`` (the message alone for a check
+    across options, which names them itself)."""
+    where, message, _ = first_validation_error(exc)
+    if not where:
+        return message
+    name = where.split(".")[0]
+    return f"invalid option {flag(name) if name in RunConfig.model_fields else '--' + name}: {message}"

@@ -1,1 +1,0 @@
-"""Test utilities shipped with synalign (local OpenAI-compatible server)."""
