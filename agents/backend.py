@@ -23,7 +23,10 @@ from synalign.backends import Backend
 from synalign.config import RunConfig
 from synalign.errors import InputError
 
-__all__ = ["LLM_CACHE_FILE", "build_backend", "build_llm_backend", "make_chat_model", "make_dspy_lm", "make_runner"]
+__all__ = [
+    "LLM_CACHE_FILE", "build_backend", "build_llm_backend", "make_chat_model", "make_dspy_lm", "make_runner",
+    "require_llm_extra",
+]
 
 _log = logging.getLogger("synalign.agents")
 
@@ -71,6 +74,8 @@ def build_backend(
     """
     custom = chat_model is not None or lm is not None or settings is not None
     kind = config.backend_kind
+    if kind != "eda" or custom:
+        require_llm_extra(f"--llm {config.llm}" if kind != "eda" else "an LLM backend")
     if kind == "eda" and not custom:
         from synalign.offline import offline_backend
 
@@ -88,6 +93,32 @@ def build_backend(
     return build_llm_backend(
         config, run_dir, chat_model=chat_model, lm=lm, settings=settings, reference=reference, sleep=sleep
     )
+
+
+_LLM_EXTRA = ("dspy", "langchain_openai", "openai")
+"""The packages of the ``llm`` extra the LLM backends import (the fourth, the embedded GGUF, is checked where
+the model is assembled)."""
+
+
+def require_llm_extra(what: str) -> None:
+    """Check that the ``llm`` extra is installed before a language model is used.
+
+    Raises:
+        InputError: one of :data:`_LLM_EXTRA` is missing (the message names it and the install command).
+    """
+    import importlib.util
+
+    def _installed(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
+    missing = [name for name in _LLM_EXTRA if not _installed(name)]
+    if missing:
+        raise InputError(
+            f"{what} needs the language-model extra (missing: {', '.join(missing)}): pip install 'synalign[llm]'"
+        )
 
 
 def _settings_for(config: RunConfig, chat_model: Any, lm: Any) -> LLMSettings:

@@ -31,13 +31,52 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from synalign import __version__
+
+        typer.echo(f"synalign {__version__}")
+        raise typer.Exit()
+
+
+_CHATTY_LOGGERS = ("LiteLLM", "httpx", "httpcore", "openai", "sentence_transformers", "huggingface_hub", "urllib3")
+
+
+def _quiet_libraries() -> None:
+    """Keep the libraries' own chatter out of a command's output (their INFO logs, tqdm bars; the commands
+    show their own progress): LiteLLM and tqdm read their switches from the environment when imported."""
+    import logging
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("LITELLM_LOG", "ERROR")
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Let DSPy, LiteLLM, httpx and tqdm print their own INFO logs and progress bars."
+    ),
+) -> None:
     """Distribution-matched LLM synthetic training data (SynAlign, Ren et al., WWW 2025)."""
+    if not verbose:
+        _quiet_libraries()
+
+
+_RUN_EXAMPLES = (
+    "Examples:\n\n"
+    "synalign run --data synalign/data/sst2-demo --out runs/demo --item-name 'Movie review'\n\n"
+    "synalign run --data data/ --out runs/x --llm openai:gpt-4o-mini --rounds 2 --selection filter+herding\n\n"
+    "synalign run --out runs/demo --resume"
+)
 
 
 def _resume_hint(out: Path) -> str:
@@ -142,23 +181,41 @@ def _print_result(console: Any, result: Any) -> None:
 
 run.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
     inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
-    inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
-        False, "--resume", help="Continue the checkpointed run in --out.")),
-    inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
-        False, "--overwrite", help="Replace an existing run directory.")),
     *_options.run_parameters(),
+    inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, "--resume", help="Continue the checkpointed run in --out.", rich_help_panel="Output")),
+    inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, "--overwrite", help="Replace an existing run directory.", rich_help_panel="Output")),
 ])
-app.command()(run)
+app.command(epilog=_RUN_EXAMPLES)(run)
 register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the typer app; :class:`InputError` → one line, exit 2."""
+    """Console-script entry point: run the typer app. A usage error (unknown option, a value of the wrong
+    type) and an :class:`InputError` raised outside a command body are one ``synalign: error: ...`` line
+    and exit 2, like every other bad input."""
+    try:  # typer >= 0.20 vendors click; older ones use click itself
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:  # pragma: no cover
+        from click.exceptions import NoArgsIsHelpError, UsageError
+
     try:
-        app(args=argv, prog_name="synalign")
+        code = app(args=argv, prog_name="synalign", standalone_mode=False)
+    except NoArgsIsHelpError as exc:  # bare `synalign` / `synalign local-lm`: the help, as click prints it
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc), err=True)
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        typer.echo(f"synalign: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except typer.Abort:  # Ctrl-C outside a run (a run handles it itself)
+        typer.echo("synalign: error: interrupted", err=True)
+        sys.exit(130)
     except InputError as exc:  # raised outside a command body (should not happen, kept as a safety net)
         typer.echo(f"synalign: error: {exc}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

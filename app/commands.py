@@ -45,8 +45,18 @@ def optimize(
     label_field: str = typer.Option("label", help=field_help("label_field"), show_default=False),
 ) -> None:
     """Optimise the generator prompt with DSPy; use the result with 'synalign run --prompts FILE'."""
-    from synalign.errors import SynalignError
+    from synalign.agents.backend import require_llm_extra
+
+    try:
+        require_llm_extra("synalign optimize")
+    except InputError as exc:
+        fail(str(exc))
+    import dspy
+
     from synalign.evals.optimize import optimize as run_optimize
+
+    if not typer.get_current_context().find_root().params.get("verbose"):
+        dspy.disable_logging()  # its optimisers log every step at INFO (the result line below says what matters)
 
     try:
         result = run_optimize(
@@ -179,12 +189,12 @@ def local_lm_status() -> None:
 
 def eval_(
     data: Path = typer.Option(..., "--data", help="Real dataset directory with train and test splits."),
-    pool: str = typer.Option(..., "--pool", help="Synthetic pool(s): files, directories or glob patterns, comma-separated."),
+    pool: str = typer.Option(..., "--pool", help="Synthetic pool(s): files, directories, synalign run directories (their pool.parquet) or glob patterns, comma-separated."),
     out: Path = typer.Option(..., "--out", help="Output directory (results.json, results.md, results.png)."),
     k: int = typer.Option(32, "--k", help="Real labelled examples per class, drawn from train."),
     m: int = typer.Option(1000, "--m", help="Synthetic examples selected per strategy."),
     seeds: int = typer.Option(5, "--seeds", help="Number of seeds (few-shot draws)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="Selection strategies, comma-separated [all compared]."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="Selection strategies, comma-separated (default: all compared)."),
     classifier: str = typer.Option("lr", "--classifier", help="lr (logistic regression on frozen MiniLM) or finetune."),
     n_unlabelled: int = typer.Option(1000, "--n-unlabelled", help="Unlabelled real texts strategies may use."),
     unlabelled_split: str = typer.Option("train", "--unlabelled-split", help="Unlabelled texts from train or dev."),
@@ -221,3 +231,9 @@ def register(app: typer.Typer) -> None:
         app.command()(command)
     app.add_typer(local_lm, name="local-lm")
     app.command("eval")(eval_)
+    from synalign.app.export_command import export  # it imports fail from here: imported late, not at the top
+
+    app.command("export")(export)
+    from synalign.app.align_command import align  # imports fail from here too
+
+    app.command("align")(align)

@@ -27,6 +27,25 @@ __all__ = ["config_error", "field_help", "flag", "given_fields", "resume_safe_fi
 _REQUIRED_UNLESS_RESUME = ("data",)
 """Required fields a ``--resume`` takes from the saved config instead."""
 
+_GROUPS: dict[str, tuple[str, ...]] = {
+    "Data": ("data", "text_field", "label_field", "max_real", "embedding_model", "cache_dir", "device"),
+    "Generation": ("task", "rounds", "clusters_per_label", "cluster_size", "samples_per_cluster", "max_samples",
+                   "witness_guided", "length_scale", "seed"),
+    "Alignment": ("target", "selection", "accept_fraction"),
+    "LLM": ("llm", "item_name", "prompt_style", "base_url", "api_key_env", "temperature", "max_tokens",
+            "max_concurrency", "llm_cache", "prompts"),
+    "Output": ("out",),
+}
+"""``synalign run --help`` sections (by flag name without ``--``); every RunConfig field is in one."""
+
+
+def _group(name: str) -> str:
+    key = flag(name).removeprefix("--").replace("-", "_")
+    for group, names in _GROUPS.items():
+        if key in names:
+            return group
+    raise KeyError(f"RunConfig field {name!r} has no --help section in synalign.app.options._GROUPS")
+
 
 def _extra(field: FieldInfo) -> dict[str, Any]:
     extra = field.json_schema_extra
@@ -57,16 +76,17 @@ def _option_type(annotation: Any) -> type:
 
 
 def _default_text(name: str, field: FieldInfo) -> str:
+    """`` (default: X)`` for the help text (round brackets: rich would read ``[X]`` as markup)."""
     if name in _REQUIRED_UNLESS_RESUME:
-        return " [required unless --resume]"
+        return " (required unless --resume)"
     if name == "llm":
-        return f" [$SYNALIGN_LLM, else {DEFAULT_LLM}]"
+        return f" (default: $SYNALIGN_LLM, else {DEFAULT_LLM})"
     if field.is_required() or field.default is None:
         return ""
     default = field.default
     if isinstance(default, bool):
         default = flag(name) if default else "--no-" + flag(name).removeprefix("--")
-    return f" [{default}]"
+    return f" (default: {default})"
 
 
 def field_help(name: str) -> str:
@@ -77,16 +97,21 @@ def field_help(name: str) -> str:
 
 
 def run_parameters() -> list[inspect.Parameter]:
-    """One keyword parameter per RunConfig field, each a ``typer.Option`` defaulting to None."""
+    """One keyword parameter per RunConfig field, each a ``typer.Option`` defaulting to None, in the order of
+    the ``--help`` sections."""
     params = []
-    for name, field in RunConfig.model_fields.items():
+    order = list(_GROUPS)
+    fields = sorted(RunConfig.model_fields.items(), key=lambda item: order.index(_group(item[0])))
+    for name, field in fields:
         kind = _option_type(field.annotation)
         decl = flag(name)
         if kind is bool:
             decl = f"{decl}/--no-{decl.removeprefix('--')}"
         help_text = field_help(name)
         required = field.is_required() and name not in _REQUIRED_UNLESS_RESUME
-        option = typer.Option(... if required else None, decl, help=help_text, show_default=False)
+        option = typer.Option(
+            ... if required else None, decl, help=help_text, show_default=False, rich_help_panel=_group(name)
+        )
         params.append(inspect.Parameter(
             name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind if required else Optional[kind],
         ))

@@ -58,8 +58,9 @@ class Pool:
 
 
 def resolve_pool_paths(spec: str | Sequence[str | Path]) -> list[Path]:
-    """Pool files from a comma-separated string or a sequence; a directory means its ``*/generated.jsonl``
-    files, or its own ``generated.jsonl``; an item with ``*``/``?`` is a glob pattern.
+    """Pool files from a comma-separated string or a sequence; a synalign run directory means its
+    ``pool.parquet`` (every sample the run generated, accepted or not), another directory its
+    ``*/generated.jsonl`` files or its own ``generated.jsonl``; an item with ``*``/``?`` is a glob pattern.
 
     Raises:
         InputError: a path that does not exist, a pattern matching nothing, or a directory with no pool file.
@@ -77,7 +78,9 @@ def resolve_pool_paths(spec: str | Sequence[str | Path]) -> list[Path]:
             out.extend(Path(m) for m in matches)
             continue
         path = Path(text)
-        if path.is_dir():
+        if path.is_dir() and (path / "config.json").is_file() and (path / "pool.parquet").is_file():
+            out.append(path / "pool.parquet")
+        elif path.is_dir():
             found = (
                 [path / "generated.jsonl"]
                 if (path / "generated.jsonl").is_file()
@@ -98,7 +101,9 @@ def resolve_pool_paths(spec: str | Sequence[str | Path]) -> list[Path]:
 
 
 def _source_name(path: Path) -> str:
-    return path.parent.name if path.name.startswith("generated.") else path.stem
+    """A pool file's source name: its directory's for ``DIR/generated.*`` and a run directory's ``pool.parquet``."""
+    in_run = path.name == "pool.parquet" and (path.parent / "config.json").is_file()
+    return path.parent.name if path.name.startswith("generated.") or in_run else path.stem
 
 
 def load_pool(

@@ -1,4 +1,6 @@
-"""HTML run report: divergence per round and a 2-D projection of real vs synthetic embeddings.
+"""HTML run report: a verdict, per-label real-vs-synthetic figures, a calibrated discriminator, what made the
+data, divergence per round and a 2-D projection of real vs synthetic embeddings (sections:
+:mod:`synalign.graphs.report_sections`).
 
 Self-contained: plots are PNGs (matplotlib, Agg backend) embedded as base64, so the file can be mailed or
 opened from any directory.
@@ -15,6 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from synalign.graphs.report_sections import (
+    LABEL_COLUMNS,
+    REAL_FLOOR,
+    SAME_SIZE_FLOOR,
+    TEXT_COLUMNS,
+    fidelity,
+    kv_table,
+    label_rows,
+    maker_section,
+    samples_section,
+    table,
+    target_flag,
+    verdict,
+)
 from synalign.records import SyntheticExample
 
 __all__ = ["write_report"]
@@ -26,23 +42,26 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _divergence_plot(metrics: list[dict[str, Any]]) -> str:
+def _divergence_plot(metrics: list[dict[str, Any]], target_spec: str) -> str:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(8.6, 3.6))
     rounds = [m["round"] for m in metrics]
     ax.plot(rounds, [m["mmd2_accepted"] for m in metrics], "o-", label="accepted set → real")
     ax.plot(rounds, [m["mmd2_pool"] for m in metrics], "s--", label="whole pool → real", alpha=0.7)
     if metrics and "mmd2_accepted_heldout" in metrics[0]:
         ax.plot(rounds, [m["mmd2_accepted_heldout"] for m in metrics], "^:", label="accepted → held-out real test")
     if metrics:
-        ax.plot(rounds, [m["noise_floor_same_size"] for m in metrics], color="grey", lw=1,
-                label="noise floor (random real subset, same size)")
-        ax.plot(rounds, [m["target_mmd2"] for m in metrics], color="green", lw=1, ls="--", label="target")
+        floor = np.array([m["noise_floor_same_size"] for m in metrics], dtype=float)
+        std = np.array([m.get("noise_floor_same_size_std") or 0.0 for m in metrics], dtype=float)
+        ax.plot(rounds, floor, color="grey", lw=1, marker=".", label=SAME_SIZE_FLOOR.replace(" (", "\n("))
+        ax.fill_between(rounds, floor - std, floor + std, color="grey", alpha=0.15, lw=0)
+        ax.plot(rounds, [m["target_mmd2"] for m in metrics], color="green", lw=1, ls="--",
+                label=f"target (--target {target_spec})")
     ax.set_xlabel("round")
     ax.set_ylabel("MMD² to the real set")
     ax.set_xticks(rounds)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     ax.grid(alpha=0.3)
     out = _png(fig)
     plt.close(fig)
@@ -55,7 +74,7 @@ def _projection_plot(
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
 
-    fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    fig, ax = plt.subplots(figsize=(8.6, 5.0))
     if len(real) >= 2:
         pca = PCA(n_components=2, random_state=0).fit(real)
         r2 = pca.transform(real)
@@ -70,24 +89,24 @@ def _projection_plot(
             for k, label in enumerate(labels):
                 lab = np.array([s.label == label for s in synthetic], dtype=bool)
                 ax.scatter(*s2[lab & acc].T, s=22, marker="x", color=colors(k % 10), label=f"accepted · {label}")
-                ax.scatter(*s2[lab & ~acc].T, s=14, marker=".", color=colors(k % 10), alpha=0.35)
+                ax.scatter(*s2[lab & ~acc].T, s=14, marker=".", color=colors(k % 10), alpha=0.35,
+                           label=f"not accepted · {label}")
         ax.set_xlabel("PC 1 (fitted on real)")
         ax.set_ylabel("PC 2")
-        ax.legend(fontsize=7, markerscale=1.2)
+        ax.legend(fontsize=7, markerscale=1.2, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     out = _png(fig)
     plt.close(fig)
     return out
 
 
-def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    def fmt(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-        return html.escape(str(value))
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;line-height:1.4}
+.scroll{overflow-x:auto;max-width:100%;margin:.5em 0}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}
+th{background:#f3f3f3}th.t,td.t{text-align:left;min-width:8em;max-width:40em;overflow-wrap:anywhere}
+table.kv th{text-align:left}.note{background:#fff4d6;padding:.6em;border-left:4px solid #e0a800}
+.verdict{padding:.4em 1em;border-left:6px solid;margin:1em 0}.verdict.hit{background:#e8f6ec;border-color:#2e9d4f}
+.verdict.miss{background:#fdecea;border-color:#c9362b}.small{font-size:13px;color:#444}
+img{max-width:100%;height:auto}code{background:#f3f3f3;padding:0 .2em}"""
 
 
 def write_report(
@@ -101,8 +120,15 @@ def write_report(
     synthetic: Sequence[SyntheticExample],
     attributes: Sequence[dict[str, Any]] = (),
     examples_per_label: int = 5,
+    real_texts: Sequence[str] = (),
+    seed: int = 0,
 ) -> Path:
     """Write the HTML report atomically.
+
+    The page opens with a verdict (target reached or missed, by how much, in which round, what to try next),
+    then per label: counts, fixed-set MMD² against the same-size noise floor, discriminator AUC, length and
+    distinctive terms of real vs accepted texts; a real-calibrated discriminator AUC; what generated the data
+    and what it cost; divergence per round; a 2-D projection; accepted and not accepted samples.
 
     Args:
         path: destination ``.html``.
@@ -112,7 +138,9 @@ def write_report(
         synthetic_embeddings: (m, d) embeddings aligned with ``synthetic``.
         synthetic: the pool (accepted flags set).
         attributes: attribute summaries (``attributes.jsonl`` rows).
-        examples_per_label: accepted texts shown per label.
+        examples_per_label: accepted (and as many not accepted) texts shown per label.
+        real_texts: n texts aligned with ``real_embeddings`` (lengths and distinctive terms; omitted when empty).
+        seed: seed of the discriminators' folds and subsets.
 
     Returns:
         ``path``.
@@ -126,58 +154,83 @@ def write_report(
     banner = ""
     if backend.get("note"):
         banner = f'<p class="note">Synthetic data {html.escape(str(backend.get("note")))}.</p>'
-    usage = summary.get("usage", {})
-    maker = [{
-        "backend": backend.get("name"), "kind": backend.get("kind"), "model": backend.get("model"),
-        "GGUF sha256": (backend.get("gguf_sha256") or "")[:16] or None, "prompts": backend.get("prompt_style"),
-        "summariser": backend.get("summarizer"), "LM calls": usage.get("llm_calls"),
-        "tokens in / out": f"{usage.get('tokens_in', 0)} / {usage.get('tokens_out', 0)}",
-    }]
-    per_label = [{"label": label, "generated": n, "accepted": summary.get("labels", {}).get(label, 0)}
-                 for label, n in sorted((summary.get("generated_per_label") or {}).items())]
+    acc = np.array([s.accepted for s in synthetic], dtype=bool)
+    accepted_emb = synthetic_embeddings[acc] if len(synthetic) else synthetic_embeddings
+    labels = label_rows(
+        real_embeddings=real_embeddings, real_labels=real_labels, real_texts=real_texts,
+        synthetic_embeddings=synthetic_embeddings, synthetic=synthetic, bandwidth=summary.get("bandwidth"), seed=seed,
+    )
+    auc = fidelity(real_embeddings, accepted_emb, synthetic_embeddings, seed=seed)
+    last = metrics[-1] if metrics else {}
+    headline = [
+        ("MMD² accepted set → real (fixed-set estimator)", summary.get("final_mmd2")),
+        ("target MMD²", summary.get("target_mmd2")),
+        (SAME_SIZE_FLOOR, summary.get("noise_floor_same_size")),
+        (REAL_FLOOR, summary.get("noise_floor")),
+        ("discriminator AUC, real vs accepted (0.5 = indistinguishable)", auc[0]["discriminator AUC"]),
+        ("discriminator AUC, real vs real (the calibration)", auc[2]["discriminator AUC"]),
+        ("label filter rejected (last round)", last.get("filtered")),
+        ("stop reason", summary.get("stop_reason")), ("rounds", summary.get("rounds")),
+        ("generated / accepted", f"{summary.get('generated')} / {summary.get('accepted')}"),
+        ("selection", summary.get("selection")), ("accept fraction", summary.get("accept_fraction")),
+        ("wall seconds", summary.get("wall_seconds")),
+    ]
     cols = [
         "round", "generated", "accepted", "mmd2_accepted", "noise_floor_same_size", "target_mmd2", "mmd2_pool",
-        "mmd2_accepted_heldout", "mmd2_accepted_u", "sinkhorn_accepted",
+        "mmd2_accepted_heldout", "mmd2_accepted_u", "sinkhorn_accepted", "filtered",
     ]
     cols = [c for c in cols if any(c in m for m in metrics)]
-    samples_html = []
-    for label in sorted({s.label for s in synthetic}):
-        shown = sorted((s for s in synthetic if s.accepted and s.label == label), key=lambda s: -s.weight)
-        items = "".join(f"<li>{html.escape(s.text)} <small>(w={s.weight:.3g})</small></li>" for s in shown[:examples_per_label])
-        samples_html.append(f"<h3>{html.escape(label)}</h3><ul>{items}</ul>")
     attr_rows = [
         {"round": a.get("round"), "label": a.get("label"), "tone": a.get("tone"), "topic": a.get("topic"),
          "length": a.get("length"), "style": a.get("style")}
         for a in attributes
     ]
-    keys = ["stop_reason", "rounds", "generated", "accepted", "final_mmd2", "noise_floor", "target", "selection",
-            "embedding_model", "wall_seconds"]
+    attr_html = ("<h2>Attribute summaries</h2>" + table(attr_rows, ["round", "label", "tone", "topic", "length", "style"],
+                 left=["tone", "topic", "length", "style"])) if attr_rows else ""
+    bw = summary.get("bandwidth")
+    bw_text = f"{bw:.3g}" if isinstance(bw, (int, float)) else "?"
     page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>synalign run report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
-th{{background:#f3f3f3}}.note{{background:#fff4d6;padding:.6em;border-left:4px solid #e0a800}}
-img{{max-width:100%}}</style></head><body>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>synalign run report</title><style>{_CSS}</style></head><body>
 <h1>synalign run report</h1>
 {banner}
-{_table([{k: summary.get(k) for k in keys}], keys)}
+{verdict(metrics, summary)}
+{kv_table(headline)}
+<h2>Per label</h2>
+<p class="small">Real vs accepted synthetic, per label. MMD² is the fixed-set estimator
+(<code>synalign.divergence.mmd2_fixed_set</code>, RBF σ = {bw_text}, the run's bandwidth) of the label's accepted
+set to the label's real examples; "same-size floor" is what a random real subset of that size scores against the
+rest of that label's real examples; "discriminator AUC" tells the label's accepted set from its real examples (see
+below). "share not accepted" = (generated − accepted) / generated. Below: mean length in words and distinctive
+terms, the words most over-represented on one side (log ratio of smoothed word frequencies, stop words
+removed).</p>
+<div id="per-label">{table(labels, LABEL_COLUMNS, left=["label"])}
+{table(labels, TEXT_COLUMNS, left=["label", "terms real", "terms synthetic"])}</div>
+<h2>Fidelity: a discriminator calibrated on real data</h2>
+<p class="small">Cross-validated ROC AUC of a logistic regression telling the two sets apart on their embeddings
+(<code>synalign.compare.discriminator_auc</code>, balanced by subsampling). 0.5 means indistinguishable, 1 separable;
+two random halves of the real set show what indistinguishable looks like here. Unlike MMD² it is bounded and needs
+no bandwidth.</p>
+{table(auc, ["sets", "rows per side", "discriminator AUC"], left=["sets"])}
 <h2>What generated the data</h2>
-{_table(maker, list(maker[0]))}
-{_table(per_label, ["label", "generated", "accepted"]) if per_label else ""}
+{maker_section(summary)}
 <h2>Divergence per round</h2>
-<p>MMD² (RBF kernel, bandwidth σ = {summary.get("bandwidth", float("nan")):.3g}) between the distribution the synthetic
-set defines and the real data (unbiased in the real sample). The same-size noise floor is what a random subset of the real
-set, as large as the accepted set, scores; the run's real-vs-real noise floor (two random halves) is
-{summary.get("noise_floor", float("nan")):.3g}.</p>
-<img alt="MMD² per round" src="data:image/png;base64,{_divergence_plot(metrics)}">
-{_table(metrics, cols)}
+<p class="small">MMD² (RBF kernel, bandwidth σ = {bw_text}) between the distribution the synthetic set defines and
+the real data. The grey line is the {SAME_SIZE_FLOOR} (band: ± one std over 5 draws); a relative
+<code>--target</code> is a multiple of it. The {REAL_FLOOR} is {_fmt_float(summary.get("noise_floor"))}, shown in
+the table above, not plotted.</p>
+<img alt="MMD² per round" src="data:image/png;base64,{_divergence_plot(metrics, target_flag(summary.get("target")))}">
+{table(metrics, cols)}
 <h2>Real vs synthetic (PCA of embeddings)</h2>
 <img alt="2-D projection" src="data:image/png;base64,{_projection_plot(real_embeddings, real_labels, synthetic_embeddings, synthetic)}">
-<h2>Highest-weight accepted samples</h2>
-{"".join(samples_html)}
-<h2>Attribute summaries</h2>
-{_table(attr_rows, ["round", "label", "tone", "topic", "length", "style"])}
+<h2>Samples per label</h2>
+{samples_section(synthetic, metrics, examples_per_label)}
+{attr_html}
 </body></html>
 """
     atomic_write_text(path, page)
     return path
+
+
+def _fmt_float(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "not recorded"

@@ -37,6 +37,7 @@ RUN_FILES = (
     "summary.json",
     "usage.json",
     "report.html",
+    "README.md",
     "llm_trace.jsonl",
 )
 """Every file a run writes into its directory (what ``--overwrite`` may delete)."""

@@ -49,7 +49,7 @@ from synalign.graphs.usage import record_usage, total_usage
 from synalign.offline import OFFLINE_RUN_NOTE
 from synalign.records import SyntheticExample
 
-__all__ = ["run", "make_context", "prepare_run_dir", "RunResult", "DiskFullError", "THREAD_ID", "CONFIG_FILE"]
+__all__ = ["run", "make_context", "write_outputs", "prepare_run_dir", "RunResult", "DiskFullError", "THREAD_ID", "CONFIG_FILE"]
 
 _log = logging.getLogger("synalign.graphs")
 
@@ -100,6 +100,10 @@ def make_context(
     from synalign.selection import check_strategy
 
     check_strategy(config.selection)  # unknown strategy → InputError before any work
+    if backend is None and config.backend_kind != "eda":
+        from synalign.agents.backend import require_llm_extra
+
+        require_llm_extra(f"--llm {config.llm}")  # a missing extra → InputError before any work
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
     for note in validate_for_run(dataset, cluster_size=config.cluster_size):
         _log.warning("note: %s", note)  # a few-shot label: its clusters shrink to its size
@@ -133,8 +137,16 @@ def make_context(
     )
 
 
-def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> RunResult:
+def _write_outputs(
+    ctx: SynAlignContext, state: dict[str, Any], wall: float, *, extra: dict[str, Any] | None = None
+) -> RunResult:
+    """Write a finished run's outputs from its final state (``synalign align`` writes its own through this too).
+
+    ``extra`` adds keys to ``summary.json``; ``attributes.jsonl`` is written only when the state has
+    ``summaries``; a backend's ``info["note"]`` replaces the default note (terms of an LLM, the EDA note).
+    """
     from synalign.fileio import atomic_write_text, write_examples
+    from synalign.graphs.datacard import write_datacard
     from synalign.graphs.report import write_report
 
     out = ctx.run_dir
@@ -154,14 +166,18 @@ def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> 
         "metrics.json": out / "metrics.json",
         "summary.json": out / "summary.json",
         "report.html": out / "report.html",
+        "README.md": out / "README.md",
     }
     write_examples(accepted, outputs["synthetic.jsonl"])
     write_examples(accepted, outputs["synthetic.parquet"])
     write_examples(pool, outputs["pool.parquet"])
-    atomic_write_text(
-        outputs["attributes.jsonl"],
-        "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in state.get("summaries", [])),
-    )
+    if "summaries" in state:
+        atomic_write_text(
+            outputs["attributes.jsonl"],
+            "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in state.get("summaries", [])),
+        )
+    else:
+        del outputs["attributes.jsonl"]
     atomic_write_text(outputs["metrics.json"], json.dumps(metrics, indent=2) + "\n")
     backend = ctx.backend
     usage, processes = total_usage(out)
@@ -185,13 +201,15 @@ def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> 
             "name": backend.name,
             "is_llm": backend.is_llm,
             **backend.info,
-            "note": backend.info.get("terms") if backend.is_llm else OFFLINE_RUN_NOTE,
+            "note": backend.info.get("note") or (backend.info.get("terms") if backend.is_llm else OFFLINE_RUN_NOTE),
         },
         "usage": usage,
         "usage_processes": processes,
         "dropped": state.get("dropped", {}),
         "embedding_model": ctx.embedder.model_id,
         "wall_seconds": round(wall, 2),
+        "accept_fraction": ctx.config.accept_fraction,
+        **(extra or {}),
     }
     syn_emb = ctx.embedder.encode([s.text for s in pool]) if pool else np.zeros((0, ctx.real_embeddings.shape[1]))
     write_report(
@@ -203,10 +221,16 @@ def _write_outputs(ctx: SynAlignContext, state: dict[str, Any], wall: float) -> 
         synthetic_embeddings=syn_emb,
         synthetic=pool,
         attributes=state.get("summaries", []),
+        real_texts=[r.text for r in ctx.real],
+        seed=ctx.config.seed,
     )
+    write_datacard(outputs["README.md"], config=ctx.config, real=ctx.real, summary=summary, metrics=metrics)
     # summary.json last: its presence marks a run whose outputs are complete
     atomic_write_text(outputs["summary.json"], json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return RunResult(run_dir=out, accepted=accepted, pool=pool, metrics=metrics, summary=summary, outputs=outputs)
+
+
+write_outputs = _write_outputs
 
 
 def run(

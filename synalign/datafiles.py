@@ -10,8 +10,8 @@ Input formats (one labelled text per row, field names configurable):
 * Parquet (``.parquet``): read with pyarrow; a "line" there is the 1-based row number.
 
 A dataset is either one file (train split only) or a directory with ``train.{jsonl,csv,parquet}`` and an
-optional ``test.*`` (a ``dev.*`` split is ignored). :func:`validate_for_run` checks that a dataset can feed
-a SynAlign run.
+optional ``test.*``. A ``validation.*`` / ``dev.*`` split is not read (:func:`unused_splits` names it and
+:func:`validate_for_run` notes it). :func:`validate_for_run` checks that a dataset can feed a SynAlign run.
 
 Every problem with user input raises :class:`synalign.errors.InputError` with a one-line message such as
 ``"data/train.jsonl:17: malformed JSON (Expecting ',' delimiter at column 12)"``.
@@ -34,10 +34,14 @@ from synalign.errors import InputError
 from synalign.filecheck import COMPRESSED_SUFFIXES, check_not_compressed
 from synalign.records import RealExample
 
-__all__ = ["SUPPORTED_SUFFIXES", "Dataset", "load_dataset", "load_examples", "validate_for_run"]
+__all__ = ["SUPPORTED_SUFFIXES", "UNUSED_SPLITS", "Dataset", "load_dataset", "load_examples", "unused_splits",
+           "validate_for_run"]
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".jsonl", ".csv", ".parquet")
 """File types :func:`load_examples` reads (by suffix, case-insensitive)."""
+
+UNUSED_SPLITS: tuple[str, ...] = ("validation", "valid", "val", "dev")
+"""Split names of a dataset directory that a run does not read (it reads ``train`` and ``test`` only)."""
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -147,7 +151,7 @@ def load_dataset(path: Path | str, *, text_field: str = "text", label_field: str
     """Read a dataset: one file (train split only) or a directory with ``train.*`` and optional ``test.*``.
 
     A directory must hold exactly one ``train.{jsonl,csv,parquet}``; ``test.*`` is optional and
-    ``dev.*`` (or anything else) is ignored.
+    ``validation.*`` / ``dev.*`` (or anything else) is not read (see :func:`unused_splits`).
 
     Raises:
         InputError: see :func:`load_examples`; also a directory without a train split, or with two train
@@ -170,6 +174,28 @@ def load_dataset(path: Path | str, *, text_field: str = "text", label_field: str
         else None
     )
     return Dataset(train=train, test=test, path=path, train_path=train_path, test_path=test_path)
+
+
+def unused_splits(path: Path | str) -> list[Path]:
+    """The ``validation`` / ``dev`` split files (:data:`UNUSED_SPLITS`) of a dataset directory, which a run
+    does not read.
+
+    Args:
+        path: the ``--data`` path (a file has no other splits).
+
+    Returns:
+        The files, sorted by name; empty for a file or a directory without such a split.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return [
+        child
+        for child in sorted(path.iterdir())
+        if child.is_file()
+        and child.stem.lower() in UNUSED_SPLITS
+        and child.suffix.lower() in SUPPORTED_SUFFIXES
+    ]
 
 
 def _expected_names(split: str) -> str:
@@ -369,7 +395,8 @@ def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
 
     Returns:
         notes for the user (one line each), e.g. ``"FILE: label 'abbr' has 3 examples, fewer than
-        --cluster-size 8: its clusters hold 3"``; empty when every label fills a cluster.
+        --cluster-size 8: its clusters hold 3"``, and one per ``validation`` / ``dev`` split file of a dataset
+        directory (not used by the run); empty when every label fills a cluster and there is no such file.
 
     Raises:
         InputError: no examples, or fewer than two labels ("only one label 'x' in FILE; need at least two").
@@ -381,11 +408,16 @@ def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
             raise InputError(f"{where} has no examples")
         (label,) = groups
         raise InputError(f"only one label {label!r} in {where}; need at least two")
+    notes = [
+        f"{split}: the {split.stem} split is not used by the run "
+        "(it reads train, and test for the held-out check)"
+        for split in unused_splits(dataset.path)
+    ]
     small = [(label, len(members)) for label, members in groups.items() if len(members) < cluster_size]
     if not small:
-        return []
+        return notes
     listed = ", ".join(f"{label!r} has {count}" for label, count in small)
-    return [
+    return notes + [
         (
             f"{where}: few examples for --cluster-size {cluster_size}: {listed}; "
             f"{'its' if len(small) == 1 else 'their'} clusters use all {'its' if len(small) == 1 else 'their'} "

@@ -162,3 +162,35 @@ def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "missing.jsonl" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [(["run", "--out", "o", "--rounds", "abc"], "--rounds"), (["run", "--out", "o", "--bogus"], "--bogus"),
+     (["frobnicate"], "frobnicate")],
+)
+def test_usage_errors_are_one_line_too(args: list[str], fragment: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "synalign.app", *args], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("synalign: error: ") and fragment in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_version_and_run_help_grouped_from_the_config() -> None:
+    from synalign import __version__
+    from synalign.app.options import flag
+    from synalign.config import RunConfig
+
+    version = CliRunner().invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.strip() == f"synalign {__version__}"
+    result = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = result.output
+    sections = [text.index(f"─ {name} ") for name in ("Data", "Generation", "Alignment", "LLM", "Output")]
+    assert sections == sorted(sections)  # data first, output last
+    for name, field in RunConfig.model_fields.items():  # every field is an option, its description its help
+        assert flag(name) in text, name
+        assert (field.description or "")[:25] in text, name
+    assert "(default: filter)" in text and "(default: 4)" in text and "Examples:" in text

@@ -128,6 +128,20 @@ def test_resolve_pool_paths_accepts_dirs_globs_and_lists(setup: dict[str, Path])
         resolve_pool_paths(str(base / "missing.jsonl"))
 
 
+def test_a_synalign_run_directory_is_a_pool(setup: dict[str, Path], tmp_path: Path) -> None:
+    from synalign.config import RunConfig
+    from synalign.graphs import run
+
+    out = tmp_path / "run-a"
+    result = run(RunConfig(data=setup["data"], out=out, llm="eda", clusters_per_label=1, cluster_size=4,
+                           samples_per_cluster=6, max_rounds=1))
+    assert resolve_pool_paths(str(out)) == [out / "pool.parquet"]
+    pool = load_pool(resolve_pool_paths(str(out)), ["negative", "positive"])
+    distinct = {(s.text, s.label) for s in result.pool}
+    assert len(pool) == len(distinct) > len(result.accepted) > 0  # the whole pool, not only the accepted set
+    assert set(pool.sources) == {"run-a"}
+
+
 def test_few_shot_split_is_stratified_disjoint_and_seeded() -> None:
     labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 20
     s0 = few_shot_split(labels, 8, 40, seed=0)

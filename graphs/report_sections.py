@@ -1,0 +1,320 @@
+"""Sections of the HTML run report (:mod:`synalign.graphs.report`): the verdict, the per-label table, the
+calibrated discriminator, what generated the data, and samples. Each returns an HTML fragment.
+
+Nothing here re-derives what a run recorded: the verdict reads ``metrics.json`` rows and ``summary.json``;
+per-label MMD² is :func:`synalign.divergence.mmd2_fixed_set` with the run's bandwidth; the discriminator is
+:func:`synalign.compare.discriminator_auc`, the figure ``synalign compare`` prints.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from synalign.records import SyntheticExample
+
+__all__ = [
+    "LABEL_COLUMNS",
+    "TEXT_COLUMNS",
+    "fidelity",
+    "kv_table",
+    "label_rows",
+    "maker_section",
+    "samples_section",
+    "scroll",
+    "table",
+    "target_flag",
+    "verdict",
+]
+
+LABEL_COLUMNS = ("label", "real", "generated", "accepted", "share not accepted", "MMD² accepted", "same-size floor",
+                 "× floor", "discriminator AUC")
+"""Columns of the per-label divergence table (rows of :func:`label_rows`)."""
+TEXT_COLUMNS = ("label", "words real", "words accepted", "terms real", "terms synthetic")
+"""Columns of the per-label text table (rows of :func:`label_rows`)."""
+SAME_SIZE_FLOOR = "same-size noise floor (random real subset as large as the accepted set)"
+REAL_FLOOR = "real-vs-real noise floor (two halves)"
+_STOPS = {
+    "target": "the target was reached",
+    "max_rounds": "the round budget (--rounds) was spent",
+    "max_samples": "the sample budget (--max-samples) was spent",
+    "single_pass": "the given pool was aligned once (synalign align generates nothing)",
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    return html.escape("" if value is None else str(value))
+
+
+def scroll(fragment: str) -> str:
+    """Wrap ``fragment`` (a table) in a box that scrolls sideways instead of widening the page."""
+    return f'<div class="scroll">{fragment}</div>'
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str], *, left: Sequence[str] = ()) -> str:
+    """An HTML table of ``rows`` (dicts) with ``columns`` as header, in a scroll box; ``left`` columns are
+    left-aligned text that wraps."""
+    head = "".join(f'<th{" class=t" if c in left else ""}>{html.escape(c)}</th>' for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f'<td{" class=t" if c in left else ""}>{_fmt(r.get(c))}</td>' for c in columns) + "</tr>"
+        for r in rows
+    )
+    return scroll(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def kv_table(pairs: Sequence[tuple[str, Any]]) -> str:
+    """A two-column (name, value) table, for a record too wide to lay out as one row."""
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td class=t>{_fmt(v)}</td></tr>" for k, v in pairs)
+    return scroll(f'<table class="kv"><tbody>{body}</tbody></table>')
+
+
+def _code(text: str) -> str:
+    return f"<code>{html.escape(text)}</code>"
+
+
+def target_flag(target: Any) -> str:
+    """The ``--target`` value of a summary's ``target`` (``"1.5x noise floor"`` → ``1.5x``, ``"MMD² ≤ 0.002"``
+    → ``0.002``)."""
+    text = str(target or "")
+    if text.endswith("x noise floor"):
+        return text.removesuffix(" noise floor")
+    return text.split("≤")[-1].strip()
+
+
+def verdict(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """The top of the report: target reached or missed, by how much, in which round, and what to try next."""
+    if not metrics:
+        return '<div class="verdict miss"><p><b>No round finished</b>: there is nothing to judge.</p></div>'
+    last = metrics[-1]
+    final, target = float(last["mmd2_accepted"]), float(last["target_mmd2"])
+    floor = float(last.get("noise_floor_same_size") or float("nan"))
+    reached = final <= target
+    first_hit = next((m["round"] for m in metrics if m["mmd2_accepted"] <= m["target_mmd2"]), None)
+    best = min(metrics, key=lambda m: m["mmd2_accepted"])
+    align_only = summary.get("command") == "align"
+    spec = target_flag(summary.get("target"))
+    target_text = f"{_fmt(target)} (<code>--target {html.escape(spec)}</code>"
+    target_text += f": {spec[:-1]} × the {SAME_SIZE_FLOOR}, {_fmt(floor)})" if spec.endswith("x") else ")"
+    ratio = f"{final / target:.2f}×" if target > 0 else "∞×"
+    where = "" if align_only else f" in round {first_hit} of {len(metrics)}"
+    if reached:
+        head = (f"<b>Target reached</b>{where}: the accepted set's MMD² to the real data is {_fmt(final)}, "
+                f"{ratio} the target {target_text}.")
+    else:
+        done = "after aligning the pool" if align_only else f"after {len(metrics)} round(s)"
+        head = (f"<b>Target missed</b> {done}: the accepted set's MMD² to the real data is {_fmt(final)}, "
+                f"{ratio} the target {target_text}.")
+        if not align_only and best["round"] != last["round"]:
+            head += f" The closest round was {best['round']} ({_fmt(float(best['mmd2_accepted']))})."
+    stop = _STOPS.get(str(summary.get("stop_reason")), str(summary.get("stop_reason")))
+    lines = [head, f"{'It' if align_only else 'The loop'} stopped because {stop}."]
+    if floor == floor and floor > 0:
+        lines.append(f"A random real subset of the same size scores {_fmt(floor)}: the accepted set is "
+                     f"{final / floor:.2f}× as far from the real data as real data of its size.")
+    tips = _next_steps(metrics, summary, reached=reached, align_only=align_only, floor=floor)
+    items = "".join(f"<li>{t}</li>" for t in tips)
+    cls = "hit" if reached else "miss"
+    return f'<div class="verdict {cls}" id="verdict"><p>{" ".join(lines)}</p><p>What to try next:</p><ul>{items}</ul></div>'
+
+
+def _next_steps(
+    metrics: list[dict[str, Any]], summary: dict[str, Any], *, reached: bool, align_only: bool, floor: float
+) -> list[str]:
+    final = float(metrics[-1]["mmd2_accepted"])
+    selection = str(summary.get("selection") or "filter")
+    tips = []
+    if reached:
+        tips.append("MMD² is a diagnostic, not the goal: check downstream accuracy on real test data with "
+                    f"{_code('synalign eval')} before training on this set.")
+        tips.append(f"For a closer set ask for more: a tighter {_code('--target')} (e.g. {_code('--target 1x')} "
+                    "is as close as real data of the same size).")
+        return tips
+    if align_only:
+        tips.append("A larger or more varied pool: selection can only keep what the pool contains.")
+    elif summary.get("stop_reason") == "max_samples":
+        tips.append(f"A larger sample budget ({_code('--max-samples')}) or more rounds.")
+    else:
+        values = [float(m["mmd2_accepted"]) for m in metrics]
+        falling = len(values) >= 2 and values[-1] < 0.95 * max(values[-3:-1] or values[:1])
+        more = _code(f"--rounds {len(metrics) + max(2, len(metrics) // 2)}")
+        if falling:
+            tips.append(f"More rounds (a new run with {more}): MMD² was still falling "
+                        f"({_fmt(values[0])} → {_fmt(values[-1])}).")
+        else:
+            tips.append(f"More rounds ({more}) are unlikely to help on their own: MMD² did not fall over the "
+                        "last rounds.")
+    pool = metrics[-1].get("mmd2_pool")
+    if isinstance(pool, float) and pool < final:
+        tips.append(f"Keep more of the pool: the whole pool (MMD² {_fmt(pool)}) is closer to the real data than the "
+                    f"accepted set; a larger {_code('--accept-fraction')} (now {summary.get('accept_fraction', '?')}) "
+                    "keeps more of it.")
+    other = "herding" if not selection.endswith("herding") else "filter"
+    why = ("kernel herding picks the samples that match the real distribution most closely, the lowest MMD² by "
+           "design, though it lost accuracy to random selection in evals/RESULTS.md" if other == "herding"
+           else "the label-consistency filter + random selection, the default chosen by downstream accuracy")
+    tips.append(f"Another selection strategy: {_code('--selection ' + other)} ({why}); "
+                f"this run used {_code('--selection ' + selection)}.")
+    if floor == floor and floor > 0:
+        needed = math.ceil(final / floor * 10) / 10
+        tips.append(f"A looser target: {_code(f'--target {needed:g}x')} is what this accepted set meets "
+                    f"(its MMD² is {final / floor:.2f}× the same-size noise floor).")
+    return tips
+
+
+def _distinctive(a: Counter[str], b: Counter[str], k: int) -> list[str]:
+    """Words most over-represented in ``a`` relative to ``b`` (add-one smoothed log frequency ratio; a word
+    must occur at least twice in ``a``)."""
+    na, nb, vocab = sum(a.values()), sum(b.values()), len(set(a) | set(b)) or 1
+    scored = [
+        (math.log((c + 1) / (na + vocab)) - math.log((b.get(w, 0) + 1) / (nb + vocab)), w)
+        for w, c in a.items() if c >= 2
+    ]
+    return [w for score, w in sorted(scored, key=lambda t: (-t[0], t[1]))[:k] if score > 0]
+
+
+def _words(texts: Sequence[str]) -> Counter[str]:
+    from synalign.wordlists import STOP_WORDS, lower_words
+
+    return Counter(w for t in texts for w in lower_words(t) if w not in STOP_WORDS and len(w) > 1)
+
+
+def _mean_words(texts: Sequence[str]) -> float:
+    from synalign.wordlists import lower_words
+
+    return float(np.mean([len(lower_words(t)) for t in texts])) if texts else float("nan")
+
+
+def _safe(fn: Any, *args: Any, **kwargs: Any) -> float:
+    from synalign.errors import InputError
+
+    try:
+        return float(fn(*args, **kwargs))
+    except InputError:  # too few rows on a side
+        return float("nan")
+
+
+def label_rows(
+    *,
+    real_embeddings: np.ndarray,
+    real_labels: Sequence[str],
+    real_texts: Sequence[str],
+    synthetic_embeddings: np.ndarray,
+    synthetic: Sequence[SyntheticExample],
+    bandwidth: float | None,
+    seed: int = 0,
+    terms: int = 8,
+) -> list[dict[str, Any]]:
+    """One row per label: counts, fixed-set MMD² of the accepted set (and its same-size floor), discriminator
+    AUC, mean length in words and distinctive terms, real vs accepted."""
+    from synalign.compare import discriminator_auc
+    from synalign.divergence import fixed_set_noise_floor, median_bandwidth, mmd2_fixed_set
+
+    real_lab = np.asarray(real_labels, dtype=object)
+    syn_lab = np.asarray([s.label for s in synthetic], dtype=object)
+    acc = np.asarray([s.accepted for s in synthetic], dtype=bool)
+    if bandwidth is None and len(real_embeddings) >= 2:
+        bandwidth = float(median_bandwidth(real_embeddings, seed=seed))
+    rows = []
+    for label in sorted(set(real_lab.tolist()) | set(syn_lab.tolist())):
+        r_idx, s_mask = np.flatnonzero(real_lab == label), syn_lab == label
+        xr, xa = real_embeddings[r_idx], synthetic_embeddings[s_mask & acc]
+        r_texts = [real_texts[i] for i in r_idx] if len(real_texts) == len(real_lab) else []
+        a_texts = [s.text for s, keep in zip(synthetic, s_mask & acc) if keep]
+        generated = int(s_mask.sum())
+        mmd = _safe(mmd2_fixed_set, xa, xr, bandwidth) if len(xa) else float("nan")
+        floor = float("nan")
+        if len(xa) and len(xr) >= 4:
+            floor = fixed_set_noise_floor(xr, len(xa), bandwidth, seed=seed)[0]
+        real_words, acc_words = _words(r_texts), _words(a_texts)
+        rows.append({
+            "label": label,
+            "real": len(r_idx),
+            "generated": generated,
+            "accepted": len(xa),
+            "share not accepted": (generated - len(xa)) / generated if generated else float("nan"),
+            "MMD² accepted": mmd,
+            "same-size floor": floor,
+            "× floor": mmd / floor if floor == floor and floor > 0 else float("nan"),
+            "discriminator AUC": _safe(discriminator_auc, xr, xa, seed=seed) if len(xa) >= 2 else float("nan"),
+            "words real": _mean_words(r_texts),
+            "words accepted": _mean_words(a_texts),
+            "terms real": ", ".join(_distinctive(real_words, acc_words, terms)) if r_texts else "(texts not given)",
+            "terms synthetic": ", ".join(_distinctive(acc_words, real_words, terms)) if r_texts else "",
+        })
+    return rows
+
+
+def fidelity(real_embeddings: np.ndarray, accepted_embeddings: np.ndarray, pool_embeddings: np.ndarray,
+             *, seed: int = 0) -> list[dict[str, Any]]:
+    """Discriminator AUC (logistic regression, cross-validated; :func:`synalign.compare.discriminator_auc`):
+    real vs the accepted set, real vs the whole pool, and two random halves of the real set (the calibration:
+    what indistinguishable sets score, ≈ 0.5)."""
+    from synalign.compare import discriminator_auc
+
+    rng = np.random.default_rng(seed)
+    half = rng.permutation(len(real_embeddings))
+    mid = len(real_embeddings) // 2
+    rows = [
+        ("real vs accepted synthetic", real_embeddings, accepted_embeddings),
+        ("real vs whole synthetic pool", real_embeddings, pool_embeddings),
+        ("real vs real (two random halves): the calibration", real_embeddings[half[:mid]], real_embeddings[half[mid:]]),
+    ]
+    return [
+        {"sets": name, "rows per side": min(len(a), len(b)),
+         "discriminator AUC": _safe(discriminator_auc, a, b, seed=seed) if min(len(a), len(b)) >= 2 else float("nan")}
+        for name, a, b in rows
+    ]
+
+
+def maker_section(summary: dict[str, Any]) -> str:
+    """Which backend and model produced the data, and what it cost: LM calls, tokens, cost, cache hit rate."""
+    backend, usage = summary.get("backend") or {}, summary.get("usage") or {}
+    rate = usage.get("cache_hit_rate")
+    cost = usage.get("cost_usd")
+    pairs = [
+        ("backend", backend.get("name")), ("kind", backend.get("kind")), ("model", backend.get("model")),
+        ("GGUF sha256", (backend.get("gguf_sha256") or "")[:16] or None), ("prompt style", backend.get("prompt_style")),
+        ("summariser", backend.get("summarizer")), ("source", backend.get("source")),
+        ("LM calls", usage.get("llm_calls", 0)),
+        ("failed attempts / retries", f"{usage.get('failures', 0)} / {usage.get('retries', 0)}"),
+        ("tokens in / out", f"{usage.get('tokens_in', 0)} / {usage.get('tokens_out', 0)}"),
+        ("cost", "none (no language model calls)" if not usage.get("llm_calls")
+         else f"${cost:.4f}" if isinstance(cost, (int, float)) else "not priced (set SYNALIGN_LLM_PRICES)"),
+        ("response cache hit rate", f"{rate:.0%} ({usage.get('cache_hits', 0)} hits)" if rate is not None
+         else "no cache lookups"),
+        ("embedding model", summary.get("embedding_model")),
+    ]
+    return kv_table([(k, v) for k, v in pairs if v not in (None, "")])
+
+
+def samples_section(synthetic: Sequence[SyntheticExample], metrics: list[dict[str, Any]], per_label: int) -> str:
+    """Per label, the highest-weight accepted samples and the lowest-weight samples not accepted, each with its
+    KMM weight and what happened to it."""
+    filtered = metrics[-1].get("filtered") if metrics else None
+    if filtered:
+        note = (f"In the last round the label-consistency filter rejected {filtered} sample(s) (a classifier "
+                "fitted on the real set assigned them to another label) and the selection strategy did not pick "
+                "the others; which sample was rejected for which reason is not recorded, so each shows "
+                "\"not accepted\".")
+    else:
+        note = "No sample was rejected by the label filter in the last round: every sample not accepted was not selected."
+    parts = [f'<p class="small">{html.escape(note)}</p>']
+    reason = "not accepted" if filtered else "not selected"
+    for label in sorted({s.label for s in synthetic}):
+        mine = [s for s in synthetic if s.label == label]
+        kept = sorted((s for s in mine if s.accepted), key=lambda s: -s.weight)[:per_label]
+        dropped = sorted((s for s in mine if not s.accepted), key=lambda s: s.weight)[:per_label]
+        rows = [{"outcome": "accepted", "weight": s.weight, "round": s.round, "text": s.text} for s in kept]
+        rows += [{"outcome": reason, "weight": s.weight, "round": s.round, "text": s.text} for s in dropped]
+        parts.append(f"<h3>{html.escape(label)}</h3>"
+                     + table(rows, ["outcome", "weight", "round", "text"], left=["outcome", "text"]))
+    return "".join(parts)
