@@ -7,6 +7,10 @@ commands, so ``synalign --help`` answers fast.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn, Optional
 
@@ -24,7 +28,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+@contextlib.contextmanager
+def _captured(buffer: io.StringIO) -> Iterator[None]:
+    """stdout and stderr into ``buffer``; what was captured is written to stderr if the block fails unexpectedly."""
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield
+    except (InputError, SynalignError):
+        raise
+    except BaseException:
+        sys.stderr.write(buffer.getvalue())
+        raise
+
+
 def optimize(
+    ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Real data: JSONL/CSV/Parquet file or a directory with a train split."),
     llm: Optional[str] = typer.Option(None, "--llm", help=field_help("llm")),
     base_url: Optional[str] = typer.Option(None, "--base-url", help=field_help("base_url")),
@@ -55,16 +73,18 @@ def optimize(
 
     from synalign.evals.optimize import optimize as run_optimize
 
-    if not typer.get_current_context().find_root().params.get("verbose"):
+    verbose = bool(ctx.find_root().params.get("verbose"))
+    if not verbose:
         dspy.disable_logging()  # its optimisers log every step at INFO (the result line below says what matters)
-
+    chatter = io.StringIO()  # DSPy's optimisers print scores and draw tqdm bars they are not told to hide
     try:
-        result = run_optimize(
-            data, out=out, llm=llm, base_url=base_url, api_key_env=api_key_env, optimizer=optimizer,
-            train_size=train, val_size=val, cluster_size=cluster_size, n=n, task=task, temperature=temperature,
-            max_tokens=max_tokens, threads=threads, seed=seed, featurize=metric_embeddings,
-            text_field=text_field, label_field=label_field,
-        )
+        with contextlib.nullcontext() if verbose else _captured(chatter):
+            result = run_optimize(
+                data, out=out, llm=llm, base_url=base_url, api_key_env=api_key_env, optimizer=optimizer,
+                train_size=train, val_size=val, cluster_size=cluster_size, n=n, task=task, temperature=temperature,
+                max_tokens=max_tokens, threads=threads, seed=seed, featurize=metric_embeddings,
+                text_field=text_field, label_field=label_field,
+            )
     except InputError as exc:
         fail(str(exc))
     except SynalignError as exc:

@@ -145,13 +145,15 @@ def test_sigkill_then_resume_from_the_cli_loses_and_duplicates_nothing(small_dat
             db = out / "checkpoints.sqlite"
             if db.exists():
                 conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-                try:
-                    count = conn.execute("select count(*) from checkpoints").fetchone()[0]
+                try:  # the latest checkpoint's step (the saver keeps only the latest two checkpoints)
+                    step = conn.execute(
+                        "select max(json_extract(cast(metadata as text), '$.step')) from checkpoints"
+                    ).fetchone()[0]
                 except sqlite3.OperationalError:  # table not created yet / locked
-                    count = 0
+                    step = None
                 finally:
                     conn.close()
-                if count >= 7:  # inside round 1 or 2: prepare, explore, summarize, generate, align, ...
+                if step is not None and step >= 5:  # inside round 1 or 2: prepare, explore, summarize, ...
                     proc.send_signal(signal.SIGKILL)
                     killed_mid_run = True
                     break
@@ -175,3 +177,18 @@ def test_sigkill_then_resume_from_the_cli_loses_and_duplicates_nothing(small_dat
     assert got == want
     metrics = json.loads((out / "metrics.json").read_text())
     assert [m["generated"] for m in metrics] == [m["generated"] for m in reference.metrics] == [12, 24, 36]
+
+
+def test_the_checkpoint_keeps_only_the_latest_two_and_still_resumes(small_data: Path, tmp_path: Path) -> None:
+    """A finished 3-round run (18 checkpoints written) keeps 2; resuming it needs only the latest."""
+    result = run(_config(small_data, tmp_path / "run"))
+    with sqlite3.connect(tmp_path / "run" / "checkpoints.sqlite") as conn:
+        steps = [json.loads(m)["step"] for (m,) in conn.execute(
+            "select cast(metadata as text) from checkpoints order by checkpoint_id")]
+        orphans = conn.execute(
+            "select count(*) from writes where checkpoint_id not in (select checkpoint_id from checkpoints)"
+        ).fetchone()[0]
+    assert len(steps) == 2 and steps[1] == steps[0] + 1 and steps[1] >= 3 * 4 + 1  # 4 nodes a round + finish
+    assert orphans == 0
+    again = run(RunConfig.model_validate_json((tmp_path / "run" / CONFIG_FILE).read_text()), resume=True)
+    assert [s.id for s in again.accepted] == [s.id for s in result.accepted]

@@ -146,3 +146,30 @@ def test_cli_optimize_and_trace_bad_input_is_one_line_exit_2(tmp_path: Path, dem
         assert result.exit_code == 2, (args, result.output)
         lines = [ln for ln in result.output.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("synalign: error:") and message in lines[0], result.output
+
+
+def test_optimize_output_is_quiet_unless_verbose(tmp_path: Path, demo_rows) -> None:  # noqa: ANN001
+    """The console script as a user runs it: DSPy's optimiser draws tqdm bars and logs at INFO; without
+    --verbose none of that reaches the terminal, only synalign's own lines."""
+    import os
+    import subprocess
+    import sys
+
+    data = _small(tmp_path, demo_rows)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TQDM_", "LITELLM_LOG"))}
+    outputs = {}
+    with OpenAITestServer() as srv:
+        for verbose in ([], ["--verbose"]):
+            out = tmp_path / f"prompts{len(verbose)}.json"
+            proc = subprocess.run(
+                [sys.executable, "-m", "synalign.app", *verbose, "optimize", "--data", str(data), "--llm",
+                 "openai:test-model", "--base-url", srv.url, "--out", str(out), "--train", "4", "--val", "2",
+                 "--cluster-size", "4", "-n", "4", "--metric-embeddings", "tfidf"],
+                capture_output=True, text=True, timeout=600, env=env,
+            )
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            outputs[bool(verbose)] = proc.stdout + proc.stderr
+    assert "it/s]" in outputs[True] or "INFO" in outputs[True]  # the chatter exists ...
+    quiet = outputs[False]
+    assert "it/s]" not in quiet and " INFO " not in quiet and "LiteLLM" not in quiet, quiet[-2000:]  # ... and is off
+    assert "held-out score" in quiet
