@@ -13,7 +13,8 @@ from typing import Any, Optional
 import typer
 
 from synalign.app.commands import fail
-from synalign.app.options import config_error, field_help
+from synalign.app.options import field_help
+from synalign.config import config_error
 from synalign.errors import InputError, SynalignError
 
 __all__ = ["align"]

@@ -19,6 +19,7 @@ import typer
 
 from synalign.app import options as _options
 from synalign.app.commands import fail, register
+from synalign.config import config_error, option_flag
 from synalign.errors import InputError, SynalignError
 
 __all__ = ["app", "main"]
@@ -99,9 +100,9 @@ def _resumed_config(out: Path, given: dict[str, Any]) -> Any:
     try:
         config = RunConfig.model_validate_json(saved.read_text(encoding="utf-8"))
     except (ValidationError, ValueError) as exc:
-        fail(f"--resume: {saved} is not a valid run config ({_options.config_error(exc)})")
+        fail(f"--resume: {saved} is not a valid run config ({config_error(exc)})")
     given = {name: value for name, value in given.items() if name != "out"}
-    refused = [_options.flag(name) for name in given if name not in _options.resume_safe_fields()]
+    refused = [option_flag(name) for name in given if name not in _options.resume_safe_fields()]
     if refused:
         fail(
             f"--resume continues the run as saved in {saved}; it cannot change {', '.join(refused)} "
@@ -110,9 +111,9 @@ def _resumed_config(out: Path, given: dict[str, Any]) -> Any:
     try:
         config = RunConfig.model_validate({**config.model_dump(), "out": out, **given})
     except ValidationError as exc:
-        fail(_options.config_error(exc))
+        fail(config_error(exc))
     if given:
-        applied = ", ".join(_options.flag(name) for name in given)
+        applied = ", ".join(option_flag(name) for name in given)
         typer.echo(f"note: --resume applies {applied}; every other setting comes from {saved}", err=True)
     return config
 
@@ -127,7 +128,7 @@ def _new_config(given: dict[str, Any]) -> Any:
     try:
         return RunConfig(**given)
     except ValidationError as exc:
-        fail(_options.config_error(exc))
+        fail(config_error(exc))
 
 
 def run(ctx: typer.Context, resume: bool = False, overwrite: bool = False, **_fields: Any) -> None:

@@ -19,30 +19,28 @@ from typing import Any, Optional
 import typer
 from pydantic.fields import FieldInfo
 
-from synalign.config import DEFAULT_LLM, RunConfig
-from synalign.errors import first_validation_error
+from synalign.config import DEFAULT_LLM, RunConfig, option_flag
 
-__all__ = ["config_error", "field_help", "flag", "given_fields", "resume_safe_fields", "run_parameters"]
+__all__ = ["field_help", "given_fields", "resume_safe_fields", "run_parameters"]
 
 _REQUIRED_UNLESS_RESUME = ("data",)
 """Required fields a ``--resume`` takes from the saved config instead."""
 
 _GROUPS: dict[str, tuple[str, ...]] = {
     "Data": ("data", "text_field", "label_field", "max_real", "embedding_model", "cache_dir", "device"),
-    "Generation": ("task", "rounds", "clusters_per_label", "cluster_size", "samples_per_cluster", "max_samples",
+    "Generation": ("task", "max_rounds", "clusters_per_label", "cluster_size", "samples_per_cluster", "max_samples",
                    "witness_guided", "length_scale", "seed"),
     "Alignment": ("target", "selection", "accept_fraction"),
     "LLM": ("llm", "item_name", "prompt_style", "base_url", "api_key_env", "temperature", "max_tokens",
             "max_concurrency", "llm_cache", "prompts"),
     "Output": ("out",),
 }
-"""``synalign run --help`` sections (by flag name without ``--``); every RunConfig field is in one."""
+"""``synalign run --help`` sections, by RunConfig field; every field is in one."""
 
 
 def _group(name: str) -> str:
-    key = flag(name).removeprefix("--").replace("-", "_")
     for group, names in _GROUPS.items():
-        if key in names:
+        if name in names:
             return group
     raise KeyError(f"RunConfig field {name!r} has no --help section in synalign.app.options._GROUPS")
 
@@ -50,13 +48,6 @@ def _group(name: str) -> str:
 def _extra(field: FieldInfo) -> dict[str, Any]:
     extra = field.json_schema_extra
     return extra if isinstance(extra, dict) else {}
-
-
-def flag(name: str) -> str:
-    """The command-line flag of RunConfig field ``name`` (``max_rounds`` → ``--rounds``)."""
-    field = RunConfig.model_fields.get(name)
-    custom = _extra(field).get("cli_flag") if field is not None else None
-    return str(custom) if custom else "--" + name.replace("_", "-")
 
 
 def resume_safe_fields() -> frozenset[str]:
@@ -85,7 +76,7 @@ def _default_text(name: str, field: FieldInfo) -> str:
         return ""
     default = field.default
     if isinstance(default, bool):
-        default = flag(name) if default else "--no-" + flag(name).removeprefix("--")
+        default = option_flag(name) if default else "--no-" + option_flag(name).removeprefix("--")
     return f" (default: {default})"
 
 
@@ -104,7 +95,7 @@ def run_parameters() -> list[inspect.Parameter]:
     fields = sorted(RunConfig.model_fields.items(), key=lambda item: order.index(_group(item[0])))
     for name, field in fields:
         kind = _option_type(field.annotation)
-        decl = flag(name)
+        decl = option_flag(name)
         if kind is bool:
             decl = f"{decl}/--no-{decl.removeprefix('--')}"
         help_text = field_help(name)
@@ -125,13 +116,3 @@ def given_fields(ctx: typer.Context) -> dict[str, Any]:
         if ctx.params.get(name) is not None
         and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
     }
-
-
-def config_error(exc: Exception) -> str:
-    """One line for an invalid RunConfig: ``invalid option --rounds: ...`` (the message alone for a check
-    across options, which names them itself)."""
-    where, message, _ = first_validation_error(exc)
-    if not where:
-        return message
-    name = where.split(".")[0]
-    return f"invalid option {flag(name) if name in RunConfig.model_fields else '--' + name}: {message}"

@@ -270,15 +270,12 @@ def _run_config(data: Path | str, out: Path | str, **options: Any) -> RunConfig:
     """
     from pydantic import ValidationError
 
-    from synalign.config import RunConfig
-    from synalign.errors import first_validation_error
+    from synalign.config import RunConfig, config_error
 
     try:
         return RunConfig(data=Path(data), out=Path(out), **options)
     except ValidationError as exc:
-        where, message, _ = first_validation_error(exc)
-        option = f"invalid option --{where.replace('_', '-')}: " if where else ""
-        raise InputError(option + message) from None
+        raise InputError(config_error(exc)) from None
 
 
 def _local_lm(settings: LLMSettings, model: str) -> tuple[Any, Any]:

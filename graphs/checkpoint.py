@@ -38,9 +38,9 @@ class PruningSqliteSaver(SqliteSaver):
     the saver itself reads them in.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, keep: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, keep: int | None = 2, **kwargs: Any) -> None:
         super().__init__(conn, **kwargs)
-        self.keep = KEEP_CHECKPOINTS if keep is None else keep
+        self.keep = keep
 
     def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
         """Save ``checkpoint`` (:meth:`SqliteSaver.put`), then delete the thread's older checkpoints and writes."""
@@ -110,7 +110,7 @@ def open_checkpoints(out: Path, *, resume: bool) -> tuple[sqlite3.Connection, Sq
     try:
         if resume and existed:
             _check_integrity(conn, path, out)
-        saver = PruningSqliteSaver(conn)
+        saver = PruningSqliteSaver(conn, keep=KEEP_CHECKPOINTS)
         saver.setup()
     except sqlite3.DatabaseError as exc:
         conn.close()

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from synalign.errors import InputError
 
-__all__ = ["RunConfig", "Target", "parse_target", "parse_llm", "DEFAULT_LLM"]
+__all__ = ["RunConfig", "Target", "parse_target", "parse_llm", "DEFAULT_LLM", "option_flag", "config_error"]
 
 DEFAULT_LLM = "local"
 """Backend of a run without ``--llm`` (and without ``$SYNALIGN_LLM``), decided by measurement
@@ -246,3 +246,20 @@ class RunConfig(BaseModel):
         if self.task:
             return self.task
         return "Text classification into the labels: " + ", ".join(labels) + "."
+
+
+def option_flag(name: str) -> str:
+    """The command-line flag of RunConfig field ``name``: ``--field-name``, or the field's
+    ``json_schema_extra["cli_flag"]`` (``max_rounds`` → ``--rounds``); other names get ``--name``."""
+    field = RunConfig.model_fields.get(name)
+    extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("cli_flag") or "--" + name.replace("_", "-"))
+
+
+def config_error(exc: Exception) -> str:
+    """One line for an invalid RunConfig: ``invalid option --rounds: ...`` (the message alone for a check across
+    options, which names them itself). Used by every command that builds a RunConfig from options."""
+    from synalign.errors import first_validation_error
+
+    where, message, _ = first_validation_error(exc)
+    return f"invalid option {option_flag(where.split('.')[0])}: {message}" if where else message
