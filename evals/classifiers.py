@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from synalign._threads import single_blas_thread
 from synalign.errors import InputError
 
 __all__ = ["CLASSIFIERS", "FinetuneConfig", "scores", "fit_predict_lr", "fit_predict_finetune"]
@@ -42,6 +43,7 @@ def _check_train(n_x: int, y: Sequence[str]) -> None:
         raise InputError("a classifier needs at least two labels in its training data")
 
 
+@single_blas_thread
 def fit_predict_lr(
     x_train: np.ndarray,
     y_train: Sequence[str],

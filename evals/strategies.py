@@ -100,6 +100,7 @@ class SelectionTask:
         seed: random seed of this selection.
         device: torch device for the kernel computations.
         tau: label-consistency threshold; ``None`` = choose by cross-validation (:func:`choose_tau`).
+        cv_seed: seed of that cross-validation (``None``: ``seed``).
         info: filled by strategies with diagnostics (chosen τ, rows filtered, …).
     """
 
@@ -113,6 +114,7 @@ class SelectionTask:
     seed: int = 0
     device: str = "cpu"
     tau: float | None = None
+    cv_seed: int | None = None
     info: dict = field(default_factory=dict)
 
     def rows(self, label: str, mask: np.ndarray | None) -> np.ndarray:

@@ -237,6 +237,7 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
         strategy=cfg.selection,
         accept_fraction=cfg.accept_fraction,
         seed=_seed(cfg.seed, round_, 7919),
+        cv_seed=_seed(cfg.seed, 7919),  # the same folds every round: their real-set classifiers are fitted once
         device=ctx.device,
         compute_mmd=False,
     )

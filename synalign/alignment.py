@@ -70,6 +70,7 @@ class _AlignContext:
     bandwidths: dict[str, float]
     rng: np.random.Generator
     tau: float | None = None
+    cv_seed: int | None = None
     filtered: int = 0
     picks: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -128,6 +129,7 @@ def align(
     accept_fraction: float = 0.5,
     solver: Literal["frank_wolfe", "eg"] = "frank_wolfe",
     seed: int = 0,
+    cv_seed: int | None = None,
     device: str = "auto",
     compute_mmd: bool = True,
 ) -> AlignmentResult:
@@ -149,6 +151,9 @@ def align(
         accept_fraction: fraction of each label's pool to accept, in (0, 1].
         solver: KMM solver (see :func:`synalign.kmm.kmm_weights`).
         seed: seeds the strategy's ``numpy.random.Generator`` and the RFF frequencies.
+        cv_seed: seeds the filter's cross-validation (folds and draws; default ``seed``). A run passes its own
+            seed every round, so the folds stay the same and the classifiers fitted on the real folds are
+            reused (:func:`synalign.consistency.fit_filter_classifier` memoises them).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         compute_mmd: also report per-label unbiased MMD² (kernel units) of the pool and of the accepted set.
 
@@ -199,7 +204,8 @@ def align(
         )
 
     ctx = _AlignContext(
-        strategy, s, syn_lab, r, real_lab, quotas, seed, device, weights, bws, np.random.default_rng(seed)
+        strategy, s, syn_lab, r, real_lab, quotas, seed, device, weights, bws, np.random.default_rng(seed),
+        cv_seed=cv_seed,
     )
     accepted = np.zeros(s.shape[0], dtype=bool)
     accepted[plan.choose(ctx, None)] = True

@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from synalign._threads import single_blas_thread
 from synalign.errors import InputError
 
 __all__ = ["discriminator_auc", "compare_embeddings", "compare_sets"]
 
 
+@single_blas_thread
 def discriminator_auc(a: np.ndarray, b: np.ndarray, *, folds: int = 5, seed: int = 0) -> float:
     """Cross-validated ROC AUC of logistic regression separating rows of ``b`` (label 1) from ``a`` (label 0).
 

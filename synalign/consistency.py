@@ -20,10 +20,15 @@ classifier, scores and keep mask.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from synalign._threads import single_blas_thread
 from synalign.errors import InputError
 
 __all__ = ["FILTER_C", "TAU_GRID", "consistency_mask", "fit_filter_classifier", "label_consistency_scores"]
@@ -33,12 +38,38 @@ TAU_GRID: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: Inverse L2 strength of the filter's logistic regression (fitted on few real examples).
 FILTER_C = 10.0
 
+#: Fitted filter classifiers kept by :func:`fit_filter_classifier` (a run uses 5: the whole real set + 4 folds).
+_FIT_CACHE_SIZE = 16
+_FITTED: OrderedDict[bytes, Any] = OrderedDict()
+_FIT_LOCK = threading.Lock()
 
+
+@single_blas_thread
 def fit_filter_classifier(x: np.ndarray, y: np.ndarray, c: float = FILTER_C):
-    """L2 logistic regression (C = ``c``) on (n, d) embeddings ``x`` and n labels ``y``; returns the fitted model."""
+    """L2 logistic regression (C = ``c``) on (n, d) embeddings ``x`` and n labels ``y``; returns the fitted model.
+
+    Fits are memoised by content (the bytes of ``x``, the labels and ``c``; the latest
+    :data:`_FIT_CACHE_SIZE`): a run's real set does not change between rounds, so from round 2 on the filter
+    and the cross-validation folds reuse the classifiers of round 1. Treat the returned model as read-only.
+    """
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=c, max_iter=2000).fit(np.asarray(x, np.float64), np.asarray(y, dtype=object))
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.asarray([str(v) for v in y], dtype=object)
+    digest = hashlib.blake2b(x.tobytes(), digest_size=16)
+    digest.update(repr((x.shape, c)).encode())
+    digest.update("\x1f".join(y.tolist()).encode())
+    key = digest.digest()
+    with _FIT_LOCK:
+        if key in _FITTED:
+            _FITTED.move_to_end(key)
+            return _FITTED[key]
+    model = LogisticRegression(C=c, max_iter=2000).fit(x, y)
+    with _FIT_LOCK:
+        _FITTED[key] = model
+        while len(_FITTED) > _FIT_CACHE_SIZE:
+            _FITTED.popitem(last=False)
+    return model
 
 
 def label_consistency_scores(

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from synalign._threads import single_blas_thread
 from synalign.errors import InputError
 
 __all__ = [
@@ -346,6 +347,7 @@ def fixed_set_noise_floor(
     )
 
 
+@single_blas_thread
 def sinkhorn_divergence(
     x: np.ndarray,
     y: np.ndarray,

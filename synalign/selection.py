@@ -25,6 +25,7 @@ from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
+from synalign._threads import single_blas_thread
 from synalign.consistency import TAU_GRID, consistency_mask, label_consistency_scores
 from synalign.errors import InputError
 from synalign.selectors import (
@@ -63,7 +64,7 @@ class SelectionContext(Protocol):
 
     Attributes: pool (m, d) and pool_labels (m,) of the synthetic pool; real (n, d) and real_labels (n,);
     quotas: rows to accept per label, in iteration order; seed; tau: a fixed filter threshold or ``None``
-    (choose by cross-validation).
+    (choose by cross-validation); cv_seed: seed of that cross-validation's folds and draws (``None``: seed).
     """
 
     pool: np.ndarray
@@ -73,6 +74,7 @@ class SelectionContext(Protocol):
     quotas: dict[str, int]
     seed: int
     tau: float | None
+    cv_seed: int | None
 
     def per_label(self, leaf: PerLabel, mask: np.ndarray | None) -> np.ndarray:
         """Run ``leaf`` on each label's (masked) pool rows; sorted pool indices meeting the quotas."""
@@ -130,7 +132,12 @@ class FilterThen(Strategy):
         tau, means = ctx.tau, None
         if tau is None:
             tau, means = choose_threshold(
-                ctx.real, ctx.real_labels, ctx.pool, ctx.pool_labels, ctx.quotas, seed=ctx.seed
+                ctx.real,
+                ctx.real_labels,
+                ctx.pool,
+                ctx.pool_labels,
+                ctx.quotas,
+                seed=ctx.seed if ctx.cv_seed is None else ctx.cv_seed,
             )
         p_other = label_consistency_scores(ctx.real, ctx.real_labels, ctx.pool, ctx.pool_labels)
         keep = consistency_mask(p_other, ctx.pool_labels, ctx.quotas, tau)
@@ -231,6 +238,7 @@ def check_strategy(name: str) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
+@single_blas_thread
 def cross_validate(
     real: np.ndarray,
     real_labels: Sequence[str],
@@ -248,8 +256,9 @@ def cross_validate(
     For fold f with training rows ``tr`` of the real set, ``fold_selection(f, tr)`` returns a function
     candidate → pool indices (fit what it needs on ``real[tr]`` only). For each candidate, a logistic
     regression (C = 1) is fitted on the fold's real training rows + the selected pool rows, and the log-loss
-    on the fold's held-out real rows is recorded. The candidate with the lowest mean log-loss wins; ties
-    (within 1e-12) go to the largest or smallest candidate (``ties``).
+    on the fold's held-out real rows is recorded (candidates of a fold that select the same rows share one
+    fit). The candidate with the lowest mean log-loss wins; ties (within 1e-12) go to the largest or smallest
+    candidate (``ties``).
 
     Args:
         real: (n, d), real_labels (n,): the labelled real set. pool: (m, d), pool_labels (m,): the pool.
@@ -269,12 +278,16 @@ def cross_validate(
     losses: dict[C, list[float]] = {c: [] for c in grid}
     for f, (tr, va) in enumerate(skf.split(real, y)):
         pick = fold_selection(f, tr)
+        scored: dict[bytes, float] = {}  # candidates that select the same rows share one fit
         for c, held_out in losses.items():
-            chosen = pick(c)
-            x = np.concatenate([real[tr], pool[chosen]]).astype(np.float64)
-            model = LogisticRegression(C=1.0, max_iter=2000).fit(x, np.concatenate([y[tr], p_labels[chosen]]))
-            proba = model.predict_proba(np.asarray(real[va], np.float64))
-            held_out.append(log_loss(y[va], proba, labels=model.classes_))
+            chosen = np.asarray(pick(c), dtype=np.int64)
+            key = np.sort(chosen).tobytes()
+            if key not in scored:
+                x = np.concatenate([real[tr], pool[chosen]]).astype(np.float64)
+                model = LogisticRegression(C=1.0, max_iter=2000).fit(x, np.concatenate([y[tr], p_labels[chosen]]))
+                proba = model.predict_proba(np.asarray(real[va], np.float64))
+                scored[key] = log_loss(y[va], proba, labels=model.classes_)
+            held_out.append(scored[key])
     means = {c: float(np.mean(v)) for c, v in losses.items()}
     best = min(means.values())
     near = [c for c, v in means.items() if v <= best + 1e-12]

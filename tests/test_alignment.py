@@ -375,3 +375,66 @@ def test_filter_strategy_drops_label_flipped_samples_and_is_the_default() -> Non
         check_strategy("filter+magic")
     assert RunConfig.model_fields["selection"].default == "filter"
     assert inspect.signature(align).parameters["strategy"].default == "filter"
+
+
+def test_filter_fits_run_on_one_blas_thread_and_the_callers_limit_comes_back(data, monkeypatch) -> None:
+    """The label filter's logistic-regression fits (its classifier and every cross-validation fit) run with
+    NumPy/SciPy BLAS on one thread (spinning BLAS workers made align ~38x slower on a machine with a busy core,
+    evals/RESULTS.md §9); the caller's own thread limit is restored afterwards."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> int:
+        return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+    seen: list[int] = []
+    fit = LogisticRegression.fit
+
+    def spy(self, *args, **kwargs):
+        seen.append(blas_threads())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    pool = np.concatenate([data["negative/in"], data["positive/in"]])
+    real = np.concatenate([data["negative/real"], data["positive/real"]])
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == 2
+        result = align(pool, ["negative"] * 100 + ["positive"] * 100, real, ["negative"] * 150 + ["positive"] * 150,
+                       strategy="filter", seed=0)
+        assert blas_threads() == 2
+    assert result.filter_threshold is not None
+    assert len(seen) >= 1 + 4 * 8 and set(seen) == {1}  # the filter, then 4 folds x (filter + 8 thresholds)
+
+
+def test_a_second_round_reuses_the_real_set_classifiers_and_selects_as_a_fresh_process(data, monkeypatch) -> None:
+    """With a fixed ``cv_seed`` (as a run passes every round) the filter's real-set classifiers (the whole set
+    and the 4 folds, C = FILTER_C) are fitted once: a second call on a grown pool fits none of them, and its
+    selection equals that of a process with an empty cache."""
+    from sklearn.linear_model import LogisticRegression
+
+    import synalign.consistency as consistency
+
+    fits: list[float] = []
+    fit = LogisticRegression.fit
+
+    def spy(self, *args, **kwargs):
+        fits.append(self.C)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    monkeypatch.setattr(consistency, "_FITTED", type(consistency._FITTED)())
+    real = np.concatenate([data["negative/real"], data["positive/real"]])
+    real_labels = ["negative"] * 150 + ["positive"] * 150
+    round1 = np.concatenate([data["negative/in"][:50], data["positive/in"][:50]])
+    round2 = np.concatenate([round1, data["negative/shifted"][:50], data["positive/in"][50:]])
+    labels1 = ["negative"] * 50 + ["positive"] * 50
+    labels2 = labels1 + ["negative"] * 50 + ["positive"] * 50
+    align(round1, labels1, real, real_labels, strategy="filter", seed=1, cv_seed=7)
+    assert fits.count(consistency.FILTER_C) == 5
+    fits.clear()
+    second = align(round2, labels2, real, real_labels, strategy="filter", seed=2, cv_seed=7)
+    assert fits.count(consistency.FILTER_C) == 0 and 1 <= fits.count(1.0) <= 32
+    consistency._FITTED.clear()
+    fresh = align(round2, labels2, real, real_labels, strategy="filter", seed=2, cv_seed=7)
+    assert fresh.filter_threshold == second.filter_threshold
+    np.testing.assert_array_equal(fresh.accepted, second.accepted)
