@@ -2,9 +2,14 @@
 
 Reads the pools of ``evals/ablation_generate.py`` (``evals/results/ablation/<task>/seed<s>-<condition>.jsonl``)
 and, per seed and condition, selects the same number ``m`` of texts per label (the smallest pool of that seed,
-at most half of any other pool) four ways — ``none`` (the first m generated), ``random``, ``filter`` (the project's default:
-label-consistency filter, then random) and ``herding`` (kernel herding toward the real few-shot set, KMM-based
-stage 3) — and measures each selection:
+at most half of any other pool) five ways — ``none`` (the first m generated), ``random``, ``filter`` (the project's default:
+label-consistency filter, then random), ``herding`` (kernel herding toward the real few-shot set, KMM-based
+stage 3) and ``dsir`` (DSIR importance resampling toward the few-shot texts, :mod:`evals.baselines`) — plus one
+weighted row, ``imp_loss``: the few-shot rows (weight 1) and the WHOLE pool, each pool row weighted by its IMP-Loss
+weight (:func:`evals.baselines.imp_loss_weights`). IMP-Loss is defined as a weighting of all synthetic data, not a
+selection, so that row trains on every pool row (``n_synthetic`` in rows.json; ``m`` there is still the seed's m,
+for reference) and its fidelity, distinct-2, near-copies and MMD² are those of the whole, unweighted pool.
+Each row is measured:
 
 - downstream: the seed's k real examples per class + the selection, logistic regression on frozen MiniLM,
   accuracy and macro-F1 on the real test split;
@@ -23,6 +28,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,16 +37,24 @@ import numpy as np  # noqa: E402
 
 from evals._bench import REPO, markdown  # noqa: E402
 
+if TYPE_CHECKING:
+    from evals.fidelity import LabelOracle
+
 OUT = REPO / "evals" / "results" / "ablation"
 CONDITIONS = ("zerogen", "random", "gp", "gp+attributes")
-SELECTIONS = ("none", "random", "filter", "herding")
+SELECTIONS = ("none", "random", "filter", "herding", "dsir")
+WEIGHTINGS = ("imp_loss",)
 
 
-def _select(how: str, pool: list[dict], emb: np.ndarray, few_emb: np.ndarray, few_labels: list[str],
-            m: int, seed: int) -> list[int]:
+def _select(how: str, pool: list[dict], emb: np.ndarray, few: list[dict], few_emb: np.ndarray,
+            few_labels: list[str], m: int, seed: int) -> list[int]:
+    from evals.baselines import dsir_select
     from synalign.alignment import align
 
     labels = [r["label"] for r in pool]
+    if how == "dsir":
+        quotas = {label: m for label in sorted(set(labels))}
+        return dsir_select([r["text"] for r in pool], labels, [r["text"] for r in few], quotas, seed=seed).tolist()
     if how == "none":
         return [i for label in sorted(set(labels)) for i in [j for j, x in enumerate(labels) if x == label][:m]]
     if how == "random":
@@ -57,12 +71,32 @@ def _select(how: str, pool: list[dict], emb: np.ndarray, few_emb: np.ndarray, fe
     return [i for label in sorted(per) for i in per[label][:m]]
 
 
+def _measure(picked: list[dict], emb: np.ndarray, weights: np.ndarray | None, few_emb: np.ndarray,
+             few_labels: list[str], x_test: np.ndarray, y_test: list[str], oracle: LabelOracle, bandwidth: float) -> dict:
+    """Scores of one row: LR on the few-shot rows (weight 1) + ``picked`` (embeddings ``emb``, optional
+    ``weights``), and the fidelity, distinct-2, near-copies and MMD² of ``picked`` itself (unweighted)."""
+    from evals.classifiers import fit_predict_lr, scores
+    from evals.fidelity import copy_share, distinct_n
+    from synalign.divergence import mmd2_fixed_set
+
+    texts, labels = [r["text"] for r in picked], [r["label"] for r in picked]
+    sample_weight = None if weights is None else np.concatenate([np.ones(len(few_labels)), weights])
+    pred = fit_predict_lr(np.vstack([few_emb, emb]), few_labels + labels, x_test, sample_weight=sample_weight)
+    return {
+        **scores(y_test, pred), "n_synthetic": len(picked),
+        "fidelity": oracle.fidelity(texts, labels), "distinct2": distinct_n(texts, 2),
+        "copies": copy_share(texts, [r["demonstrations"] for r in picked]),
+        "mmd2_test": float(mmd2_fixed_set(emb, x_test, bandwidth, device="cpu")),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     from scipy import stats
 
+    from evals.baselines import imp_loss_weights
     from evals.classifiers import fit_predict_lr, scores
-    from evals.fidelity import LabelOracle, copy_share, distinct_n, read_jsonl
-    from synalign.divergence import median_bandwidth, mmd2_fixed_set
+    from evals.fidelity import LabelOracle, read_jsonl
+    from synalign.divergence import median_bandwidth
     from synalign.embeddings import Embedder
     from synalign.fileio import atomic_write_text
 
@@ -95,22 +129,18 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"seed": seed, "condition": "real only", "selection": "-", "m": 0, **real_only})
             for condition, pool in pools.items():
                 emb = embedder.encode([r["text"] for r in pool])
+                common = (few_emb, few_labels, x_test, y_test, oracle, bandwidth)
                 for how in SELECTIONS:
-                    idx = _select(how, pool, emb, few_emb, few_labels, m, seed)
-                    picked = [pool[i] for i in idx]
-                    texts, labels = [r["text"] for r in picked], [r["label"] for r in picked]
-                    x = np.vstack([few_emb, emb[idx]])
-                    result = scores(y_test, fit_predict_lr(x, few_labels + labels, x_test))
-                    rows.append({
-                        "seed": seed, "condition": condition, "selection": how, "m": m, **result,
-                        "fidelity": oracle.fidelity(texts, labels), "distinct2": distinct_n(texts, 2),
-                        "copies": copy_share(texts, [r["demonstrations"] for r in picked]),
-                        "mmd2_test": float(mmd2_fixed_set(emb[idx], x_test, bandwidth, device="cpu")),
-                    })
+                    idx = _select(how, pool, emb, few, few_emb, few_labels, m, seed)
+                    result = _measure([pool[i] for i in idx], emb[idx], None, *common)
+                    rows.append({"seed": seed, "condition": condition, "selection": how, "m": m, **result})
+                weights = imp_loss_weights(emb, [r["label"] for r in pool], few_emb, few_labels, seed=seed)
+                result = _measure(pool, emb, weights, *common)
+                rows.append({"seed": seed, "condition": condition, "selection": "imp_loss", "m": m, **result})
                 print(f"{task} seed {seed} {condition}: done", file=sys.stderr, flush=True)
         table = []
         for condition in ("real only", *CONDITIONS):
-            for how in (["-"] if condition == "real only" else SELECTIONS):
+            for how in (["-"] if condition == "real only" else (*SELECTIONS, *WEIGHTINGS)):
                 cell = [r for r in rows if r["condition"] == condition and r["selection"] == how]
                 acc = np.array([r["accuracy"] for r in cell])
                 line = [condition, how, f"{acc.mean():.4f} ± {acc.std():.4f}",

@@ -13,6 +13,12 @@ The explorer's factorisation is also checked against gpytorch's own pivoted Chol
 the N×N matrix, so it runs on the first ``--ref-n`` rows): identical picks, largest |Δ posterior std|, times.
 gpytorch is in the ``test`` extra (``pip install -e .[test]``), not a runtime dependency.
 
+At the full N and m, one more table compares ours side by side with real peers on the same problem:
+linear_operator's ``pivoted_cholesky`` (gpytorch's lazy ``RBFKernel`` operator, the dense matrix, and
+linear_operator's own ``KernelLinearOperator``) and a textbook NumPy pivoted Cholesky: seconds, peak extra
+memory, identical picks, |Δ posterior std|, speed-up (``bench_explorer_peers.py``, which also runs alone;
+``--no-peers`` skips it, ``--peer-list`` picks a subset).
+
 The refit costs O(N·t·d + N·t² + t³) at step t, so running it to m = 1,000 at N = 20,000 takes about an
 hour. It is run in full at small m (times and identical picks), and its total time at m = 1,000 is
 extrapolated from measured single steps: one refit + predict on the first t greedy picks is timed at
@@ -20,7 +26,8 @@ t = 1 … 999, a non-negative least-squares fit step(t) = a + b·t + c·t² is m
 T(m) = Σ_{t=1}^{m−1} step(t). The model is checked against the full runs at small m; fit and checks are
 printed.
 
-    python evals/bench_explorer.py [--quick] [--data ../shared/data/sst2] [--n 20000] [--m 1000] [--ref-n 5000]
+    python evals/bench_explorer.py [--quick] [--shared ../shared/data] [--n 20000] [--m 1000] [--ref-n 5000]
+        [--no-peers] [--peer-list gpytorch-lazy,dense,kernel-op,numpy,numpy-1t]
 """
 
 from __future__ import annotations
@@ -106,9 +113,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ref-n", type=int, default=5000, help="rows for the gpytorch reference (N×N)")
     parser.add_argument("--cache-dir", default=None, help="embedding cache [$SYNALIGN_CACHE_DIR]")
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also compare with linear_operator / NumPy pivoted Cholesky at N, m (bench_explorer_peers.py)",
+    )
+    parser.add_argument(
+        "--peer-list",
+        default=None,
+        help="comma-separated peers [gpytorch-lazy,dense,kernel-op,numpy,numpy-1t]",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.m, args.baseline_m, args.ref_n = 2000, 100, "10,20,40", 2000
+    from bench_explorer_peers import PEERS, compare_peers
+
+    peers = PEERS if args.peer_list is None else [p for p in args.peer_list.split(",") if p]
+    if unknown := sorted(set(peers) - set(PEERS)):
+        parser.error(f"unknown peers {unknown}; choose from {','.join(PEERS)}")
 
     import numpy as np
     import torch
@@ -246,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         f"target ≥ 300x at N={n}, m={args.m}: {'met' if t_extra / t_full >= 300 else 'NOT met'} "
         f"({t_extra / t_full:.0f}x)"
     )
+    if args.peers:
+        print(f"\n## against real peers at N={n}, m={args.m} (same data, length-scale, noise, first pick)\n")
+        lines, _ = compare_peers(x, args.m, ell, noise, first, peers=peers, repeats=3)
+        print("\n".join(lines))
     return 0
 
 
