@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.out / task
         folder.mkdir(parents=True, exist_ok=True)
         config = {"task": task, "k": args.k, "m": args.m, "cap_per_source": CAP_PER_SOURCE,
-                  "n_unlabelled": N_UNLABELLED, "data": str(args.data)}
+                  "n_unlabelled": N_UNLABELLED, "data": os.path.relpath(args.data.resolve(), REPO)}
         data: _TaskData | None = None
         rows: list[dict[str, Any]] = []
         for seed in seeds:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.baselines import dsir_log_weights, dsir_select, imp_loss_weights
+from synalign.evals.baselines import dsir_log_weights, dsir_select, imp_loss_weights
 from synalign.errors import InputError
 
 # Off-domain texts: IT-support and household instructions, about as long as the in-domain pool texts below.

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from evals.baselines_eval import CAP_PER_SOURCE, METHODS, N_UNLABELLED, _delta, _parse_seeds, _summary, main
+from synalign.evals.baselines_eval import (
+    CAP_PER_SOURCE,
+    METHODS,
+    N_UNLABELLED,
+    REPO,
+    _delta,
+    _parse_seeds,
+    _summary,
+    main,
+)
 
 
 def _rows(seeds: range) -> list[dict]:
@@ -45,7 +55,7 @@ def test_summary_has_every_method_and_imp_loss_vs_whole_pool() -> None:
 def test_resume_skips_done_seeds_and_refuses_other_configs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = tmp_path / "data"
     config = {"task": "sst2", "k": 32, "m": 1000, "cap_per_source": CAP_PER_SOURCE, "n_unlabelled": N_UNLABELLED,
-              "data": str(data)}
+              "data": os.path.relpath(data.resolve(), REPO)}
     folder = tmp_path / "out" / "sst2"
     folder.mkdir(parents=True)
     for s in (0, 1):
