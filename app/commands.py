@@ -257,3 +257,6 @@ def register(app: typer.Typer) -> None:
     from synalign.app.align_command import align  # imports fail from here too
 
     app.command("align")(align)
+    from synalign.app.ablate_command import ablate  # imports fail from here too
+
+    app.command("ablate")(ablate)

@@ -14,12 +14,17 @@ Each row is measured:
 - downstream: the seed's k real examples per class + the selection, logistic regression on frozen MiniLM,
   accuracy and macro-F1 on the real test split;
 - label fidelity under a classifier fitted on the real train split (:class:`evals.fidelity.LabelOracle`);
-- distinct-2, near-copies of the cluster's demonstrations, MMD² (fixed-set) to the real test split.
+- distinct-2 and Self-BLEU-4 (:func:`evals.fidelity.self_bleu`), near-copies of the cluster's demonstrations,
+  MMD² (fixed-set) to the real test split;
+- with ``--finetune random,filter``: also the fine-tuned MiniLM classifier (:func:`evals.classifiers.
+  fit_predict_finetune`) for those selections and the real-only row.
 
-Prints one table (mean ± std over seeds, paired Δ vs ``zerogen`` and vs ``random`` demonstrations at the same
-selection) and writes ``evals/results/ablation/<task>/summary.md`` and ``rows.json``.
+Prints one table (mean ± std over seeds; paired Δ vs ``zerogen`` and vs ``random`` demonstrations at the same
+selection, and vs random selection from the same pool) and writes ``evals/results/ablation/<task>/summary.md``
+and ``rows.json``. Everything it reads is committed (pools, few-shot sets) or bundled; with the embedding cache
+warm a task takes a few minutes (``synalign ablate`` runs it).
 
-    python evals/ablation_eval.py --tasks sst2
+    python evals/ablation_eval.py --tasks sst2,agnews [--finetune random,filter]
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ def _measure(picked: list[dict], emb: np.ndarray, weights: np.ndarray | None, fe
     """Scores of one row: LR on the few-shot rows (weight 1) + ``picked`` (embeddings ``emb``, optional
     ``weights``), and the fidelity, distinct-2, near-copies and MMD² of ``picked`` itself (unweighted)."""
     from evals.classifiers import fit_predict_lr, scores
-    from evals.fidelity import copy_share, distinct_n
+    from evals.fidelity import copy_share, distinct_n, self_bleu
     from synalign.divergence import mmd2_fixed_set
 
     texts, labels = [r["text"] for r in picked], [r["label"] for r in picked]
@@ -84,10 +89,21 @@ def _measure(picked: list[dict], emb: np.ndarray, weights: np.ndarray | None, fe
     pred = fit_predict_lr(np.vstack([few_emb, emb]), few_labels + labels, x_test, sample_weight=sample_weight)
     return {
         **scores(y_test, pred), "n_synthetic": len(picked),
-        "fidelity": oracle.fidelity(texts, labels), "distinct2": distinct_n(texts, 2),
+        "fidelity": oracle.fidelity(texts, labels), "distinct2": distinct_n(texts, 2), "self_bleu4": self_bleu(texts),
         "copies": copy_share(texts, [r["demonstrations"] for r in picked]),
         "mmd2_test": float(mmd2_fixed_set(emb, x_test, bandwidth, device="cpu")),
     }
+
+
+def _finetuned(few: list[dict], picked: list[dict], test: list[dict], seed: int) -> dict:
+    """Accuracy and macro-F1 of the fine-tuned MiniLM classifier (:func:`evals.classifiers.fit_predict_finetune`)
+    trained on the few-shot rows + ``picked``, on the test split."""
+    from evals.classifiers import fit_predict_finetune, scores
+
+    train = few + picked
+    pred = fit_predict_finetune([r["text"] for r in train], [str(r["label"]) for r in train],
+                                [r["text"] for r in test], seed=seed)
+    return {f"ft_{k}": v for k, v in scores([str(r["label"]) for r in test], pred).items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,10 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="sst2")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder of the pools (one subfolder per task)")
+    parser.add_argument("--finetune", default="", help="also fine-tune MiniLM for these selections (e.g. "
+                        "'random,filter'; the real-only row too): slow, ~20 s per fit on 2 cores")
     args = parser.parse_args(argv)
+    finetune = [h for h in args.finetune.split(",") if h]
     embedder = Embedder()
     for task in args.tasks.split(","):
-        folder = OUT / task
+        folder = args.out / task
         seeds = sorted(int(p.name[4:].split("-")[0]) for p in folder.glob("seed*-fewshot.jsonl"))
         seeds = [s for s in seeds if all((folder / f"seed{s}-{c}.jsonl").is_file() for c in CONDITIONS)]
         if not seeds:
@@ -126,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             # half of every other pool, so that each selection really selects
             m = min(min(sizes.values()), min(v for c, v in sizes.items() if c != "zerogen") // 2)
             real_only = scores(y_test, fit_predict_lr(few_emb, few_labels, x_test))
+            if finetune:
+                real_only |= _finetuned(few, [], test, seed)
             rows.append({"seed": seed, "condition": "real only", "selection": "-", "m": 0, **real_only})
             for condition, pool in pools.items():
                 emb = embedder.encode([r["text"] for r in pool])
@@ -133,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                 for how in SELECTIONS:
                     idx = _select(how, pool, emb, few, few_emb, few_labels, m, seed)
                     result = _measure([pool[i] for i in idx], emb[idx], None, *common)
+                    if how in finetune:
+                        result |= _finetuned(few, [pool[i] for i in idx], test, seed)
                     rows.append({"seed": seed, "condition": condition, "selection": how, "m": m, **result})
                 weights = imp_loss_weights(emb, [r["label"] for r in pool], few_emb, few_labels, seed=seed)
                 result = _measure(pool, emb, weights, *common)
@@ -153,11 +177,21 @@ def main(argv: list[str] | None = None) -> int:
                     diff = acc - np.array([r["accuracy"] for r in ref])
                     p = stats.ttest_rel(acc, [r["accuracy"] for r in ref]).pvalue if len(diff) > 1 and diff.std() > 0 else float("nan")
                     line.append(f"{diff.mean():+.4f} (p={p:.2g})")
-                for key in ("fidelity", "distinct2", "copies", "mmd2_test"):
+                ref = [r for r in rows if r["condition"] == condition and r["selection"] == "random"]
+                if condition == "real only" or how == "random" or len(ref) != len(cell):
+                    line.append("")
+                else:
+                    diff = acc - np.array([r["accuracy"] for r in ref])
+                    p = stats.ttest_rel(acc, [r["accuracy"] for r in ref]).pvalue if diff.std() > 0 else float("nan")
+                    line.append(f"{diff.mean():+.4f} (p={p:.2g})")
+                for key in ("fidelity", "distinct2", "self_bleu4", "copies", "mmd2_test"):
                     line.append(f"{np.mean([r[key] for r in cell]):.4g}" if condition != "real only" else "")
+                ft = [r["ft_accuracy"] for r in cell if "ft_accuracy" in r]
+                line.append(f"{np.mean(ft):.4f} ± {np.std(ft):.4f}" if ft and len(ft) == len(cell) else "")
                 table.append(line)
         text = markdown(["condition", "selection", f"accuracy ({len(seeds)} seeds)", "macro-F1", "Δ vs zerogen",
-                         "Δ vs random demos", "label fidelity", "distinct-2", "near-copies", "MMD² to test"], table)
+                         "Δ vs random demos", "Δ vs random selection", "label fidelity", "distinct-2",
+                         "self-BLEU-4", "near-copies", "MMD² to test", "fine-tuned MiniLM acc"], table)
         atomic_write_text(folder / "summary.md", text + "\n")
         atomic_write_text(folder / "rows.json", json.dumps(rows, indent=1) + "\n")
         print(text)

@@ -5,6 +5,8 @@
   assigns to the label they were generated for (the "label fidelity" / "label consistency" of synthetic-data
   papers, e.g. Ye et al. 2022, ZeroGen; Yu et al. 2023, AttrPrompt).
 * :func:`distinct_n`: distinct-n (Li et al. 2016, NAACL): unique n-grams / all n-grams over a set of texts.
+* :func:`self_bleu`: Self-BLEU (Zhu et al. 2018, Texygen, SIGIR): mean BLEU of each text against all the
+  others as references; higher = less diverse. Computed with NLTK's BLEU, as Texygen does.
 * :func:`copy_share`: share of texts that are near-copies of a demonstration
   (:func:`synalign.dedup.is_near_duplicate`, SequenceMatcher ratio ≥ 0.9).
 """
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LabelOracle", "distinct_n", "copy_share", "read_jsonl"]
+__all__ = ["LabelOracle", "copy_share", "distinct_n", "read_jsonl", "self_bleu"]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -73,6 +75,33 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Unique word n-grams / all word n-grams over ``texts`` (lower-cased, whitespace tokens); nan if none."""
     grams = [tuple(words[i : i + n]) for t in texts for words in [t.lower().split()] for i in range(len(words) - n + 1)]
     return float(len(set(grams)) / len(grams)) if grams else float("nan")
+
+
+def self_bleu(texts: Sequence[str], *, n: int = 4, max_hypotheses: int = 100, seed: int = 0) -> float:
+    """Self-BLEU-n of a set of texts (Zhu et al. 2018, Texygen): for each hypothesis text, sentence BLEU with
+    uniform weights over 1…n-grams (NLTK ``sentence_bleu``, smoothing method 1) against every *other* text as a
+    reference; the mean over hypotheses. Lower-cased whitespace tokens. At most ``max_hypotheses`` hypotheses
+    (a seeded random sample; every text stays a reference) bound the O(h·m) cost.
+
+    Returns:
+        a float in [0, 1] (1 = every text repeats the others); nan for fewer than two texts.
+
+    Raises:
+        ImportError: NLTK missing (``pip install 'synalign[eval]'``).
+    """
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    tokens = [t.lower().split() for t in texts]
+    if len(tokens) < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    hyps = rng.permutation(len(tokens))[:max_hypotheses] if len(tokens) > max_hypotheses else range(len(tokens))
+    smooth, weights = SmoothingFunction().method1, tuple([1.0 / n] * n)
+    scores = [
+        sentence_bleu(tokens[:i] + tokens[i + 1 :], tokens[i], weights=weights, smoothing_function=smooth)
+        for i in hyps
+    ]
+    return float(np.mean(scores))
 
 
 def copy_share(texts: Sequence[str], demonstrations: Sequence[Sequence[str]]) -> float:
