@@ -101,7 +101,9 @@ def align_pool(
         raise InputError(f"{pool_path}: label {unknown[0]!r} does not occur in the real data {config.data}")
     real = stratified_sample(dataset.train, config.max_real, seed=config.seed)
     heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
-    embedder = embedder or Embedder(config.embedding_model, cache_dir=config.cache_dir, device=config.device)
+    embedder = embedder or Embedder(
+        config.embedding_model, cache_dir=config.cache_dir, device=config.device, max_seq_length=config.max_seq_length
+    )
     embedder.check()
     backend = Backend(
         name=ALIGN_BACKEND, summarizer=_NoGeneration(), generator=_NoGeneration(), is_llm=False,

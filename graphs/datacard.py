@@ -364,6 +364,8 @@ def _backend_section(backend: Mapping[str, Any], summary: Mapping[str, Any]) -> 
         )
     if summary.get("embedding_model"):
         lines.append(f"- embedding model (divergences, selection): `{summary['embedding_model']}`")
+        if summary.get("embedding_max_seq_length"):
+            lines.append(f"- embedding truncation: {summary['embedding_max_seq_length']} tokens")
     if backend.get("note"):
         lines.append(f"- note: {backend['note']}")
     return "\n".join(lines)

@@ -292,6 +292,7 @@ def maker_section(summary: dict[str, Any]) -> str:
         ("response cache hit rate", f"{rate:.0%} ({usage.get('cache_hits', 0)} hits)" if rate is not None
          else "no cache lookups"),
         ("embedding model", summary.get("embedding_model")),
+        ("embedding truncation (tokens)", summary.get("embedding_max_seq_length")),
     ]
     return kv_table([(k, v) for k, v in pairs if v not in (None, "")])
 

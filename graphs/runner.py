@@ -111,7 +111,9 @@ def make_context(
         dataset.train, config.max_real, seed=config.seed, min_per_label=config.cluster_size
     )
     heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
-    embedder = embedder or Embedder(config.embedding_model, cache_dir=config.cache_dir, device=config.device)
+    embedder = embedder or Embedder(
+        config.embedding_model, cache_dir=config.cache_dir, device=config.device, max_seq_length=config.max_seq_length
+    )
     embedder.check()
     emit = on_event or (lambda event: None)
     emit({"node": "embed", "round": 0, "done": 0, "total": len(real) + len(heldout)})
@@ -207,6 +209,7 @@ def _write_outputs(
         "usage_processes": processes,
         "dropped": state.get("dropped", {}),
         "embedding_model": ctx.embedder.model_id,
+        "embedding_max_seq_length": getattr(ctx.embedder, "truncation", None),
         "wall_seconds": round(wall, 2),
         "accept_fraction": ctx.config.accept_fraction,
         **(extra or {}),

