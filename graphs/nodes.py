@@ -15,6 +15,7 @@ import numpy as np
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
+from synalign._threads import single_thread
 from synalign.backends import GenerationRequest, SummaryRequest
 from synalign.graphs.context import SynAlignContext
 from synalign.graphs.state import (
@@ -216,6 +217,13 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
     - ``mmd2_pool``: fixed-set MMD² of the whole pool; ``mmd2_accepted_heldout``: of the accepted set to
       the held-out real test split (reported only); ``sinkhorn_accepted``: Sinkhorn divergence (POT).
     """
+    _emit("align", state["round"], done=0, total=1)
+    _sample_embeddings(runtime.context, state.get("samples", []))  # new samples: on the encoder's usual threads
+    return _align(state, runtime)
+
+
+@single_thread  # small per-label problems: spinning BLAS/OpenMP workers cost 5-38x with a busy core (_threads)
+def _align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
     from synalign.alignment import align as kmm_align
     from synalign.divergence import fixed_set_noise_floor, mmd2_fixed_set, mmd2_unbiased, sinkhorn_divergence
 
@@ -223,8 +231,7 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
     cfg = ctx.config
     round_ = state["round"]
     samples = state.get("samples", [])
-    started = time.perf_counter()
-    _emit("align", round_, done=0, total=1)
+    started = time.perf_counter()  # align_seconds: the step itself, after the new samples are embedded
     emb = _sample_embeddings(ctx, samples)
     bandwidth = state["bandwidth"]
     real = ctx.real_embeddings
