@@ -17,7 +17,7 @@ Data (written once to ``--work``, from ``../shared/data`` when present, else ski
   into 77 classes by k-means (seed 0) on their MiniLM embeddings, so the labels are learnable.
 
     python evals/bench_run.py                                  # 2,6,77 labels, 4 rounds, vs 60e278b
-    python evals/bench_run.py --labels 6 --rounds 2 --before HEAD~3
+    python evals/bench_run.py --labels 6 --rounds 2 --before 60e278b,f31f6c9
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def _timed_run(data: Path, rounds: int, work: Path, path_first: Path | None) -> 
         env = dict(os.environ)
         if path_first is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(path_first), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        code = ("import sys; sys.path.insert(1, sys.argv[1]); from evals.bench_run import _worker; "
+        code = ("import sys; sys.path.append(sys.argv[1]); from evals.bench_run import _worker; "
                 "from pathlib import Path; _worker(*map(Path, sys.argv[2:4]), int(sys.argv[4]), Path(sys.argv[5]))")
         subprocess.run([sys.executable, "-c", code, str(REPO), str(data), str(Path(tmp) / "run"), str(rounds),
                         str(result_file)], env=env, check=True, cwd=tmp)
@@ -173,34 +173,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", default="2,6,77")
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--before", default="60e278b", help="the earlier revision to compare with ('' = skip)")
+    parser.add_argument("--before", default="60e278b", help="earlier revision(s), comma-separated ('' = none)")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "synalign-bench-run")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.data.is_dir():
         raise SystemExit(f"bench_run: no shared data at {args.data}")
-    before = _built_revision(args.before, args.work) if args.before else None
+    befores = {rev: _built_revision(rev, args.work) for rev in args.before.split(",") if rev}
     print(machine_note())
     rows = []
     for labels in (int(v) for v in args.labels.split(",")):
         data = _dataset(labels, args.data, args.work)
         runs = {}
-        for name, path_first in ((f"before ({args.before})", before), ("after", None)):
-            if name.startswith("before") and before is None:
-                continue
+        for name, path_first in [*((f"before ({rev})", path) for rev, path in befores.items()), ("after", None)]:
             print(f"{labels} labels, {name} ...", file=sys.stderr, flush=True)
             runs[name] = r = _timed_run(data, args.rounds, args.work, path_first)
+            print(f"  ran synalign from {r['synalign']}", file=sys.stderr, flush=True)
             own = {n: r["node_seconds"].get(n, 0.0) - r["embed_seconds"].get(n, 0.0) for n in NODES}
             rows.append([labels, name, r["generated"], *(round(own[n], 1) for n in NODES),
                          round(sum(r["embed_seconds"].values()), 1), round(r["wall"], 1),
                          " ".join("-" if t is None else f"{t:g}" for t in r["tau"])])
-        if len(runs) == 2:
-            a, b = (set(r["accepted"]) for r in runs.values())
-            x, y = (sum(v["node_seconds"]["align"] - v["embed_seconds"].get("align", 0.0) for v in [r])
-                    for r in runs.values())
-            rows.append([labels, "ratio / overlap", "", "", "", "", "", f"{x / y:.1f}x", "", "", "",
-                         f"Jaccard {len(a & b) / max(1, len(a | b)):.3f}"])
+        after = runs["after"]
+        for name, r in runs.items():
+            if name == "after":
+                continue
+            a, b = set(r["accepted"]), set(after["accepted"])
+            x, y = (v["node_seconds"]["align"] - v["embed_seconds"].get("align", 0.0) for v in (r, after))
+            rows.append([labels, f"after vs {name.removeprefix('before ')}", "", "", "", "", "", f"{x / y:.1f}x",
+                         "", "", "", f"Jaccard {len(a & b) / max(1, len(a | b)):.3f}"])
     print(markdown(["labels", "revision", "samples", *(f"{n} s" for n in NODES), "embedding s", "wall s",
                     "filter τ per round"], rows))
 
