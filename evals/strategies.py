@@ -100,7 +100,7 @@ class SelectionTask:
         seed: random seed of this selection.
         device: torch device for the kernel computations.
         tau: label-consistency threshold; ``None`` = choose by cross-validation (:func:`choose_tau`).
-        cv_seed: seed of that cross-validation (``None``: ``seed``).
+        cv_seed: seed of that cross-validation (``None``: ``seed``); cv_warm_start: warm-started CV fits.
         info: filled by strategies with diagnostics (chosen τ, rows filtered, …).
     """
 
@@ -115,6 +115,7 @@ class SelectionTask:
     device: str = "cpu"
     tau: float | None = None
     cv_seed: int | None = None
+    cv_warm_start: bool = False
     info: dict = field(default_factory=dict)
 
     def rows(self, label: str, mask: np.ndarray | None) -> np.ndarray:

@@ -245,6 +245,7 @@ def _align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str,
         accept_fraction=cfg.accept_fraction,
         seed=_seed(cfg.seed, round_, 7919),
         cv_seed=_seed(cfg.seed, 7919),  # the same folds every round: their real-set classifiers are fitted once
+        cv_warm_start=True,
         device=ctx.device,
         compute_mmd=False,
     )

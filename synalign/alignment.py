@@ -71,6 +71,7 @@ class _AlignContext:
     rng: np.random.Generator
     tau: float | None = None
     cv_seed: int | None = None
+    cv_warm_start: bool = False
     filtered: int = 0
     picks: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -130,6 +131,7 @@ def align(
     solver: Literal["frank_wolfe", "eg"] = "frank_wolfe",
     seed: int = 0,
     cv_seed: int | None = None,
+    cv_warm_start: bool = False,
     device: str = "auto",
     compute_mmd: bool = True,
 ) -> AlignmentResult:
@@ -154,6 +156,8 @@ def align(
         cv_seed: seeds the filter's cross-validation (folds and draws; default ``seed``). A run passes its own
             seed every round, so the folds stay the same and the classifiers fitted on the real folds are
             reused (:func:`synalign.consistency.fit_filter_classifier` memoises them).
+        cv_warm_start: warm-start the cross-validation's fits (:func:`synalign.selection.cross_validate`; a run
+            turns it on).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         compute_mmd: also report per-label unbiased MMD² (kernel units) of the pool and of the accepted set.
 
@@ -206,6 +210,7 @@ def align(
     ctx = _AlignContext(
         strategy, s, syn_lab, r, real_lab, quotas, seed, device, weights, bws, np.random.default_rng(seed),
         cv_seed=cv_seed,
+        cv_warm_start=cv_warm_start,
     )
     accepted = np.zeros(s.shape[0], dtype=bool)
     accepted[plan.choose(ctx, None)] = True

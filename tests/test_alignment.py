@@ -438,3 +438,33 @@ def test_a_second_round_reuses_the_real_set_classifiers_and_selects_as_a_fresh_p
     fresh = align(round2, labels2, real, real_labels, strategy="filter", seed=2, cv_seed=7)
     assert fresh.filter_threshold == second.filter_threshold
     np.testing.assert_array_equal(fresh.accepted, second.accepted)
+
+
+def test_warm_started_cross_validation_needs_fewer_iterations_for_the_same_choice(data, monkeypatch) -> None:
+    """A run's τ cross-validation warm-starts each candidate's fit from the fold's previous one: fewer L-BFGS
+    iterations, the same τ here, and per-τ log-losses equal within the solver's tolerance."""
+    from sklearn.linear_model import LogisticRegression
+
+    from synalign.selection import choose_threshold
+
+    iterations: list[int] = []
+    fit = LogisticRegression.fit
+
+    def spy(self, *args, **kwargs):
+        out = fit(self, *args, **kwargs)
+        if self.C == 1.0:
+            iterations.append(int(self.n_iter_.max()))
+        return out
+
+    monkeypatch.setattr(LogisticRegression, "fit", spy)
+    pool = np.concatenate([data["negative/in"], data["negative/shifted"], data["positive/in"]])
+    pool_labels = ["negative"] * 200 + ["positive"] * 50 + ["negative"] * 50  # 50 shifted rows mislabelled
+    real = np.concatenate([data["negative/real"], data["positive/real"]])
+    real_labels = ["negative"] * 150 + ["positive"] * 150
+    quotas = {"negative": 100, "positive": 25}
+    cold_tau, cold = choose_threshold(real, real_labels, pool, pool_labels, quotas, seed=3)
+    cold_iters, iterations[:] = sum(iterations), []
+    warm_tau, warm = choose_threshold(real, real_labels, pool, pool_labels, quotas, seed=3, warm_start=True)
+    assert warm_tau == cold_tau
+    assert max(abs(cold[t] - warm[t]) for t in cold) < 1e-3
+    assert sum(iterations) < 0.8 * cold_iters
