@@ -13,8 +13,8 @@ unbiased MMD² between the two halves of the sorted label set (RBF, torch median
 difference from torch's, and whether ``synalign.explorer.explore`` (first 500 rows) picks the same. torch
 threads = ORT intra-op threads = ``--threads`` (2). Truncation: ``--max-seq-length`` (default: model's, 256).
 
-    pip install --target /tmp/onnxlib --no-deps onnxruntime onnx flatbuffers ml_dtypes
-    PYTHONPATH=/tmp/onnxlib python evals/bench_onnx.py [--n-sst2 2000] [--n-amazon 500] [--repeats 3]
+    pip install --target DIR --no-deps onnxruntime onnx flatbuffers ml_dtypes   # beside the venv, not in it
+    PYTHONPATH=DIR python evals/bench_onnx.py [--n-sst2 2000] [--n-amazon 500] [--repeats 3]
         [--max-seq-length 256] [--threads 2] [--picks 4] [--work-dir DIR] [--no-st-backend]
 """
 
