@@ -218,12 +218,13 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
       the held-out real test split (reported only); ``sinkhorn_accepted``: Sinkhorn divergence (POT).
     """
     _emit("align", state["round"], done=0, total=1)
-    _sample_embeddings(runtime.context, state.get("samples", []))  # new samples: on the encoder's usual threads
-    return _align(state, runtime)
+    emb = _sample_embeddings(runtime.context, state.get("samples", []))  # on the encoder's usual threads
+    return _align(state, runtime, emb)
 
 
 @single_thread  # small per-label problems: spinning BLAS/OpenMP workers cost 5-38x with a busy core (_threads)
-def _align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
+def _align(state: SynAlignState, runtime: Runtime[SynAlignContext], emb: np.ndarray) -> dict[str, Any]:
+    """:func:`align` after the embedding: ``emb`` (len(samples), d) holds the state's samples in order."""
     from synalign.alignment import align as kmm_align
     from synalign.divergence import fixed_set_noise_floor, mmd2_fixed_set, mmd2_unbiased, sinkhorn_divergence
 
@@ -232,7 +233,6 @@ def _align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str,
     round_ = state["round"]
     samples = state.get("samples", [])
     started = time.perf_counter()  # align_seconds: the step itself, after the new samples are embedded
-    emb = _sample_embeddings(ctx, samples)
     bandwidth = state["bandwidth"]
     real = ctx.real_embeddings
     result = kmm_align(

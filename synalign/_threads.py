@@ -46,6 +46,8 @@ def single_thread(fn: Callable[P, R]) -> Callable[P, R]:
     (the graph runs one node at a time).
     """
 
+    blas_limited = single_blas_thread(fn)
+
     @functools.wraps(fn)
     def limited(*args: P.args, **kwargs: P.kwargs) -> R:
         import torch
@@ -53,8 +55,7 @@ def single_thread(fn: Callable[P, R]) -> Callable[P, R]:
         before = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            with threadpool_limits(limits=1, user_api="blas"):
-                return fn(*args, **kwargs)
+            return blas_limited(*args, **kwargs)
         finally:
             torch.set_num_threads(before)
 

@@ -178,7 +178,7 @@ def test_imp_loss_input_errors(imp_data: dict[str, np.ndarray]) -> None:
 
 
 def test_diversity_metrics_rank_a_repetitive_set_below_real_reviews(dsir_data: dict[str, list[str]]) -> None:
-    """Self-BLEU-4 (Texygen) and distinct-2 on real SST-2 sentences vs a set built from three templates."""
+    """Self-BLEU-4 (Texygen) and distinct-2 on real SST-2 sentences vs a set built from one template."""
     from synalign.evals.fidelity import distinct_n, self_bleu
 
     real = dsir_data["pool"][:40]  # real SST-2 test sentences
