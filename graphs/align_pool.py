@@ -77,12 +77,14 @@ def align_pool(
             examples, an unknown selection strategy or embedding model, an existing or unwritable ``out``.
     """
     from langgraph.runtime import Runtime
+    from langgraph.store.memory import InMemoryStore
 
     from synalign.datafiles import load_dataset
     from synalign.graphs.context import SynAlignContext
     from synalign.graphs.nodes import align, prepare
     from synalign.graphs.rundir import RunDirLock, remove_run_files
     from synalign.graphs.runner import write_outputs
+    from synalign.graphs.samplestore import namespace_for, put_samples
     from synalign.records import SyntheticExample
     from synalign.sampling import stratified_sample
     from synalign.selection import check_strategy
@@ -120,8 +122,10 @@ def align_pool(
         .model_dump(exclude={"weight", "accepted"})
         for i, r in enumerate(rows)
     ]
-    runtime = Runtime(context=ctx)
-    state: dict[str, Any] = {**prepare({}, runtime), "round": 1, "samples": samples}
+    runtime = Runtime(context=ctx, store=InMemoryStore())  # one pass in one process: nothing to resume
+    prefix = namespace_for(None)
+    batch = put_samples(runtime.store, prefix, 1, samples)
+    state: dict[str, Any] = {**prepare({}, runtime), "round": 1, "sample_batches": [batch]}
     state.update(align(state, runtime))  # KMM weights, selection and the round's metrics, as in a run
     stop = "target" if state["metrics"][-1]["stop"] == "target" else "single_pass"
     state["metrics"][-1]["stop"] = stop
@@ -132,5 +136,6 @@ def align_pool(
             remove_run_files(out)
         return write_outputs(
             ctx, state, time.perf_counter() - started,
+            store=runtime.store, prefix=prefix,
             extra={"command": "align", "real_data": str(config.data), "pool": str(pool_path)},
         )

@@ -1,4 +1,8 @@
-"""The run's checkpoint store (LangGraph's SQLite saver), opened and read with corruption checks.
+"""The run's checkpoint store (LangGraph's SQLite saver and SQLite store), opened and read with corruption checks.
+
+One file, ``checkpoints.sqlite``, holds both: the saver's checkpoints (the state: references and small
+records) and the store's items (each round's samples and the latest alignment,
+:mod:`synalign.graphs.samplestore`), each on its own connection.
 
 A checkpoint that cannot be trusted is never resumed: a truncated or garbled database, or a checkpoint blob
 that no longer decodes, is one :class:`~synalign.errors.InputError` naming the file and the command that
@@ -13,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.store.sqlite import SqliteStore
 
 from synalign.errors import InputError
+from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
 
 __all__ = [
-    "CHECKPOINT_FILE", "KEEP_CHECKPOINTS", "PruningSqliteSaver", "corrupt_checkpoint_error", "open_checkpoints",
-    "read_state", "verify_checkpoints",
+    "CHECKPOINT_FILE", "KEEP_CHECKPOINTS", "PruningSqliteSaver", "alignments_prunable", "corrupt_checkpoint_error",
+    "open_checkpoints",
+    "open_store", "read_state", "verify_checkpoints",
 ]
 
 CHECKPOINT_FILE = "checkpoints.sqlite"
@@ -75,18 +82,27 @@ def corrupt_checkpoint_error(path: Path, reason: str, out: Path) -> InputError:
 
 
 def verify_checkpoints(out: Path, thread: dict[str, Any]) -> None:
-    """Check, before any work, that a run's checkpoint can be resumed: intact file, decodable latest state.
+    """Check, before any work, that a run's checkpoint can be resumed: intact file, decodable latest state, and
+    every sample and the alignment it refers to present in the store.
 
     Raises:
         InputError: see :func:`corrupt_checkpoint_error`.
     """
     from synalign.graphs.graph import build_graph
 
+    path = out / CHECKPOINT_FILE
     conn, saver = open_checkpoints(out, resume=True)
+    store_conn, store = open_store(out)
     try:
-        read_state(build_graph().compile(checkpointer=saver), thread, out / CHECKPOINT_FILE, out)
+        values = read_state(build_graph().compile(checkpointer=saver, store=store), thread, path, out).values
+        try:
+            load_pool(store, namespace_for(thread["configurable"]["thread_id"]), values)
+        except MissingItemError as exc:
+            raise corrupt_checkpoint_error(path, str(exc), out) from None
     finally:
+        store_conn.close()
         conn.close()
+
 
 
 def _check_integrity(conn: sqlite3.Connection, path: Path, out: Path) -> None:
@@ -98,7 +114,14 @@ def _check_integrity(conn: sqlite3.Connection, path: Path, out: Path) -> None:
         raise corrupt_checkpoint_error(path, f"integrity check: {rows[0][0]}", out)
 
 
-def open_checkpoints(out: Path, *, resume: bool) -> tuple[sqlite3.Connection, SqliteSaver]:
+def alignments_prunable(keep: int | None) -> bool:
+    """Whether ``align`` may delete the store's alignment before the previous one when the saver keeps ``keep``
+    checkpoints: yes while every kept checkpoint is at most one ``align`` old, i.e. ``keep`` ≤ 4 (a round
+    writes 4 checkpoints: explore, summarize, generate, align); None (every checkpoint kept) never."""
+    return keep is not None and keep <= 4
+
+
+def open_checkpoints(out: Path, *, resume: bool) -> tuple[sqlite3.Connection, PruningSqliteSaver]:
     """Open ``out/checkpoints.sqlite`` (WAL, busy timeout) and, when resuming, check that it is intact.
 
     Raises:
@@ -119,6 +142,27 @@ def open_checkpoints(out: Path, *, resume: bool) -> tuple[sqlite3.Connection, Sq
         conn.close()
         raise
     return conn, saver
+
+
+def open_store(out: Path) -> tuple[sqlite3.Connection, SqliteStore]:
+    """Open the LangGraph SQLite store in ``out/checkpoints.sqlite`` (its own autocommit connection, busy
+    timeout) and create its tables.
+
+    Raises:
+        InputError: the file is not a readable SQLite database.
+    """
+    path = out / CHECKPOINT_FILE
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+    try:
+        store = SqliteStore(conn)
+        store.setup()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise corrupt_checkpoint_error(path, str(exc), out) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn, store
 
 
 def read_state(graph: Any, thread: dict[str, Any], path: Path, out: Path) -> Any:

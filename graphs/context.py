@@ -35,6 +35,8 @@ class SynAlignContext:
         run_dir: the run's output directory.
         sample_vectors: embedding of each synthetic sample embedded so far in this process, by sample id
             (d float32, unit norm): a round embeds only its new samples, never the whole pool again.
+        prune_alignments: ``align`` deletes the store's alignment before the previous one (the CLI run, whose
+            saver keeps 2 checkpoints); False keeps every one (a server that keeps every checkpoint).
     """
 
     config: RunConfig
@@ -47,6 +49,7 @@ class SynAlignContext:
     heldout: list[RealExample] = field(default_factory=list)
     heldout_embeddings: np.ndarray | None = None
     sample_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    prune_alignments: bool = True
 
     @property
     def labels(self) -> list[str]:

@@ -1,8 +1,8 @@
 """The SynAlign LangGraph: prepare → explore → summarize → generate → align → (explore | finish).
 
 ``build_graph()`` returns the uncompiled :class:`~langgraph.graph.StateGraph`; compile it with any
-checkpointer. ``graph`` is that graph compiled without a checkpointer (its context: a
-:class:`SynAlignContext`); ``langgraph.json`` exposes :data:`synalign.graphs.studio.graph` to LangGraph Studio /
+checkpointer and a LangGraph store (the samples live there: :mod:`synalign.graphs.samplestore`). ``graph`` is
+that graph compiled without either (its context: a :class:`SynAlignContext`; pass a store to run it); ``langgraph.json`` exposes :data:`synalign.graphs.studio.graph` to LangGraph Studio /
 ``langgraph dev`` instead, the same loop with a JSON config as its context.
 """
 

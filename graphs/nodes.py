@@ -18,6 +18,14 @@ from langgraph.runtime import Runtime
 from synalign._threads import single_thread
 from synalign.backends import GenerationRequest, SummaryRequest
 from synalign.graphs.context import SynAlignContext
+from synalign.graphs.samplestore import (
+    get_alignment,
+    get_samples,
+    put_alignment,
+    put_samples,
+    require_store,
+    thread_namespace,
+)
 from synalign.graphs.state import (
     ClusterRecord,
     RoundMetrics,
@@ -75,8 +83,7 @@ def prepare(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
         "noise_floor": float(floor),
         "noise_floor_std": float(floor_std),
         "picked": {},
-        "weights": {},
-        "accepted": [],
+        "alignment": None,
         "dropped": {},
         "stop_reason": None,
     }
@@ -97,9 +104,12 @@ def explore(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
     round_ = state.get("round", 0) + 1
     _emit("explore", round_, done=0, total=1)
     priority = None
-    accepted = set(state.get("accepted", []))
-    if cfg.witness_guided and accepted:
-        acc = [s for s in state.get("samples", []) if s["id"] in accepted]
+    alignment = state.get("alignment")
+    if cfg.witness_guided and alignment and alignment["accepted"]:
+        store, prefix = require_store(runtime), thread_namespace(runtime)
+        samples = get_samples(store, prefix, state.get("sample_batches", []))
+        _, mask = get_alignment(store, prefix, alignment, len(samples))
+        acc = [s for s, keep in zip(samples, mask, strict=True) if keep]
         witness = mmd_witness(
             ctx.real_embeddings, ctx.real_embeddings, _sample_embeddings(ctx, acc), state["bandwidth"], device=ctx.device
         )
@@ -162,7 +172,7 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
     by_id = {r.id: r for r in ctx.real}
     clusters = _current(state.get("clusters", []), round_)
     summary_of = {s["cluster"]: s for s in _current(state.get("summaries", []), round_)}
-    already = len(state.get("samples", []))
+    already = sum(b["count"] for b in state.get("sample_batches", []))
     budget = None if cfg.max_samples is None else max(cfg.max_samples - already, 0)
     _emit("generate", round_, done=0, total=len(clusters))
     fields = set(AttributeSummary.model_fields)
@@ -198,8 +208,9 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
     if budget is not None and len(samples) > budget:
         dropped["over_budget"] = dropped.get("over_budget", 0) + len(samples) - budget
         samples = samples[:budget]
+    batch = put_samples(require_store(runtime), thread_namespace(runtime), round_, samples)  # before the state
     _emit("generate", round_, done=len(clusters), total=len(clusters))
-    return {"samples": samples, "dropped": dropped}
+    return {"sample_batches": [batch], "dropped": dropped}
 
 
 def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
@@ -218,20 +229,30 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
       the held-out real test split (reported only); ``sinkhorn_accepted``: Sinkhorn divergence (POT).
     """
     _emit("align", state["round"], done=0, total=1)
-    emb = _sample_embeddings(runtime.context, state.get("samples", []))  # on the encoder's usual threads
-    return _align(state, runtime, emb)
+    store, prefix = require_store(runtime), thread_namespace(runtime)
+    samples = get_samples(store, prefix, state.get("sample_batches", []))
+    emb = _sample_embeddings(runtime.context, samples)  # on the encoder's usual threads
+    weights, accepted, metrics = _align(state, runtime, samples, emb)
+    ref = put_alignment(
+        store, prefix, state["round"], weights, accepted, previous=state.get("alignment"),
+        prune=runtime.context.prune_alignments,
+    )
+    _emit("align", state["round"], done=1, total=1, mmd2=metrics["mmd2_accepted"], target=metrics["target_mmd2"])
+    return {"alignment": ref, "metrics": [metrics]}
 
 
 @single_thread  # small per-label problems: spinning BLAS/OpenMP workers cost 5-38x with a busy core (_threads)
-def _align(state: SynAlignState, runtime: Runtime[SynAlignContext], emb: np.ndarray) -> dict[str, Any]:
-    """:func:`align` after the embedding: ``emb`` (len(samples), d) holds the state's samples in order."""
+def _align(
+    state: SynAlignState, runtime: Runtime[SynAlignContext], samples: list[SampleRecord], emb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, RoundMetrics]:
+    """:func:`align` after the embedding: ``emb`` (len(samples), d) holds ``samples`` (the pool) in order.
+    Returns the (N,) weights, the (N,) bool accepted mask and the round's metrics."""
     from synalign.alignment import align as kmm_align
     from synalign.divergence import fixed_set_noise_floor, mmd2_fixed_set, mmd2_unbiased, sinkhorn_divergence
 
     ctx = runtime.context
     cfg = ctx.config
     round_ = state["round"]
-    samples = state.get("samples", [])
     started = time.perf_counter()  # align_seconds: the step itself, after the new samples are embedded
     bandwidth = state["bandwidth"]
     real = ctx.real_embeddings
@@ -250,7 +271,6 @@ def _align(state: SynAlignState, runtime: Runtime[SynAlignContext], emb: np.ndar
         compute_mmd=False,
     )
     mask = np.asarray(result.accepted, dtype=bool)
-    accepted_ids = [s["id"] for s, keep in zip(samples, mask) if keep]
     acc = emb[mask]
     floor, floor_std = fixed_set_noise_floor(real, len(acc), bandwidth, seed=_seed(cfg.seed, round_), device=ctx.device)
     metrics: RoundMetrics = {
@@ -273,9 +293,7 @@ def _align(state: SynAlignState, runtime: Runtime[SynAlignContext], emb: np.ndar
         metrics["mmd2_accepted_heldout"] = float(mmd2_fixed_set(acc, ctx.heldout_embeddings, bandwidth, device=ctx.device))
     metrics["align_seconds"] = round(time.perf_counter() - started, 3)
     metrics["stop"] = _stop_reason(metrics, round_, len(samples), cfg)
-    _emit("align", round_, done=1, total=1, mmd2=metrics["mmd2_accepted"], target=metrics["target_mmd2"])
-    weights = {s["id"]: float(w) for s, w in zip(samples, result.weights, strict=True)}
-    return {"weights": weights, "accepted": accepted_ids, "metrics": [metrics]}
+    return np.asarray(result.weights, dtype=np.float64), mask, metrics
 
 
 def _stop_reason(metrics: RoundMetrics, round_: int, generated: int, cfg: Any) -> StopReason | None:

@@ -3,7 +3,8 @@
 Layout of a run directory::
 
     config.json          resolved RunConfig (read back by --resume)
-    checkpoints.sqlite   LangGraph SQLite checkpointer (one thread, "synalign")
+    checkpoints.sqlite   LangGraph SQLite checkpointer (one thread, "synalign") and SQLite store (the samples of
+                         each round and the latest alignment; the state refers to them)
     synthetic.jsonl      accepted synthetic samples (also synthetic.parquet)
     pool.parquet         every generated sample with its weight and accepted flag
     attributes.jsonl     attribute summaries per demonstration cluster
@@ -37,14 +38,17 @@ from synalign.embeddings import Embedder
 from synalign.errors import SynalignError
 from synalign.graphs.checkpoint import (
     CHECKPOINT_FILE,
+    alignments_prunable,
     corrupt_checkpoint_error,
     open_checkpoints,
+    open_store,
     read_state,
     verify_checkpoints,
 )
 from synalign.graphs.context import SynAlignContext
 from synalign.graphs.graph import build_graph
 from synalign.graphs.rundir import CONFIG_FILE, RunDirLock, prepare_run_dir, remove_run_files
+from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
 from synalign.graphs.usage import record_usage, total_usage
 from synalign.offline import OFFLINE_RUN_NOTE
 from synalign.records import SyntheticExample
@@ -140,23 +144,34 @@ def make_context(
 
 
 def _write_outputs(
-    ctx: SynAlignContext, state: dict[str, Any], wall: float, *, extra: dict[str, Any] | None = None
+    ctx: SynAlignContext,
+    state: dict[str, Any],
+    wall: float,
+    *,
+    store: Any,
+    prefix: tuple[str, ...],
+    extra: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Write a finished run's outputs from its final state (``synalign align`` writes its own through this too).
+    """Write a finished run's outputs from its final state and the store it refers to (``synalign align``
+    writes its own through this too).
 
-    ``extra`` adds keys to ``summary.json``; ``attributes.jsonl`` is written only when the state has
-    ``summaries``; a backend's ``info["note"]`` replaces the default note (terms of an LLM, the EDA note).
+    ``store``/``prefix``: the LangGraph store and the thread's namespace prefix holding the samples and the
+    alignment (:mod:`synalign.graphs.samplestore`). ``extra`` adds keys to ``summary.json``;
+    ``attributes.jsonl`` is written only when the state has ``summaries``; a backend's ``info["note"]``
+    replaces the default note (terms of an LLM, the EDA note).
+
+    Raises:
+        MissingItemError: the store lacks an item the state refers to.
     """
     from synalign.fileio import atomic_write_text, write_examples
     from synalign.graphs.datacard import write_datacard
     from synalign.graphs.report import write_report
 
     out = ctx.run_dir
-    samples = state.get("samples", [])
-    weights = state.get("weights", {})
-    accepted_ids = set(state.get("accepted", []))
+    samples, weights, mask = load_pool(store, prefix, state)
     pool = [
-        SyntheticExample(**s, weight=weights.get(s["id"], 0.0), accepted=s["id"] in accepted_ids) for s in samples
+        SyntheticExample(**s, weight=float(w), accepted=bool(keep))
+        for s, w, keep in zip(samples, weights, mask, strict=True)
     ]
     accepted = [s for s in pool if s.accepted]
     metrics = state.get("metrics", [])
@@ -313,14 +328,26 @@ def _run(
         except BaseException:
             ctx.backend.close()
             raise
-        try:
-            final = _stream(config, ctx, saver, resume=resume, on_event=on_event)
-        finally:
-            conn.close()
-            ctx.backend.close()  # stops a local model server, whatever happened (the report needs no LLM)
-            with contextlib.suppress(OSError):  # e.g. a full disk: never hide the error that stopped the run
-                record_usage(out, ctx.backend.usage())  # summary.json sums the usage of every process of the run
-        return _write_outputs(ctx, final, time.perf_counter() - started)
+        with contextlib.closing(conn):
+            try:
+                store_conn, store = open_store(out)
+            except BaseException:
+                ctx.backend.close()
+                raise
+            with contextlib.closing(store_conn):
+                ctx.prune_alignments = alignments_prunable(saver.keep)
+                try:
+                    final = _stream(config, ctx, saver, store, resume=resume, on_event=on_event)
+                finally:
+                    ctx.backend.close()  # stops a local model server, whatever happened (the report needs no LLM)
+                    with contextlib.suppress(OSError):  # e.g. a full disk: never hide the error that stopped the run
+                        record_usage(out, ctx.backend.usage())  # summary.json sums every process's usage
+                try:
+                    return _write_outputs(
+                        ctx, final, time.perf_counter() - started, store=store, prefix=namespace_for(THREAD_ID)
+                    )
+                except MissingItemError as exc:
+                    raise corrupt_checkpoint_error(out / CHECKPOINT_FILE, str(exc), out) from None
 
 
 def _thread(config: RunConfig) -> dict[str, Any]:
@@ -328,11 +355,11 @@ def _thread(config: RunConfig) -> dict[str, Any]:
 
 
 def _stream(
-    config: RunConfig, ctx: SynAlignContext, saver: Any, *, resume: bool, on_event: EventHandler | None
+    config: RunConfig, ctx: SynAlignContext, saver: Any, store: Any, *, resume: bool, on_event: EventHandler | None
 ) -> dict[str, Any]:
     """Run the graph to its end from the last checkpoint; returns the final state values."""
     out = config.out
-    graph = build_graph().compile(checkpointer=saver)
+    graph = build_graph().compile(checkpointer=saver, store=store)
     thread = _thread(config)
     snapshot = read_state(graph, thread, out / CHECKPOINT_FILE, out)
     # Finished means "finish recorded a stop reason", never "nothing is pending": a process interrupted right
@@ -341,11 +368,14 @@ def _stream(
         return snapshot.values  # already finished: just (re)write the outputs
     # A saved checkpoint: continue from it (its completed tasks' pending writes are applied first).
     stream_input = None if resume and snapshot.metadata is not None else {}
-    for mode, payload in graph.stream(
-        stream_input, thread, context=ctx, stream_mode=["custom", "updates"], durability="sync"
-    ):
-        if mode == "custom" and on_event is not None:
-            on_event(payload)
+    try:
+        for mode, payload in graph.stream(
+            stream_input, thread, context=ctx, stream_mode=["custom", "updates"], durability="sync"
+        ):
+            if mode == "custom" and on_event is not None:
+                on_event(payload)
+    except MissingItemError as exc:  # the store lost an item the checkpoint refers to
+        raise corrupt_checkpoint_error(out / CHECKPOINT_FILE, str(exc), out) from None
     final = read_state(graph, thread, out / CHECKPOINT_FILE, out).values
     if not final.get("stop_reason"):
         raise corrupt_checkpoint_error(out / CHECKPOINT_FILE, "the loop ended without a stop reason", out)

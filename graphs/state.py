@@ -1,10 +1,14 @@
 """Typed state of the SynAlign loop, checkpointed after every node.
 
-Append-only channels (``samples``, ``clusters``, ``summaries``, ``metrics``) use the ``operator.add``
+Append-only channels (``sample_batches``, ``clusters``, ``summaries``, ``metrics``) use the ``operator.add``
 reducer, so a node returns only what it adds; a node re-run after a crash adds exactly what it would have
 added the first time (every node is a deterministic function of state + seed), so a resumed run neither loses
 nor duplicates samples. Records are stored as plain dicts (``model_dump()`` of the core records, typed here
 as ``TypedDict`` records) to keep checkpoints portable: the checkpoint never holds a pickled class.
+
+The samples themselves and the latest weights are not in the state: they live in the run's LangGraph store
+(:mod:`synalign.graphs.samplestore`), one item per round, and the state holds a :class:`SampleBatch` per round
+and one :class:`AlignmentRef`, so a checkpoint stays a few kilobytes however large the pool grows.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from typing import Annotated, Literal, TypedDict
 from typing_extensions import NotRequired
 
 __all__ = [
-    "ClusterRecord", "RoundMetrics", "Route", "SampleRecord", "StopReason", "SummaryRecord", "SynAlignState",
-    "merge_counts",
+    "AlignmentRef", "ClusterRecord", "RoundMetrics", "Route", "SampleBatch", "SampleRecord", "StopReason",
+    "SummaryRecord", "SynAlignState", "merge_counts",
 ]
 
 StopReason = Literal["target", "max_rounds", "max_samples"]
@@ -57,6 +61,26 @@ class SampleRecord(TypedDict):
     round: int
     backend: str
     demonstration_ids: list[str]
+
+
+class SampleBatch(TypedDict):
+    """Reference to one round's new samples in the store: the round, the item's key and how many samples it
+    holds (:func:`synalign.graphs.samplestore.put_samples`)."""
+
+    round: int
+    key: str
+    count: int
+
+
+class AlignmentRef(TypedDict):
+    """Reference to the latest alignment in the store: its round and key, the pool size it weights, how many it
+    accepted, and the key of the alignment it replaced (:func:`synalign.graphs.samplestore.put_alignment`)."""
+
+    round: int
+    key: str
+    count: int
+    accepted: int
+    previous: str | None
 
 
 class RoundMetrics(TypedDict):
@@ -101,9 +125,10 @@ class SynAlignState(TypedDict, total=False):
         picked: explorer picks so far, per label (real example ids).
         clusters: every demonstration cluster used.
         summaries: attribute summaries, one per cluster, joined on ``(round, cluster)``.
-        samples: every generated sample.
-        weights: kernel-mean-matching weight by sample id (latest alignment; within a label they sum to 1).
-        accepted: ids of the accepted synthetic samples (latest alignment).
+        sample_batches: one reference per round to that round's new samples in the store; the pool is their
+            concatenation, in order (:func:`synalign.graphs.samplestore.get_samples`).
+        alignment: reference to the latest alignment in the store: the pool's kernel-mean-matching weights
+            (within a label they sum to 1) and its accepted mask (None before the first ``align``).
         metrics: one row per round; its ``stop`` says whether (and why) the loop ends after that round.
         dropped: generator drop counts by reason.
         stop_reason: the last round's ``stop`` once ``finish`` has run.
@@ -116,9 +141,8 @@ class SynAlignState(TypedDict, total=False):
     picked: dict[str, list[str]]
     clusters: Annotated[list[ClusterRecord], operator.add]
     summaries: Annotated[list[SummaryRecord], operator.add]
-    samples: Annotated[list[SampleRecord], operator.add]
-    weights: dict[str, float]
-    accepted: list[str]
+    sample_batches: Annotated[list[SampleBatch], operator.add]
+    alignment: AlignmentRef | None
     metrics: Annotated[list[RoundMetrics], operator.add]
     dropped: Annotated[dict[str, int], merge_counts]
     stop_reason: StopReason | None

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from pydantic import Field
 
@@ -36,6 +35,7 @@ from synalign.config import RunConfig
 from synalign.graphs import nodes
 from synalign.graphs.context import SynAlignContext
 from synalign.graphs.graph import build_graph
+from synalign.graphs.samplestore import require_store, thread_namespace, thread_of
 from synalign.graphs.state import SynAlignState
 
 __all__ = ["DEMO_DATA", "StudioConfig", "build_studio_graph", "context_for", "graph"]
@@ -93,16 +93,6 @@ def _close_all() -> None:
             _close(_contexts.popitem()[1])
 
 
-def _thread_id(runtime: Runtime[Any]) -> str | None:
-    info = getattr(runtime, "execution_info", None)
-    if info is not None and info.thread_id:
-        return str(info.thread_id)
-    with contextlib.suppress(RuntimeError):  # outside a runnable context
-        thread = get_config().get("configurable", {}).get("thread_id")
-        return None if thread is None else str(thread)
-    return None
-
-
 def context_for(config: StudioConfig | dict[str, Any] | None, thread_id: str | None) -> SynAlignContext:
     """The :class:`SynAlignContext` of ``config`` on ``thread_id``: built on first use (the data loaded and
     embedded, the embedding cache used, the backend built), then reused by every node of that thread's runs.
@@ -122,19 +112,24 @@ def context_for(config: StudioConfig | dict[str, Any] | None, thread_id: str | N
             return ctx
         run_config.out.mkdir(parents=True, exist_ok=True)
         ctx = make_context(run_config)
+        ctx.prune_alignments = False  # the server keeps every checkpoint (time travel): keep every alignment
         _contexts[key] = ctx
         while len(_contexts) > _CACHE_SIZE:
             _close(_contexts.popitem(last=False)[1])
         return ctx
 
 
-def _write_outputs(ctx: SynAlignContext, state: SynAlignState, update: dict[str, Any], wall: float) -> None:
+def _write_outputs(
+    ctx: SynAlignContext, state: SynAlignState, update: dict[str, Any], wall: float, runtime: Runtime[Any]
+) -> None:
     from synalign.fileio import atomic_write_text
     from synalign.graphs.rundir import CONFIG_FILE
     from synalign.graphs.runner import write_outputs
 
     atomic_write_text(ctx.run_dir / CONFIG_FILE, ctx.config.model_dump_json(indent=2) + "\n")
-    write_outputs(ctx, {**state, **update}, wall)
+    write_outputs(
+        ctx, {**state, **update}, wall, store=require_store(runtime), prefix=thread_namespace(runtime)
+    )
 
 
 def _with_context(node: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -148,12 +143,12 @@ def _with_context(node: Callable[..., dict[str, Any]]) -> Callable[..., dict[str
         studio = runtime.context if isinstance(runtime.context, StudioConfig) else StudioConfig.model_validate(
             runtime.context or {}
         )
-        ctx = context_for(studio, _thread_id(runtime))
+        ctx = context_for(studio, thread_of(runtime))
         update = node(state, runtime.override(context=ctx))
         if node is nodes.finish:
             _run_started.pop(run_id, None)
             if studio.write_outputs:
-                _write_outputs(ctx, state, update, time.perf_counter() - started)
+                _write_outputs(ctx, state, update, time.perf_counter() - started, runtime)
         return update
 
     return studio_node

@@ -113,8 +113,14 @@ def test_langgraph_dev_server_runs_the_graph(tmp_path: Path) -> None:
             runs = client.get(f"/threads/{thread_id}/runs").json()
             assert [r["status"] for r in runs] == ["success"], (state, log.read_text(errors="replace")[-3000:])
             assert state["stop_reason"] == "max_rounds" and state["round"] == 1
-            assert len(state["accepted"]) == 6 and len(state["samples"]) == 12
-            assert all(s["backend"].startswith("offline") for s in state["samples"])  # the default: EDA
+            # the state holds references; the samples and the weights are in the server's store
+            assert [b["count"] for b in state["sample_batches"]] == [12] and state["alignment"]["accepted"] == 6
+            items = client.post("/store/items/search", json={
+                "namespace_prefix": ["synalign", thread_id, "samples"], "limit": 10,
+            }).raise_for_status().json()["items"]
+            assert [i["key"] for i in items] == [state["sample_batches"][0]["key"]]
+            samples = items[0]["value"]["samples"]
+            assert len(samples) == 12 and all(s["backend"].startswith("offline") for s in samples)  # default: EDA
 
             out = tmp_path / "runs" / "studio" / thread_id  # the default out, under the server's cwd
             summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
@@ -124,7 +130,9 @@ def test_langgraph_dev_server_runs_the_graph(tmp_path: Path) -> None:
 
             # a second run on the thread continues the loop for one more round (the context is cached)
             state = client.post(f"/threads/{thread_id}/runs/wait", json=run).raise_for_status().json()
-            assert state["round"] == 2 and state["stop_reason"] == "max_rounds" and len(state["samples"]) == 24
+            assert state["round"] == 2 and state["stop_reason"] == "max_rounds"
+            assert [b["count"] for b in state["sample_batches"]] == [12, 12]
+            assert state["alignment"]["count"] == 24 and state["alignment"]["previous"] is not None
             assert [r["status"] for r in client.get(f"/threads/{thread_id}/runs").json()] == ["success"] * 2
             print(
                 f"server up {ready - started:.1f} s, first run {first - ready:.1f} s, "

@@ -1,0 +1,197 @@
+"""The run's samples and alignments in a LangGraph store; the state holds references to them.
+
+LangGraph's SQLite saver writes every channel's whole value into each checkpoint, one after every node, so a
+state that held the pool (``samples``) and the latest alignment (``weights``, ``accepted``) rewrote them five
+times a round: checkpoint bytes grew with the pool, not with what a round adds (``evals/bench_checkpoint.py``,
+RESULTS §8). Here each round's new samples are one item of a LangGraph :class:`~langgraph.store.base.BaseStore`
+(the run's ``runtime.store``: the run directory's SQLite store, or the LangGraph server's store in Studio) and
+the state keeps only a :class:`SampleBatch` per round and one :class:`AlignmentRef`, a few hundred bytes:
+
+- namespace ``("synalign", THREAD, "samples")``, key ``r0003-<digest>``: ``{"round": 3, "samples": [...]}``,
+  the round's :class:`~synalign.graphs.state.SampleRecord` dicts in pool order (append-only);
+- namespace ``("synalign", THREAD, "alignment")``, key ``r0003-<digest>``: the latest kernel-mean-matching
+  weights of the whole pool (float64, base64) and its accepted mask (bits, base64), in pool order.
+
+Keys carry a digest of their content, so a node re-run after a crash writes the same item again (idempotent)
+and a forked thread that generated other texts never overwrites the items its parent's checkpoints refer to.
+An alignment is replaced every round; when pruning (the CLI run, whose saver keeps the latest two checkpoints)
+the one before the previous is deleted as the new one lands, so the store grows with the new
+samples only. Every read checks the item against its reference: a missing or shorter item is
+:class:`MissingItemError`, never a silently smaller pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from langgraph.config import get_config
+from langgraph.store.base import BaseStore, GetOp
+
+from synalign.errors import SynalignError
+from synalign.graphs.state import AlignmentRef, SampleBatch, SampleRecord
+
+__all__ = [
+    "MissingItemError", "get_alignment", "get_samples", "load_pool", "namespace_for", "put_alignment", "put_samples", "require_store",
+    "thread_namespace", "thread_of",
+]
+
+_ROOT = "synalign"
+_DEFAULT_THREAD = "default"
+
+
+class MissingItemError(SynalignError):
+    """A reference in the state names a store item that is gone or does not match it (lost or truncated
+    store): the run cannot continue safely from this checkpoint."""
+
+
+def thread_of(runtime: Any) -> str | None:
+    """The LangGraph thread id of the node's run (``runtime.execution_info``, else the runnable config), or
+    None outside a run (a node called directly)."""
+    info = getattr(runtime, "execution_info", None)
+    if info is not None and getattr(info, "thread_id", None):
+        return str(info.thread_id)
+    try:
+        thread = get_config().get("configurable", {}).get("thread_id")
+    except RuntimeError:  # outside a runnable context
+        return None
+    return None if thread is None else str(thread)
+
+
+def namespace_for(thread_id: str | None) -> tuple[str, str]:
+    """``("synalign", THREAD)``: the prefix of a thread's items (``"default"`` for None)."""
+    return (_ROOT, thread_id or _DEFAULT_THREAD)
+
+
+def thread_namespace(runtime: Any) -> tuple[str, str]:
+    """The prefix of the items of the node's thread (:func:`namespace_for` of :func:`thread_of`)."""
+    return namespace_for(thread_of(runtime))
+
+
+def require_store(runtime: Any) -> BaseStore:
+    """The run's ``runtime.store``.
+
+    Raises:
+        SynalignError: the graph was compiled without a store (the samples live there, not in the state).
+    """
+    store = getattr(runtime, "store", None)
+    if store is None:
+        raise SynalignError(
+            "the SynAlign graph keeps its samples in a LangGraph store: compile it with one, e.g. "
+            "build_graph().compile(checkpointer=..., store=InMemoryStore()) (langgraph.store.memory)"
+        )
+    return store
+
+
+def _key(round_: int, payload: bytes) -> str:
+    return f"r{round_:04d}-{hashlib.sha256(payload).hexdigest()[:16]}"
+
+
+def put_samples(store: BaseStore, prefix: tuple[str, ...], round_: int, samples: list[SampleRecord]) -> SampleBatch:
+    """Store one round's new samples (one item); returns the reference the state keeps."""
+    value = {"round": round_, "samples": samples}
+    key = _key(round_, json.dumps(value, sort_keys=True, ensure_ascii=False).encode())
+    store.put((*prefix, "samples"), key, value, index=False)
+    return SampleBatch(round=round_, key=key, count=len(samples))
+
+
+def get_samples(store: BaseStore, prefix: tuple[str, ...], batches: list[SampleBatch]) -> list[SampleRecord]:
+    """Every sample the references name, in pool order (one store round trip).
+
+    Raises:
+        MissingItemError: an item is gone or holds another number of samples than its reference says.
+    """
+    if not batches:
+        return []
+    items = store.batch([GetOp((*prefix, "samples"), b["key"]) for b in batches])
+    out: list[SampleRecord] = []
+    for batch, item in zip(batches, items, strict=True):
+        samples = None if item is None else item.value.get("samples")
+        if samples is None or len(samples) != batch["count"]:
+            found = "missing" if samples is None else f"{len(samples)} samples"
+            raise MissingItemError(
+                f"the samples of round {batch['round']} ({batch['key']}) are not in the store as the checkpoint "
+                f"says ({batch['count']} samples; found {found})"
+            )
+        out.extend(samples)
+    return out
+
+
+def _b64(array: np.ndarray) -> str:
+    return base64.b64encode(array.tobytes()).decode("ascii")
+
+
+def put_alignment(
+    store: BaseStore,
+    prefix: tuple[str, ...],
+    round_: int,
+    weights: np.ndarray,
+    accepted: np.ndarray,
+    *,
+    previous: AlignmentRef | None,
+    prune: bool = True,
+) -> AlignmentRef:
+    """Store the round's alignment of the whole pool and, with ``prune``, delete the one before ``previous``.
+
+    Args:
+        weights: (N,) importance weights in pool order (stored as float64).
+        accepted: (N,) bool accepted mask in pool order.
+        previous: the state's current reference (the alignment this one replaces), None in round 1.
+        prune: delete the alignment ``previous`` replaced. Safe when no kept checkpoint is older than the
+            previous round's ``align`` (the CLI run's saver keeps the latest 2 checkpoints); False keeps every
+            alignment (a server that keeps every checkpoint, for time travel).
+    """
+    w = np.ascontiguousarray(weights, dtype="<f8")
+    mask = np.asarray(accepted, dtype=bool)
+    value = {"round": round_, "count": len(w), "weights_f64": _b64(w), "accepted_bits": _b64(np.packbits(mask))}
+    key = _key(round_, json.dumps(value, sort_keys=True).encode())
+    ns = (*prefix, "alignment")
+    store.put(ns, key, value, index=False)
+    if prune and previous is not None and previous["previous"] not in (None, key):
+        store.delete(ns, str(previous["previous"]))
+    return AlignmentRef(
+        round=round_, key=key, count=len(w), accepted=int(mask.sum()),
+        previous=None if previous is None else previous["key"],
+    )
+
+
+def get_alignment(
+    store: BaseStore, prefix: tuple[str, ...], ref: AlignmentRef | None, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(weights, accepted)`` of the referenced alignment: (N,) float64 and (N,) bool in pool order, padded
+    with 0 / False for the ``count - N`` samples generated since (zeros when ``ref`` is None).
+
+    Raises:
+        MissingItemError: the item is gone or weights another number of samples than its reference says.
+    """
+    weights, accepted = np.zeros(count), np.zeros(count, dtype=bool)
+    if ref is None:
+        return weights, accepted
+    item = store.get((*prefix, "alignment"), ref["key"])
+    n = None if item is None else int(item.value.get("count", -1))
+    if item is None or n != ref["count"] or n > count:
+        found = "missing" if item is None else f"{n} samples"
+        raise MissingItemError(
+            f"the alignment of round {ref['round']} ({ref['key']}) is not in the store as the checkpoint says "
+            f"({ref['count']} samples; found {found})"
+        )
+    weights[:n] = np.frombuffer(base64.b64decode(item.value["weights_f64"]), dtype="<f8")
+    accepted[:n] = np.unpackbits(np.frombuffer(base64.b64decode(item.value["accepted_bits"]), dtype=np.uint8))[:n]
+    return weights, accepted
+
+
+def load_pool(
+    store: BaseStore, prefix: tuple[str, ...], state: dict[str, Any]
+) -> tuple[list[SampleRecord], np.ndarray, np.ndarray]:
+    """The pool a state refers to: ``(samples, weights, accepted)``, the (N,) weights and bool mask of the
+    latest alignment in pool order (0 / False for samples generated after it).
+
+    Raises:
+        MissingItemError: see :func:`get_samples`, :func:`get_alignment`.
+    """
+    samples = get_samples(store, prefix, state.get("sample_batches", []))
+    weights, accepted = get_alignment(store, prefix, state.get("alignment"), len(samples))
+    return samples, weights, accepted
