@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
 import sys
+import tarfile
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ __all__ = [
     "shown",
     "machine_note",
     "jittered",
+    "built_revision",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,3 +101,21 @@ def jittered(x: np.ndarray, n: int, seed: int, scale: float = 0.02) -> np.ndarra
     extra = x[rng.integers(0, len(x), n - len(x))] + rng.normal(0, scale, (n - len(x), x.shape[1]))
     out = np.concatenate([x, extra]).astype(np.float32)
     return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def built_revision(rev: str, work: Path) -> Path:
+    """A directory importable as ``synalign`` at revision ``rev`` (a non-editable build of ``git archive`` into
+    ``work/rev-SHA``, reused when present): put it first on ``PYTHONPATH`` of a subprocess to run that revision
+    with the installed libraries."""
+    sha = subprocess.run(["git", "rev-parse", rev], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
+    target = work / f"rev-{sha[:10]}"
+    if (target / "synalign").is_dir():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "src.tar"
+        subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), sha], cwd=REPO, check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(Path(tmp) / "src", filter="data")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--target", str(target), str(Path(tmp) / "src")], check=True)
+    return target

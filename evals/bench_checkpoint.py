@@ -1,71 +1,195 @@
-"""Checkpoint growth: bytes of ``checkpoints.sqlite`` (+ its WAL) after each round and after the run, with every
-checkpoint kept (LangGraph's SQLite saver as it is) vs the run's pruning saver (the latest 2 kept).
+"""Checkpoint growth per round at 10k and 100k samples: this tree (samples in the run's LangGraph store, the state
+holding references) vs an earlier revision (the whole pool in the state), side by side.
 
-The same EDA run on the bundled SST-2 demo twice in one process (``--selection random`` so the align step stays
-cheap): once with :data:`synalign.graphs.checkpoint.KEEP_CHECKPOINTS` = None, once with the default. The saver
-writes a checkpoint after every node; during a run most bytes sit in the write-ahead log, folded into the file
-when the run closes it, so the "end of run" row is the file a user keeps.
+Each (pool size, revision) pair is one EDA run on the bundled SST-2 demo (``--selection random`` so the align
+step stays cheap, 2 labels, ``--rounds`` rounds, the target 0 so every round runs) in a fresh subprocess; the
+earlier revision is built from ``git archive REV`` and put first on ``sys.path``. Both use the run's default
+saver (the latest 2 checkpoints kept). The embedder is a stand-in (hashed word n-grams, 384-d, unit norm), the
+same in both runs: checkpoint bytes do not depend on the embedding, and MiniLM would spend most of the bench
+embedding 100k texts. After each round's ``align`` the worker records:
 
-    python evals/bench_checkpoint.py                       # 5 rounds × 2,000 samples = 10k samples
-    python evals/bench_checkpoint.py --rounds 3 --per-round 400
+- ``file bytes``: ``checkpoints.sqlite`` + its write-ahead log (during a run most bytes sit in the WAL);
+- ``growth / new sample``: that size's increase over the round, per sample the round added;
+- ``stored``: bytes of the data the saver and the store hold (checkpoint blobs, pending writes, store values),
+  without SQLite's free pages and WAL, and its increase per new sample;
+- ``written``: bytes the process passed to ``write()`` during the round (``/proc/self/io`` ``wchar``: the
+  checkpoints and store items SQLite wrote, the real cost of checkpointing);
+- ``checkpoint``: the size of the newest checkpoint row (the state the saver serialises after every node).
+
+"end of run" is the file a user keeps (the WAL folded in when the run closes it).
+
+    python evals/bench_checkpoint.py                                  # 10k and 100k samples, 5 rounds, vs 8123aaf
+    python evals/bench_checkpoint.py --samples 10000 --rounds 3 --before ''
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
-import synalign
-from synalign.config import RunConfig
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEMO = Path(synalign.__file__).resolve().parent / "data" / "sst2-demo"
+from evals._bench import REPO, built_revision, machine_note, markdown  # noqa: E402
+
+_LABELS = 2
+_CLUSTERS = {10_000: 10, 100_000: 20}  # clusters per label and round (8 demonstrations each; 400 real per label)
 
 
-def _bytes(out: Path) -> int:
+def _written() -> int:
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def _file_bytes(out: Path) -> int:
     files = [out / "checkpoints.sqlite", out / "checkpoints.sqlite-wal"]
     return sum(f.stat().st_size for f in files if f.exists())
 
 
-def _sizes(out: Path, rounds: int, per_round: int, keep: int | None) -> tuple[int, list[tuple[str, int]]]:
-    """(samples generated, [(after round / "end of run", bytes)])."""
-    import synalign.graphs.checkpoint as checkpoint
+def _stored_bytes(out: Path) -> int:
+    """Bytes of the data the saver and the store hold (their blobs and values), without SQLite's free pages."""
+    total = 0
+    with sqlite3.connect(out / "checkpoints.sqlite", timeout=30) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table, columns in (("checkpoints", "checkpoint, metadata"), ("writes", "value"), ("store", "value")):
+            if table in tables:
+                expr = " + ".join(f"coalesce(length({c}), 0)" for c in columns.split(", "))
+                total += int(conn.execute(f"SELECT coalesce(sum({expr}), 0) FROM {table}").fetchone()[0])
+    return total
+
+
+def _newest_checkpoint(out: Path) -> int:
+    with sqlite3.connect(out / "checkpoints.sqlite", timeout=30) as conn:
+        row = conn.execute("SELECT length(checkpoint) FROM checkpoints ORDER BY checkpoint_id DESC LIMIT 1").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _worker(out: Path, samples: int, rounds: int, result_file: Path) -> None:
+    import numpy as np
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    import synalign
+    from synalign.config import RunConfig
+    from synalign.embeddings import Embedder
     from synalign.graphs import run
 
-    default, checkpoint.KEEP_CHECKPOINTS = checkpoint.KEEP_CHECKPOINTS, keep
-    clusters = 10
+    class _HashedEmbedder(Embedder):
+        """Hashed word 1–2-grams, 384-d, unit norm: the stand-in embedder (checkpoint bytes ignore embeddings)."""
+
+        _vectorizer = HashingVectorizer(n_features=384, ngram_range=(1, 2), norm="l2", alternate_sign=True)
+        truncation = None  # no tokenizer
+
+        def check(self) -> None:
+            return None
+
+        def encode(self, texts, *, show_progress: bool = False) -> np.ndarray:  # type: ignore[override]
+            x = self._vectorizer.transform(list(texts)).toarray().astype(np.float32)
+            x[np.linalg.norm(x, axis=1) == 0, 0] = 1.0
+            return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    clusters = _CLUSTERS.get(samples, max(1, samples // 1000))
+    per_cluster = samples // (rounds * _LABELS * clusters)
     config = RunConfig(
-        data=DEMO, out=out, llm="eda", selection="random", max_rounds=rounds, target="0",
-        clusters_per_label=clusters, cluster_size=8, samples_per_cluster=per_round // (2 * clusters),
+        data=Path(synalign.__file__).resolve().parent / "data" / "sst2-demo", out=out, llm="eda",
+        selection="random", max_rounds=rounds, target="0", clusters_per_label=clusters, cluster_size=8,
+        samples_per_cluster=per_cluster,
     )
-    rows: list[tuple[str, int]] = []
+    rows: list[dict] = []
+    mark = {"bytes": 0, "written": _written(), "t": time.perf_counter()}
 
     def on_event(event: dict) -> None:
+        if event.get("node") == "explore" and event.get("done") == 0:
+            mark.update(bytes=_file_bytes(out), written=_written(), t=time.perf_counter())
         if event.get("node") == "align" and event.get("done") == event.get("total"):
-            rows.append((str(event["round"]), _bytes(out)))
+            rows.append({"round": event["round"], "bytes": _file_bytes(out), "before": mark["bytes"],
+                         "stored": _stored_bytes(out),
+                         "written": _written() - mark["written"], "checkpoint": 0,
+                         "seconds": time.perf_counter() - mark["t"]})
 
-    try:
-        result = run(config, on_event=on_event)
-    finally:
-        checkpoint.KEEP_CHECKPOINTS = default
-    rows.append(("end of run", _bytes(out)))
-    return int(result.summary["generated"]), rows
+    def on_explore_checkpoint(event: dict) -> None:  # the checkpoint after align(r) exists once explore(r+1) starts
+        if event.get("node") in ("explore", "finish") and rows and not rows[-1]["checkpoint"]:
+            rows[-1]["checkpoint"] = _newest_checkpoint(out)
+        on_event(event)
+
+    result = run(config, embedder=_HashedEmbedder("hashed-ngrams-384", cache_dir=False), on_event=on_explore_checkpoint)
+    if rows and not rows[-1]["checkpoint"]:
+        rows[-1]["checkpoint"] = _newest_checkpoint(out)
+    generated = [m["generated"] for m in result.metrics]
+    result_file.write_text(json.dumps({
+        "synalign": str(Path(synalign.__file__).resolve().parent),
+        "rows": rows, "generated": generated, "end": _file_bytes(out),
+        "accepted": sorted(s.id for s in result.accepted),
+    }))
+
+
+def _run(samples: int, rounds: int, work: Path, path_first: Path | None) -> dict:
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        result_file = Path(tmp) / "result.json"
+        env = dict(os.environ)
+        if path_first is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(path_first), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        code = ("import sys; sys.path.append(sys.argv[1]); from evals.bench_checkpoint import _worker; "
+                "from pathlib import Path; _worker(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), "
+                "Path(sys.argv[5]))")
+        subprocess.run([sys.executable, "-c", code, str(REPO), str(Path(tmp) / "run"), str(samples), str(rounds),
+                        str(result_file)], env=env, check=True, cwd=tmp)
+        return json.loads(result_file.read_text())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", default="10000,100000", help="pool sizes (samples over all rounds)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--per-round", type=int, default=2000, help="samples generated per round")
+    parser.add_argument("--before", default="8123aaf", help="an earlier revision ('' = none)")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "synalign-bench-checkpoint")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        generated, every = _sizes(Path(tmp) / "every", args.rounds, args.per_round, None)
-        _, pruned = _sizes(Path(tmp) / "pruned", args.rounds, args.per_round, 2)
-    print(f"checkpoint bytes ({args.per_round} EDA samples requested per round, SST-2 demo; {generated:,} generated)\n")
-    print("| after round | every checkpoint kept | B/sample | latest 2 kept | B/sample | ratio |")
-    print("|---|---|---|---|---|---|")
-    for (name, a), (_, b) in zip(every, pruned, strict=True):
-        n = generated if name == "end of run" else min(generated, int(name) * args.per_round)
-        print(f"| {name} | {a:,} | {a / n:,.0f} | {b:,} | {b / n:,.0f} | {a / b:.1f}x |")
+    args.work.mkdir(parents=True, exist_ok=True)
+    revisions: list[tuple[str, Path | None]] = [("after", None)]
+    if args.before:
+        revisions.insert(0, (f"before ({args.before})", built_revision(args.before, args.work)))
+    print(machine_note())
+    table, summary = [], []
+    for samples in (int(v) for v in args.samples.split(",")):
+        runs = {}
+        for name, path_first in revisions:
+            print(f"{samples:,} samples, {name} ...", file=sys.stderr, flush=True)
+            runs[name] = r = _run(samples, args.rounds, args.work, path_first)
+            print(f"  ran synalign from {r['synalign']}", file=sys.stderr, flush=True)
+            previous, stored = 0, 0
+            for row, pool in zip(r["rows"], r["generated"], strict=True):
+                new = max(pool - previous, 1)
+                table.append([f"{samples:,}", name, row["round"], f"{pool:,}", f"{row['bytes']:,}",
+                              f"{(row['bytes'] - row['before']) / new:,.0f}", f"{row['stored']:,}",
+                              f"{(row['stored'] - stored) / new:,.0f}", f"{row['written']:,}",
+                              f"{row['written'] / new:,.0f}", f"{row['checkpoint']:,}"])
+                previous, stored = pool, row["stored"]
+            table.append([f"{samples:,}", name, "end of run", f"{r['generated'][-1]:,}", f"{r['end']:,}", "", "", "",
+                          "", "", ""])
+        if len(runs) == 2:
+            before, after = runs.values()
+            same = before["accepted"] == after["accepted"]
+            written = [sum(x["written"] for x in v["rows"]) for v in (before, after)]
+            summary.append([f"{samples:,}", f"{before['end'] / after['end']:.1f}x", f"{written[0] / written[1]:.1f}x",
+                            f"{before['rows'][-1]['checkpoint'] / after['rows'][-1]['checkpoint']:.0f}x",
+                            "yes" if same else "NO"])
+    print(markdown(["samples", "revision", "round", "pool", "file bytes", "growth / new sample", "stored",
+                    "stored / new sample", "written", "written / new sample", "checkpoint"], table))
+    if summary:
+        print()
+        print(markdown(["samples", "end-of-run file (before / after)", "bytes written", "last checkpoint",
+                        "same accepted set"], summary))
 
 
 if __name__ == "__main__":

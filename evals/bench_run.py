@@ -27,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evals._bench import REPO, machine_note, markdown  # noqa: E402
+from evals._bench import REPO, built_revision, machine_note, markdown  # noqa: E402
 
 NODES = ("prepare", "explore", "summarize", "generate", "align", "finish")
 
@@ -140,22 +139,6 @@ def _worker(data: Path, out: Path, rounds: int, result_file: Path) -> None:
     }))
 
 
-def _built_revision(rev: str, work: Path) -> Path:
-    """A directory importable as ``synalign`` at revision ``rev`` (a non-editable build of ``git archive``)."""
-    sha = subprocess.run(["git", "rev-parse", rev], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
-    target = work / f"rev-{sha[:10]}"
-    if (target / "synalign").is_dir():
-        return target
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "src.tar"
-        subprocess.run(["git", "archive", "--format=tar", "-o", str(archive), sha], cwd=REPO, check=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(Path(tmp) / "src", filter="data")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--target", str(target), str(Path(tmp) / "src")], check=True)
-    return target
-
-
 def _timed_run(data: Path, rounds: int, work: Path, path_first: Path | None) -> dict:
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         result_file = Path(tmp) / "result.json"
@@ -180,7 +163,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.data.is_dir():
         raise SystemExit(f"bench_run: no shared data at {args.data}")
-    befores = {rev: _built_revision(rev, args.work) for rev in args.before.split(",") if rev}
+    befores = {rev: built_revision(rev, args.work) for rev in args.before.split(",") if rev}
     print(machine_note())
     rows = []
     for labels in (int(v) for v in args.labels.split(",")):

@@ -68,13 +68,17 @@ class PruningSqliteSaver(SqliteSaver):
         return saved
 
 
+def _run_data(out: Path) -> str:
+    """The run's ``--data`` from its config.json, for the command that starts it over (``DATA`` if unreadable)."""
+    try:
+        return str(json.loads((out / "config.json").read_text(encoding="utf-8"))["data"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "DATA"
+
+
 def corrupt_checkpoint_error(path: Path, reason: str, out: Path) -> InputError:
     """The one-line error for an unreadable checkpoint: names the file and the command that starts over."""
-    data = "DATA"
-    try:
-        data = str(json.loads((out / "config.json").read_text(encoding="utf-8"))["data"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    data = _run_data(out)
     return InputError(
         f"{path}: the run's checkpoint is corrupt ({reason}); it cannot be resumed safely — start the run over "
         f"with: synalign run --data {data} --out {out} --overwrite (and the other options in {out / 'config.json'})"
@@ -94,6 +98,7 @@ def verify_checkpoints(out: Path, thread: dict[str, Any]) -> None:
     conn, saver = open_checkpoints(out, resume=True)
     store_conn, store = open_store(out)
     try:
+        _refuse_pool_in_state(saver, thread, path, out)
         values = read_state(build_graph().compile(checkpointer=saver, store=store), thread, path, out).values
         try:
             load_pool(store, namespace_for(thread["configurable"]["thread_id"]), values)
@@ -112,6 +117,26 @@ def _check_integrity(conn: sqlite3.Connection, path: Path, out: Path) -> None:
         raise corrupt_checkpoint_error(path, str(exc), out) from None
     if rows != [("ok",)]:
         raise corrupt_checkpoint_error(path, f"integrity check: {rows[0][0]}", out)
+
+
+_STATE_POOL_CHANNELS = ("samples", "weights", "accepted")
+"""Channels of a checkpoint written before the samples moved to the store (the pool was in the state)."""
+
+
+def _refuse_pool_in_state(saver: SqliteSaver, thread: dict[str, Any], path: Path, out: Path) -> None:
+    """A checkpoint of an earlier synalign that held the pool in its state cannot be resumed by this one: the
+    graph would not read those channels and would carry on with an empty pool."""
+    try:
+        saved = saver.get_tuple(thread)
+    except (sqlite3.DatabaseError, ValueError, TypeError, KeyError, EOFError):
+        return  # read_state reports it as corrupt
+    channels = saved.checkpoint.get("channel_values", {}) if saved is not None else {}
+    if any(name in channels for name in _STATE_POOL_CHANNELS):
+        data = _run_data(out)
+        raise InputError(
+            f"{path}: this run was checkpointed by an earlier synalign that kept the samples in the state; resume "
+            f"it with that version, or start it over with: synalign run --data {data} --out {out} --overwrite"
+        )
 
 
 def alignments_prunable(keep: int | None) -> bool:

@@ -101,3 +101,22 @@ def test_a_store_that_lost_a_round_is_refused_on_resume_with_one_error(small_dat
     config = RunConfig.model_validate_json((out / "config.json").read_text())
     with pytest.raises(InputError, match=r"checkpoint is corrupt \(the samples of round 1 .* start the run over"):
         run(config, resume=True)
+
+
+def test_a_checkpoint_that_held_the_pool_in_its_state_is_refused_not_resumed_with_an_empty_pool(
+    small_data: Path, tmp_path: Path
+) -> None:
+    from synalign.graphs.checkpoint import open_checkpoints
+
+    out = tmp_path / "run"
+    _run(small_data, out, per_cluster=4, rounds=1)
+    conn, saver = open_checkpoints(out, resume=True)
+    thread = {"configurable": {"thread_id": "synalign", "checkpoint_ns": ""}}
+    saved = saver.get_tuple(thread)
+    assert saved is not None
+    legacy = {**saved.checkpoint, "channel_values": {**saved.checkpoint["channel_values"], "samples": [{"id": "x"}]}}
+    saver.put(saved.config, legacy, saved.metadata, {})  # what an earlier synalign's checkpoint looked like
+    conn.close()
+    config = RunConfig.model_validate_json((out / "config.json").read_text())
+    with pytest.raises(InputError, match="earlier synalign that kept the samples in the state"):
+        run(config, resume=True)
