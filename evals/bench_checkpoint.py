@@ -18,7 +18,7 @@ embedding 100k texts. After each round's ``align`` the worker records:
 
 "end of run" is the file a user keeps (the WAL folded in when the run closes it).
 
-    python evals/bench_checkpoint.py                                  # 10k and 100k samples, 5 rounds, vs 8123aaf
+    python evals/bench_checkpoint.py                                  # 10k and 100k samples, 4 rounds, vs 8123aaf
     python evals/bench_checkpoint.py --samples 10000 --rounds 3 --before ''
 """
 
@@ -151,7 +151,7 @@ def _run(samples: int, rounds: int, work: Path, path_first: Path | None) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", default="10000,100000", help="pool sizes (samples over all rounds)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--before", default="8123aaf", help="an earlier revision ('' = none)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "synalign-bench-checkpoint")
     args = parser.parse_args()
