@@ -134,6 +134,7 @@ def align(
     cv_warm_start: bool = False,
     device: str = "auto",
     compute_mmd: bool = True,
+    weights: np.ndarray | None = None,
 ) -> AlignmentResult:
     """Align the synthetic pool to the real set per label: KMM weights, then selection (SynAlign stage 3).
 
@@ -160,10 +161,13 @@ def align(
             turns it on).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         compute_mmd: also report per-label unbiased MMD² (kernel units) of the pool and of the accepted set.
+        weights: (m,) KMM weights computed elsewhere (each label's ≥ 0 and summing to 1, e.g. by
+            :func:`synalign.ray_align.ray_kmm_weights` on a Ray-embedded pool); ``None`` = solve them here.
 
     Raises:
         InputError: mismatched lengths or dims, a synthetic label with no real rows, bad accept_fraction,
-            unknown strategy, or a strategy that returns invalid indices.
+            unknown strategy, a strategy that returns invalid indices, or ``weights`` of the wrong shape, negative
+            or not summing to 1 per label.
     """
     from synalign._torch import as_matrix, bandwidth_list
     from synalign.divergence import median_bandwidth, mmd2_unbiased
@@ -192,6 +196,7 @@ def align(
         for lab, n in ((lab, int(np.sum(syn_lab == lab))) for lab in order)
     }
 
+    given = None if weights is None else _check_weights(weights, syn_lab, order)
     weights = np.zeros(s.shape[0])
     bws: dict[str, float] = {}
     for label in order:
@@ -203,8 +208,10 @@ def align(
                 bws[label] = median_bandwidth(xr, xs)
             except InputError:
                 bws[label] = 1.0  # fewer than 2 distinct rows: any bandwidth gives the same selection
-        weights[syn_lab == label] = kmm_weights(
-            xs, xr, bandwidth=bws[label], solver=solver, device=device, seed=seed
+        weights[syn_lab == label] = (
+            given[syn_lab == label]
+            if given is not None
+            else kmm_weights(xs, xr, bandwidth=bws[label], solver=solver, device=device, seed=seed)
         )
 
     ctx = _AlignContext(
@@ -245,3 +252,15 @@ def align(
         mmd2_pool=mmd_pool,
         mmd2_accepted=mmd_acc,
     )
+
+
+def _check_weights(weights: np.ndarray, labels: np.ndarray, order: list[str]) -> np.ndarray:
+    """``weights`` as float64 (m,), checked: finite, ≥ 0, summing to 1 (±1e-6) within each label."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != labels.shape or not np.isfinite(w).all() or (w < 0).any():
+        raise InputError(f"weights must be {len(labels)} finite non-negative numbers, got shape {w.shape}")
+    for label in order:
+        total = float(w[labels == label].sum())
+        if abs(total - 1.0) > 1e-6:
+            raise InputError(f"the weights of label {label!r} sum to {total:.6g}, not 1")
+    return w

@@ -25,7 +25,10 @@ from synalign.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["EG_EXACT_MAX", "NYSTROM_WORKING_SET", "kmm_weights"]
+__all__ = [
+    "EG_EXACT_MAX", "NYSTROM_LANDMARKS", "NYSTROM_SCREEN_ITER", "NYSTROM_WORKING_SET", "NystromMap", "kmm_weights",
+    "nystrom_landmarks",
+]
 
 logger = logging.getLogger("synalign.kmm")
 
@@ -37,9 +40,11 @@ _MATVEC_COST = 6.0
 #: ``features="nystrom"``: rows kept by the Nyström screen, then solved with the exact kernel.
 NYSTROM_WORKING_SET = 2048
 #: Exponentiated-gradient iterations of the Nyström screen (its ranking is stable from ~30 on).
-_SCREEN_ITER = 50
+NYSTROM_SCREEN_ITER = 50
+#: ``features="nystrom"``: default number of landmarks r of the screen.
+NYSTROM_LANDMARKS = 1024
 #: Default number of features: Nyström landmarks r (screen only) and random Fourier features D.
-_DEFAULT_FEATURES = {"nystrom": 1024, "rff": 2048}
+_DEFAULT_FEATURES = {"nystrom": NYSTROM_LANDMARKS, "rff": 2048}
 
 
 def _choose_features(m: int, n: int, d: int, n_features: int | None, n_iter: int, solver: str) -> str:
@@ -48,7 +53,7 @@ def _choose_features(m: int, n: int, d: int, n_features: int | None, n_iter: int
     if m <= c:
         return "exact"
     r = min(n_features or _DEFAULT_FEATURES["nystrom"], m + n)
-    screen = (m + n) * d * r + m * r * r + _MATVEC_COST * _SCREEN_ITER * 2 * m * r
+    screen = (m + n) * d * r + m * r * r + _MATVEC_COST * NYSTROM_SCREEN_ITER * 2 * m * r
     if solver == "frank_wolfe":
         exact = m * n * d + _MATVEC_COST * n_iter * m * d
         nystrom = screen + c * n * d + _MATVEC_COST * n_iter * c * d
@@ -274,46 +279,98 @@ class _FeatureOp(_CachedColumns):
         return float(self.phi[i] @ self.phi[i]) + float(self.resid[i])
 
 
-def _nystrom_features(s, r, sigma: float, rank: int, seed: int, block: int):
-    """Φ_s (m, r'), mean Φ_r (r',) and residual diagonal 1 − ||φ(s_i)||² (m,) for uniform landmarks.
+def nystrom_landmarks(m: int, n: int, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows ``kmm_weights(features="nystrom")`` takes as landmarks: ``min(rank, m + n)`` of the m synthetic
+    and n real rows drawn uniformly without replacement (a seeded ``torch.randperm``; Williams & Seeger 2001).
 
-    Landmarks: ``rank`` rows drawn without replacement from the synthetic and real rows (seeded). The
-    eigen-decomposition of K_ZZ is done in float64; directions with eigenvalue < 1e-6·λ_max (near-duplicate
-    landmarks) are dropped, so r' ≤ r and the float32 products stay well-conditioned.
+    Returns:
+        (synthetic positions, real positions), int64 arrays in landmark order; the landmark matrix is
+        ``concatenate([synthetic[first], real[second]])``.
     """
     import torch
 
-    from synalign._torch import rbf_from_sq_dists, sq_dists
-
-    m, n = s.shape[0], r.shape[0]
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    pick = torch.randperm(m + n, generator=gen)[: min(rank, m + n)].to(s.device)
-    z = torch.cat([s[pick[pick < m]], r[pick[pick >= m] - m]])
-    z64 = z.double()
-    evals, evecs = torch.linalg.eigh(rbf_from_sq_dists(sq_dists(z64, z64), [sigma]))
-    keep = evals > 1e-6 * float(evals.max())
-    proj = (evecs[:, keep] / evals[keep].sqrt()).to(s.dtype)  # (r, r'): φ(x) = projᵀ k_Z(x)
-    z_sq = (z * z).sum(dim=1)
+    pick = torch.randperm(m + n, generator=gen)[: min(rank, m + n)]
+    return pick[pick < m].numpy(), (pick[pick >= m] - m).numpy()
 
-    def features(x):
-        return rbf_from_sq_dists(sq_dists(x, z, b_sq=z_sq), [sigma]) @ proj
 
-    phi = torch.empty(m, proj.shape[1], dtype=s.dtype, device=s.device)
-    resid = torch.empty(m, dtype=torch.float64, device=s.device)
-    for i in range(0, m, block):
-        phi[i : i + block] = features(s[i : i + block])
-        resid[i : i + block] = 1.0 - (phi[i : i + block].double() ** 2).sum(dim=1)
-    mu = torch.zeros(proj.shape[1], dtype=torch.float64, device=s.device)
-    for i in range(0, n, block):
-        mu += features(r[i : i + block]).sum(dim=0, dtype=torch.float64)
-    return phi, (mu / n).to(s.dtype), resid.clamp_(min=0.0)
+class NystromMap:
+    """The Nyström feature map of the RBF kernel on landmarks Z (r, d): φ(x) = Λ^{-1/2}Uᵀk_Z(x), K_ZZ = UΛUᵀ.
+
+    Williams & Seeger 2001. The eigen-decomposition is done in float64; directions with eigenvalue below
+    1e-6·λ_max (near-duplicate landmarks) are dropped, so the feature dimension r' ≤ r and the float32 products
+    stay well-conditioned. Fitted once, the map is a plain object of tensors: it pickles, so the same map can
+    featurise blocks of a pool in other processes (:mod:`synalign.ray_align`).
+
+    Args:
+        landmarks: (r, d) float tensor Z; features come out in its dtype and on its device.
+        sigma: RBF bandwidth σ (Euclidean units).
+    """
+
+    def __init__(self, landmarks: torch.Tensor, sigma: float) -> None:
+        import torch
+
+        from synalign._torch import rbf_from_sq_dists, sq_dists
+
+        z64 = landmarks.double()
+        evals, evecs = torch.linalg.eigh(rbf_from_sq_dists(sq_dists(z64, z64), [sigma]))
+        keep = evals > 1e-6 * float(evals.max())
+        self.sigma = float(sigma)
+        self.landmarks = landmarks
+        self.proj = (evecs[:, keep] / evals[keep].sqrt()).to(landmarks.dtype)  # (r, r'): φ(x) = projᵀ k_Z(x)
+        self._z_sq = (landmarks * landmarks).sum(dim=1)
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension r' (≤ the number of landmarks)."""
+        return int(self.proj.shape[1])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Features φ(x): (b, d) → (b, r') in the landmarks' dtype."""
+        from synalign._torch import rbf_from_sq_dists, sq_dists
+
+        return rbf_from_sq_dists(sq_dists(x, self.landmarks, b_sq=self._z_sq), [self.sigma]) @ self.proj
+
+    def transform(self, x: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Φ (m, r') and the FITC residual diagonal 1 − ||φ(x_i)||² (m,) float64, clamped at 0; in
+        ``block``-row tiles (Snelson & Ghahramani 2006)."""
+        import torch
+
+        m = x.shape[0]
+        phi = torch.empty(m, self.dim, dtype=x.dtype, device=x.device)
+        resid = torch.empty(m, dtype=torch.float64, device=x.device)
+        for i in range(0, m, block):
+            phi[i : i + block] = self(x[i : i + block])
+            resid[i : i + block] = 1.0 - (phi[i : i + block].double() ** 2).sum(dim=1)
+        return phi, resid.clamp_(min=0.0)
+
+    def mean(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        """Mean feature (1/n) Σ_j φ(x_j) (r',) in the landmarks' dtype (summed in float64, ``block``-row tiles)."""
+        import torch
+
+        mu = torch.zeros(self.dim, dtype=torch.float64, device=x.device)
+        for i in range(0, x.shape[0], block):
+            mu += self(x[i : i + block]).sum(dim=0, dtype=torch.float64)
+        return (mu / x.shape[0]).to(self.landmarks.dtype)
+
+
+def _nystrom_features(s, r, sigma: float, rank: int, seed: int, block: int):
+    """Φ_s (m, r'), mean Φ_r (r',) and residual diagonal 1 − ||φ(s_i)||² (m,) for uniform landmarks
+    (:func:`nystrom_landmarks`, :class:`NystromMap`)."""
+    import torch
+
+    syn, real = nystrom_landmarks(s.shape[0], r.shape[0], rank, seed)
+    z = torch.cat([s[torch.as_tensor(syn, device=s.device)], r[torch.as_tensor(real, device=s.device)]])
+    fmap = NystromMap(z, sigma)
+    phi, resid = fmap.transform(s, block)
+    return phi, fmap.mean(r, block), resid
 
 
 def _nystrom_screen(
     s: np.ndarray, r: np.ndarray, sigma: float, rank: int, seed: int, block: int, dev: torch.device
 ) -> np.ndarray:
     """Working set for ``features="nystrom"``: the ``NYSTROM_WORKING_SET`` rows of ``s`` with the largest
-    weights after :data:`_SCREEN_ITER` EG iterations on FITC-corrected Nyström features (sorted indices)."""
+    weights after :data:`NYSTROM_SCREEN_ITER` EG iterations on FITC-corrected Nyström features (sorted indices)."""
     import torch
 
     from synalign._torch import sequential_loop, to_tensor
@@ -322,7 +379,7 @@ def _nystrom_screen(
         st, rt = to_tensor(s, dev), to_tensor(r, dev)
         phi, mu, resid = _nystrom_features(st, rt, sigma, rank, seed, block)
         with sequential_loop(dev):
-            w = _exponentiated_gradient(_FeatureOp(phi, mu, resid), _SCREEN_ITER)
+            w = _exponentiated_gradient(_FeatureOp(phi, mu, resid), NYSTROM_SCREEN_ITER)
         keep = torch.topk(w, NYSTROM_WORKING_SET).indices
     return np.sort(keep.cpu().numpy())
 
