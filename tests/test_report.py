@@ -128,10 +128,15 @@ def test_report_renders_in_a_real_browser(
     page = report.read_text(encoding="utf-8")
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("<head>", "<head>" + _PROBE, 1), encoding="utf-8")
-    done = _browser(binary, tmp_path / "profile", "--window-size=1100,900", "--virtual-time-budget=10000",
-                    "--enable-logging=stderr", "--v=0", "--dump-dom", probed.as_uri())
-    assert done.returncode == 0, done.stderr[-2000:]
-    found = re.search(r'<pre id="synalign-probe">(.*?)</pre>', done.stdout, re.S)
+    # The probe lands once every image has decoded; on a loaded machine the dump can come first within the
+    # virtual-time budget, so the page is loaded again with a longer one (the assertions stay the same).
+    for budget in (10_000, 30_000, 90_000):
+        done = _browser(binary, tmp_path / "profile", "--window-size=1100,900", f"--virtual-time-budget={budget}",
+                        "--enable-logging=stderr", "--v=0", "--dump-dom", probed.as_uri())
+        assert done.returncode == 0, done.stderr[-2000:]
+        found = re.search(r'<pre id="synalign-probe">(.*?)</pre>', done.stdout, re.S)
+        if found:
+            break
     assert found, done.stdout[-2000:]
     probe = json.loads(html.unescape(found.group(1)))
     assert probe["errors"] == []
