@@ -35,8 +35,8 @@ from synalign.errors import SynalignError
 from synalign.graphs.state import AlignmentRef, SampleBatch, SampleRecord
 
 __all__ = [
-    "MissingItemError", "get_alignment", "get_samples", "load_pool", "namespace_for", "put_alignment", "put_samples", "require_store",
-    "thread_namespace", "thread_of",
+    "MissingItemError", "get_alignment", "get_samples", "load_pool", "namespace_for", "put_alignment",
+    "put_samples", "require_store", "thread_namespace", "thread_of",
 ]
 
 _ROOT = "synalign"
