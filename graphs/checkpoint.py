@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.store.sqlite import SqliteStore
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FILE = "checkpoints.sqlite"
+
+_T = TypeVar("_T")
 
 KEEP_CHECKPOINTS: int | None = 2
 """Checkpoints kept per thread (the latest and its parent); None keeps every one. A resume reads only the
@@ -154,19 +157,15 @@ def open_checkpoints(out: Path, *, resume: bool) -> tuple[sqlite3.Connection, Pr
     """
     path = out / CHECKPOINT_FILE
     existed = path.exists()
-    conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
-    try:
+
+    def saver(conn: sqlite3.Connection) -> PruningSqliteSaver:
         if resume and existed:
             _check_integrity(conn, path, out)
-        saver = PruningSqliteSaver(conn, keep=KEEP_CHECKPOINTS)
-        saver.setup()
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise corrupt_checkpoint_error(path, str(exc), out) from None
-    except BaseException:
-        conn.close()
-        raise
-    return conn, saver
+        opened = PruningSqliteSaver(conn, keep=KEEP_CHECKPOINTS)
+        opened.setup()
+        return opened
+
+    return _open(out, saver, check_same_thread=False, timeout=30)
 
 
 def open_store(out: Path) -> tuple[sqlite3.Connection, SqliteStore]:
@@ -176,18 +175,27 @@ def open_store(out: Path) -> tuple[sqlite3.Connection, SqliteStore]:
     Raises:
         InputError: the file is not a readable SQLite database.
     """
+    def store(conn: sqlite3.Connection) -> SqliteStore:
+        opened = SqliteStore(conn)
+        opened.setup()
+        return opened
+
+    return _open(out, store, check_same_thread=False, timeout=30, isolation_level=None)
+
+
+def _open(out: Path, build: Callable[[sqlite3.Connection], _T], **connect: Any) -> tuple[sqlite3.Connection, _T]:
+    """A connection to ``out/checkpoints.sqlite`` and what ``build`` makes of it; the connection is closed when
+    ``build`` fails, and an unreadable database is :func:`corrupt_checkpoint_error`."""
     path = out / CHECKPOINT_FILE
-    conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
+    conn = sqlite3.connect(path, **connect)
     try:
-        store = SqliteStore(conn)
-        store.setup()
+        return conn, build(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise corrupt_checkpoint_error(path, str(exc), out) from None
     except BaseException:
         conn.close()
         raise
-    return conn, store
 
 
 def read_state(graph: Any, thread: dict[str, Any], path: Path, out: Path) -> Any:
