@@ -7,6 +7,7 @@ data directory (``../shared/data`` from the repository root) is absent.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -30,6 +31,7 @@ __all__ = [
     "machine_note",
     "jittered",
     "built_revision",
+    "run_worker",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,3 +121,18 @@ def built_revision(rev: str, work: Path) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                         "--target", str(target), str(Path(tmp) / "src")], check=True)
     return target
+
+
+def run_worker(module: str, args: Sequence[str], work: Path, path_first: Path | None) -> dict[str, Any]:
+    """Run ``evals.<module>._worker(out, result_file, *args)`` in a fresh Python (all arguments strings) and return
+    the JSON it wrote to ``result_file``; ``out`` is a fresh run directory. ``path_first``: a
+    :func:`built_revision` put first on ``PYTHONPATH``, so the worker imports that revision's ``synalign``."""
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        result_file = Path(tmp) / "result.json"
+        env = dict(os.environ)
+        if path_first is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(path_first), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        code = f"import sys; sys.path.append(sys.argv[1]); from evals.{module} import _worker; _worker(*sys.argv[2:])"
+        subprocess.run([sys.executable, "-c", code, str(REPO), str(Path(tmp) / "run"), str(result_file), *args],
+                       env=env, check=True, cwd=tmp)
+        return json.loads(result_file.read_text())

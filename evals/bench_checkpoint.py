@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evals._bench import REPO, built_revision, machine_note, markdown  # noqa: E402
+from evals._bench import built_revision, machine_note, markdown, run_worker  # noqa: E402
 
 _LABELS = 2
 _CLUSTERS = {10_000: 10, 100_000: 20}  # clusters per label and round (8 demonstrations each; 400 real per label)
@@ -76,7 +74,10 @@ def _newest_checkpoint(out: Path) -> int:
     return int(row[0]) if row else 0
 
 
-def _worker(out: Path, samples: int, rounds: int, result_file: Path) -> None:
+def _worker(out_dir: str, result_file: str, samples_arg: str, rounds_arg: str) -> None:
+    """One run of ``samples_arg`` samples in ``rounds_arg`` rounds into ``out_dir``
+    (:func:`evals._bench.run_worker`); writes its rows to ``result_file``."""
+    out, samples, rounds = Path(out_dir), int(samples_arg), int(rounds_arg)
     import numpy as np
     from sklearn.feature_extraction.text import HashingVectorizer
 
@@ -110,42 +111,25 @@ def _worker(out: Path, samples: int, rounds: int, result_file: Path) -> None:
     mark = {"bytes": 0, "written": _written(), "t": time.perf_counter()}
 
     def on_event(event: dict) -> None:
-        if event.get("node") == "explore" and event.get("done") == 0:
+        node = event.get("node")
+        if node == "explore" and event.get("done") == 0:
+            if rows and not rows[-1]["checkpoint"]:  # the checkpoint after align(r) exists once explore(r+1) starts
+                rows[-1]["checkpoint"] = _newest_checkpoint(out)
             mark.update(bytes=_file_bytes(out), written=_written(), t=time.perf_counter())
-        if event.get("node") == "align" and event.get("done") == event.get("total"):
+        if node == "align" and event.get("done") == event.get("total"):
             rows.append({"round": event["round"], "bytes": _file_bytes(out), "before": mark["bytes"],
-                         "stored": _stored_bytes(out),
-                         "written": _written() - mark["written"], "checkpoint": 0,
+                         "stored": _stored_bytes(out), "written": _written() - mark["written"], "checkpoint": 0,
                          "seconds": time.perf_counter() - mark["t"]})
 
-    def on_explore_checkpoint(event: dict) -> None:  # the checkpoint after align(r) exists once explore(r+1) starts
-        if event.get("node") in ("explore", "finish") and rows and not rows[-1]["checkpoint"]:
-            rows[-1]["checkpoint"] = _newest_checkpoint(out)
-        on_event(event)
-
-    result = run(config, embedder=_HashedEmbedder("hashed-ngrams-384", cache_dir=False), on_event=on_explore_checkpoint)
+    result = run(config, embedder=_HashedEmbedder("hashed-ngrams-384", cache_dir=False), on_event=on_event)
     if rows and not rows[-1]["checkpoint"]:
         rows[-1]["checkpoint"] = _newest_checkpoint(out)
     generated = [m["generated"] for m in result.metrics]
-    result_file.write_text(json.dumps({
+    Path(result_file).write_text(json.dumps({
         "synalign": str(Path(synalign.__file__).resolve().parent),
         "rows": rows, "generated": generated, "end": _file_bytes(out),
         "accepted": sorted(s.id for s in result.accepted),
     }))
-
-
-def _run(samples: int, rounds: int, work: Path, path_first: Path | None) -> dict:
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        result_file = Path(tmp) / "result.json"
-        env = dict(os.environ)
-        if path_first is not None:
-            env["PYTHONPATH"] = os.pathsep.join([str(path_first), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        code = ("import sys; sys.path.append(sys.argv[1]); from evals.bench_checkpoint import _worker; "
-                "from pathlib import Path; _worker(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), "
-                "Path(sys.argv[5]))")
-        subprocess.run([sys.executable, "-c", code, str(REPO), str(Path(tmp) / "run"), str(samples), str(rounds),
-                        str(result_file)], env=env, check=True, cwd=tmp)
-        return json.loads(result_file.read_text())
 
 
 def main() -> None:
@@ -165,7 +149,7 @@ def main() -> None:
         runs = {}
         for name, path_first in revisions:
             print(f"{samples:,} samples, {name} ...", file=sys.stderr, flush=True)
-            runs[name] = r = _run(samples, args.rounds, args.work, path_first)
+            runs[name] = r = run_worker("bench_checkpoint", [str(samples), str(args.rounds)], args.work, path_first)
             print(f"  ran synalign from {r['synalign']}", file=sys.stderr, flush=True)
             previous, stored = 0, 0
             for row, pool in zip(r["rows"], r["generated"], strict=True):

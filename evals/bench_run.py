@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evals._bench import REPO, built_revision, machine_note, markdown  # noqa: E402
+from evals._bench import REPO, built_revision, machine_note, markdown, run_worker  # noqa: E402
 
 NODES = ("prepare", "explore", "summarize", "generate", "align", "finish")
 
@@ -86,7 +84,10 @@ def _dataset(labels: int, data: Path, work: Path) -> Path:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _worker(data: Path, out: Path, rounds: int, result_file: Path) -> None:
+def _worker(out_dir: str, result_file: str, data_path: str, rounds_arg: str) -> None:
+    """One timed run of ``data_path`` into ``out_dir`` (:func:`evals._bench.run_worker`); writes its figures to
+    ``result_file``."""
+    out, data, rounds = Path(out_dir), Path(data_path), int(rounds_arg)
     import synalign
     from synalign.config import RunConfig
     from synalign.embeddings import Embedder
@@ -126,7 +127,7 @@ def _worker(data: Path, out: Path, rounds: int, result_file: Path) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     rounds_ = metrics["rounds"] if isinstance(metrics, dict) else metrics
     accepted = sorted(json.loads(line)["id"] for line in (out / "synthetic.jsonl").read_text().splitlines())
-    result_file.write_text(json.dumps({
+    Path(result_file).write_text(json.dumps({
         "synalign": str(Path(synalign.__file__).resolve().parent),
         "wall": wall,
         "node_seconds": node_seconds,
@@ -137,19 +138,6 @@ def _worker(data: Path, out: Path, rounds: int, result_file: Path) -> None:
         "generated": result.summary.get("generated"),
         "accepted": accepted,
     }))
-
-
-def _timed_run(data: Path, rounds: int, work: Path, path_first: Path | None) -> dict:
-    with tempfile.TemporaryDirectory(dir=work) as tmp:
-        result_file = Path(tmp) / "result.json"
-        env = dict(os.environ)
-        if path_first is not None:
-            env["PYTHONPATH"] = os.pathsep.join([str(path_first), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        code = ("import sys; sys.path.append(sys.argv[1]); from evals.bench_run import _worker; "
-                "from pathlib import Path; _worker(*map(Path, sys.argv[2:4]), int(sys.argv[4]), Path(sys.argv[5]))")
-        subprocess.run([sys.executable, "-c", code, str(REPO), str(data), str(Path(tmp) / "run"), str(rounds),
-                        str(result_file)], env=env, check=True, cwd=tmp)
-        return json.loads(result_file.read_text())
 
 
 def main() -> None:
@@ -171,7 +159,7 @@ def main() -> None:
         runs = {}
         for name, path_first in [*((f"before ({rev})", path) for rev, path in befores.items()), ("after", None)]:
             print(f"{labels} labels, {name} ...", file=sys.stderr, flush=True)
-            runs[name] = r = _timed_run(data, args.rounds, args.work, path_first)
+            runs[name] = r = run_worker("bench_run", [str(data), str(args.rounds)], args.work, path_first)
             print(f"  ran synalign from {r['synalign']}", file=sys.stderr, flush=True)
             own = {n: r["node_seconds"].get(n, 0.0) - r["embed_seconds"].get(n, 0.0) for n in NODES}
             rows.append([labels, name, r["generated"], *(round(own[n], 1) for n in NODES),
