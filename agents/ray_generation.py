@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from synalign.agents.settings import LLMSettings
+from synalign.agents.usage import merge_usage
 from synalign.backends import Backend, Generation, GenerationRequest
 from synalign.config import RunConfig
 from synalign.errors import InputError
@@ -64,30 +65,6 @@ class _EndpointWorker:
 
     def usage(self) -> dict[str, Any]:
         return self.backend.usage() if not self.error else {}
-
-
-def _add(a: Any, b: Any) -> Any:
-    """Counters added: numbers summed (``None`` counts as absent), dicts merged key by key, else the first."""
-    number = (int, float)
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if isinstance(a, number) and isinstance(b, number) and not isinstance(a, bool) and not isinstance(b, bool):
-        return a + b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return {k: _add(a.get(k), b.get(k)) for k in dict.fromkeys([*a, *b])}
-    return a
-
-
-def _merge_usage(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Usage snapshots of several runners as one (:func:`_add`); the cache hit rate is recomputed from the sums."""
-    out: dict[str, Any] = {}
-    for snap in snapshots:
-        out = _add(out, {k: v for k, v in snap.items() if k != "cache_hit_rate"})
-    looked_up = (out.get("cache_hits") or 0) + (out.get("cache_misses") or 0)
-    out["cache_hit_rate"] = (out.get("cache_hits") or 0) / looked_up if looked_up else None
-    return out
 
 
 class RayGenerator:
@@ -166,13 +143,13 @@ class RayGenerator:
         return [generation for chunk in results for generation in chunk]
 
     def usage(self) -> dict[str, Any]:
-        """Usage counters of every endpoint added up (:func:`_merge_usage`), with ``by_endpoint`` per URL; after
+        """Usage counters of every endpoint added up (:func:`synalign.agents.usage.merge_usage`), with ``by_endpoint`` per URL; after
         :meth:`close`, the counters as they were then."""
         import ray
 
         if self._actors:
             snaps = ray.get([a.usage.remote() for a in self._actors])
-            self._last = {**_merge_usage(snaps), "by_endpoint": dict(zip(self.endpoints, snaps))}
+            self._last = {**merge_usage(snaps), "by_endpoint": dict(zip(self.endpoints, snaps))}
         return self._last
 
     def close(self) -> None:
@@ -215,7 +192,7 @@ def ray_backend(
 
     def usage() -> dict[str, Any]:
         fanned = generator.usage()
-        return {**_merge_usage([local.usage(), fanned]), "by_endpoint": fanned["by_endpoint"]}
+        return {**merge_usage([local.usage(), fanned]), "by_endpoint": fanned["by_endpoint"]}
 
     def close() -> None:
         generator.close()

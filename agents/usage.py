@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from synalign.agents.pricing import PriceTable
@@ -12,7 +13,7 @@ from synalign.agents.pricing import PriceTable
 if TYPE_CHECKING:
     from synalign.agents.limiter import AdaptiveLimiter
 
-__all__ = ["UsageCounters"]
+__all__ = ["UsageCounters", "merge_usage"]
 
 
 class UsageCounters:
@@ -100,3 +101,36 @@ class UsageCounters:
                 "reductions": limiter.reductions,
             }
         return out
+
+
+def _add(left: Any, right: Any) -> Any:
+    if isinstance(left, bool) or isinstance(right, bool):
+        return right
+    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+        return left + right
+    if right is None and isinstance(left, (int, float)):
+        return left  # e.g. a process that made no priced call: keep the total
+    if isinstance(left, dict) and isinstance(right, dict):
+        merged = dict(left)
+        for key, value in right.items():
+            merged[key] = _add(merged[key], value) if key in merged else value
+        return merged
+    return right
+
+
+def merge_usage(snapshots: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several :meth:`UsageCounters.snapshot` dicts (processes of one run, endpoints of one generator) as one:
+    numbers add up, nested counters add up key by key, ``cache_hit_rate`` is recomputed from the summed hits and
+    misses, and anything else (names, ``concurrency``) is the last snapshot's."""
+    total: dict[str, Any] = {}
+    for snapshot in snapshots:
+        usage = dict(snapshot)
+        usage.pop("cache_hit_rate", None)
+        concurrency = usage.pop("concurrency", None)
+        total = _add(total, usage)
+        if concurrency is not None:
+            total["concurrency"] = concurrency
+    if "cache_hits" in total:
+        looked_up = total.get("cache_hits", 0) + total.get("cache_misses", 0)
+        total["cache_hit_rate"] = total["cache_hits"] / looked_up if looked_up else None
+    return total

@@ -37,33 +37,10 @@ def record_usage(out: Path, usage: dict[str, Any]) -> None:
     atomic_write_text(out / USAGE_FILE, json.dumps(entries, indent=1, ensure_ascii=False, default=str) + "\n")
 
 
-def _add(left: Any, right: Any) -> Any:
-    if isinstance(left, bool) or isinstance(right, bool):
-        return right
-    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
-        return left + right
-    if right is None and isinstance(left, (int, float)):
-        return left  # e.g. a process that made no priced call: keep the total
-    if isinstance(left, dict) and isinstance(right, dict):
-        merged = dict(left)
-        for key, value in right.items():
-            merged[key] = _add(merged[key], value) if key in merged else value
-        return merged
-    return right
-
-
 def total_usage(out: Path) -> tuple[dict[str, Any], int]:
-    """The usage of every recorded process of the run in ``out``, summed, and how many processes that is."""
+    """The usage of every recorded process of the run in ``out``, summed
+    (:func:`synalign.agents.usage.merge_usage`), and how many processes that is."""
+    from synalign.agents.usage import merge_usage
+
     entries = _read(out)
-    total: dict[str, Any] = {}
-    for entry in entries:
-        usage = dict(entry["usage"])
-        usage.pop("cache_hit_rate", None)
-        concurrency = usage.pop("concurrency", None)
-        total = _add(total, usage)
-        if concurrency is not None:
-            total["concurrency"] = concurrency
-    if "cache_hits" in total:
-        looked_up = total.get("cache_hits", 0) + total.get("cache_misses", 0)
-        total["cache_hit_rate"] = total["cache_hits"] / looked_up if looked_up else None
-    return total, len(entries)
+    return merge_usage([entry["usage"] for entry in entries]), len(entries)
