@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +36,8 @@ class SynAlignContext:
         run_dir: the run's output directory.
         sample_vectors: embedding of each synthetic sample embedded so far in this process, by sample id
             (d float32, unit norm): a round embeds only its new samples, never the whole pool again.
+        sample_batches: each round's samples read from the store so far in this process, by store key (a key
+            names its content): a round reads only its new batch, never the whole pool again.
         prune_alignments: ``align`` deletes the store's alignment before the previous one (the CLI run, whose
             saver keeps 2 checkpoints); False keeps every one (a server that keeps every checkpoint).
     """
@@ -49,6 +52,7 @@ class SynAlignContext:
     heldout: list[RealExample] = field(default_factory=list)
     heldout_embeddings: np.ndarray | None = None
     sample_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    sample_batches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     prune_alignments: bool = True
 
     @property

@@ -107,7 +107,7 @@ def explore(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
     alignment = state.get("alignment")
     if cfg.witness_guided and alignment and alignment["accepted"]:
         store, prefix = require_store(runtime), thread_namespace(runtime)
-        samples = get_samples(store, prefix, state.get("sample_batches", []))
+        samples = get_samples(store, prefix, state.get("sample_batches", []), cache=runtime.context.sample_batches)
         _, mask = get_alignment(store, prefix, alignment, len(samples))
         acc = [s for s, keep in zip(samples, mask, strict=True) if keep]
         witness = mmd_witness(
@@ -209,6 +209,7 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
         dropped["over_budget"] = dropped.get("over_budget", 0) + len(samples) - budget
         samples = samples[:budget]
     batch = put_samples(require_store(runtime), thread_namespace(runtime), round_, samples)  # before the state
+    ctx.sample_batches[batch["key"]] = samples  # align reads it from here, not back from the store
     _emit("generate", round_, done=len(clusters), total=len(clusters))
     return {"sample_batches": [batch], "dropped": dropped}
 
@@ -230,7 +231,7 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
     """
     _emit("align", state["round"], done=0, total=1)
     store, prefix = require_store(runtime), thread_namespace(runtime)
-    samples = get_samples(store, prefix, state.get("sample_batches", []))
+    samples = get_samples(store, prefix, state.get("sample_batches", []), cache=runtime.context.sample_batches)
     emb = _sample_embeddings(runtime.context, samples)  # on the encoder's usual threads
     weights, accepted, metrics = _align(state, runtime, samples, emb)
     ref = put_alignment(

@@ -98,17 +98,25 @@ def put_samples(store: BaseStore, prefix: tuple[str, ...], round_: int, samples:
     return SampleBatch(round=round_, key=key, count=len(samples))
 
 
-def get_samples(store: BaseStore, prefix: tuple[str, ...], batches: list[SampleBatch]) -> list[SampleRecord]:
-    """Every sample the references name, in pool order (one store round trip).
+def get_samples(
+    store: BaseStore,
+    prefix: tuple[str, ...],
+    batches: list[SampleBatch],
+    *,
+    cache: dict[str, list[SampleRecord]] | None = None,
+) -> list[SampleRecord]:
+    """Every sample the references name, in pool order (one store round trip for the batches not in ``cache``).
+
+    ``cache``: batches already read in this process, by key (a key names its content, so a cached batch is
+    never stale); the batches read here are added to it.
 
     Raises:
         MissingItemError: an item is gone or holds another number of samples than its reference says.
     """
-    if not batches:
-        return []
-    items = store.batch([GetOp((*prefix, "samples"), b["key"]) for b in batches])
-    out: list[SampleRecord] = []
-    for batch, item in zip(batches, items, strict=True):
+    known = cache if cache is not None else {}
+    missing = [b for b in batches if b["key"] not in known]
+    items = store.batch([GetOp((*prefix, "samples"), b["key"]) for b in missing]) if missing else []
+    for batch, item in zip(missing, items, strict=True):
         samples = None if item is None else item.value.get("samples")
         if samples is None or len(samples) != batch["count"]:
             found = "missing" if samples is None else f"{len(samples)} samples"
@@ -116,8 +124,8 @@ def get_samples(store: BaseStore, prefix: tuple[str, ...], batches: list[SampleB
                 f"the samples of round {batch['round']} ({batch['key']}) are not in the store as the checkpoint "
                 f"says ({batch['count']} samples; found {found})"
             )
-        out.extend(samples)
-    return out
+        known[batch["key"]] = samples
+    return [s for b in batches for s in known[b["key"]]]
 
 
 def _b64(array: np.ndarray) -> str:

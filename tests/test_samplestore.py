@@ -40,6 +40,14 @@ def test_batches_come_back_in_pool_order_and_a_lost_or_short_item_is_an_error() 
     assert get_samples(store, namespace_for("other"), []) == []
     with pytest.raises(MissingItemError, match="round 1"):
         get_samples(store, namespace_for("other"), refs)  # another thread's namespace holds nothing
+    cache: dict[str, list[dict]] = {}
+    assert get_samples(store, PREFIX, refs, cache=cache) == get_samples(store, PREFIX, refs)
+    assert sorted(cache) == sorted(r["key"] for r in refs)
+    store.delete((*PREFIX, "samples"), refs[0]["key"])  # a batch read once in this process is not read again
+    assert len(get_samples(store, PREFIX, refs, cache=cache)) == 5
+    with pytest.raises(MissingItemError, match="round 1"):
+        get_samples(store, PREFIX, refs)
+    store.put((*PREFIX, "samples"), refs[0]["key"], {"round": 1, "samples": _records(1, 3)})
     store.put((*PREFIX, "samples"), refs[2]["key"], {"round": 3, "samples": _records(3, 1)})
     with pytest.raises(MissingItemError, match=r"round 3 .*2 samples; found 1 samples"):
         get_samples(store, PREFIX, refs)
