@@ -15,13 +15,15 @@ import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from langgraph.checkpoint.sqlite import SqliteSaver
-from langgraph.store.sqlite import SqliteStore
 
 from synalign.errors import InputError
 from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
+
+if TYPE_CHECKING:  # pragma: no cover  (the import costs ~50 ms of sqlite_vec: only when a run opens its store)
+    from langgraph.store.sqlite import SqliteStore
 
 __all__ = [
     "CHECKPOINT_FILE", "KEEP_CHECKPOINTS", "PruningSqliteSaver", "alignments_prunable", "corrupt_checkpoint_error",
@@ -175,6 +177,8 @@ def open_store(out: Path) -> tuple[sqlite3.Connection, SqliteStore]:
     Raises:
         InputError: the file is not a readable SQLite database.
     """
+    from langgraph.store.sqlite import SqliteStore
+
     def store(conn: sqlite3.Connection) -> SqliteStore:
         opened = SqliteStore(conn)
         opened.setup()
