@@ -13,7 +13,7 @@ from langgraph.store.memory import InMemoryStore
 
 from synalign.config import RunConfig
 from synalign.errors import InputError
-from synalign.graphs import run
+from synalign.graphs import RunResult, run
 from synalign.graphs.samplestore import (
     MissingItemError,
     get_alignment,
@@ -70,7 +70,7 @@ def test_alignments_round_trip_exactly_and_only_the_latest_two_are_kept_when_pru
         get_alignment(InMemoryStore(), PREFIX, ref, 17)
 
 
-def _run(data: Path, out: Path, per_cluster: int, rounds: int = 3) -> tuple[object, list[int]]:
+def _run(data: Path, out: Path, per_cluster: int, rounds: int = 3) -> tuple[RunResult, list[int]]:
     sizes: list[int] = []
 
     def on_event(event: dict) -> None:  # after each round's align: the newest checkpoint row's size
