@@ -165,6 +165,13 @@ def _print_result(console: Any, result: Any) -> None:
         f"subset of that size scores {s['noise_floor_same_size']:.3e}, two real halves {s['noise_floor']:.3e}); "
         f"{s['wall_seconds']:.0f} s"
     )
+    verdict = s.get("verdict")
+    if verdict:
+        color = {"green": "green", "amber": "yellow", "red": "red"}.get(verdict["level"], "white")
+        console.print(f"[bold {color}]verdict {verdict['level'].upper()}[/bold {color}]: {verdict['headline']}",
+                      soft_wrap=True, highlight=False)
+        for line in verdict.get("evidence", []):
+            console.print(f"  {line}", soft_wrap=True, highlight=False)
     if s["backend"].get("note"):
         console.print(f"note: synthetic data {s['backend']['note']}")
     if s["backend"]["is_llm"]:

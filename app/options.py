@@ -27,10 +27,11 @@ _REQUIRED_UNLESS_RESUME = ("data",)
 """Required fields a ``--resume`` takes from the saved config instead."""
 
 _GROUPS: dict[str, tuple[str, ...]] = {
-    "Data": ("data", "text_field", "label_field", "max_real", "embedding_model", "max_seq_length", "cache_dir", "device"),
+    "Data": ("data", "text_field", "label_field", "max_real", "embedding_model", "max_seq_length", "cache_dir", "device",
+             "holdout"),
     "Generation": ("task", "max_rounds", "clusters_per_label", "cluster_size", "samples_per_cluster", "max_samples",
                    "witness_guided", "length_scale", "seed"),
-    "Alignment": ("target", "selection", "accept_fraction"),
+    "Alignment": ("target", "selection", "accept_fraction", "allow_near_copies", "patience"),
     "LLM": ("llm", "item_name", "prompt_style", "base_url", "api_key_env", "temperature", "max_tokens",
             "max_concurrency", "llm_cache", "prompts"),
     "Output": ("out",),

@@ -30,6 +30,13 @@ class SynAlignContext:
         real_embeddings: (len(real), d) float32, unit-norm rows aligned with ``real``.
         heldout: real test examples (never used to fit anything; reported only), may be empty.
         heldout_embeddings: (len(heldout), d) float32.
+        validation: the validation slice (:mod:`synalign.holdout`): real examples that are never a
+            demonstration, never summarised and never fitted on; the held-out utility is scored on them. Empty
+            when the run has none (``--holdout 0``, or labels too small to spare any).
+        validation_embeddings: (len(validation), d) float32, or None.
+        validation_source: where the slice came from (``"validation split"``, ``"25% of train"``, ``"none"``).
+        near_copy: per synthetic sample id seen so far, (character similarity, cosine) to the nearest real
+            text (:mod:`synalign.novelty`), computed once per process.
         embedder: shared embedder with its content-hash cache.
         backend: summariser + generator (offline or LLM).
         task: task description given to the backend.
@@ -51,7 +58,11 @@ class SynAlignContext:
     run_dir: Path
     heldout: list[RealExample] = field(default_factory=list)
     heldout_embeddings: np.ndarray | None = None
+    validation: list[RealExample] = field(default_factory=list)
+    validation_embeddings: np.ndarray | None = None
+    validation_source: str = "none"
     sample_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    near_copy: dict[str, tuple[float, float]] = field(default_factory=dict)
     sample_batches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     prune_alignments: bool = True
 

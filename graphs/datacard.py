@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from synalign.datafiles import SUPPORTED_SUFFIXES, unused_splits
+from synalign.datafiles import SUPPORTED_SUFFIXES, validation_splits
 from synalign.errors import InputError
 from synalign.fileio import atomic_write_text
 from synalign.labeltypes import detect_label_dtype
@@ -323,9 +323,9 @@ def _source_section(
         if test:
             lines.append(f"- test split `{test[0]}`: never used to fit anything; its MMD² to the accepted set is "
                          "reported as a held-out check")
-        for split in unused_splits(data_path):
-            lines.append(f"- {split.stem} split `{split.name}`: not used by the run (it reads train, and test for "
-                         "the held-out check)")
+        for split in validation_splits(data_path)[:1]:
+            lines.append(f"- {split.stem} split `{split.name}`: the run's validation slice: never a demonstration "
+                         "and never fitted on; it measures whether the synthetic data helps")
     return "\n".join(lines)
 
 

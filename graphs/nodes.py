@@ -35,6 +35,7 @@ from synalign.graphs.state import (
     SummaryRecord,
     SynAlignState,
 )
+from synalign.novelty import NearCopies
 from synalign.records import AttributeSummary, SyntheticExample
 
 __all__ = ["prepare", "explore", "summarize", "generate", "align", "route", "finish"]
@@ -257,6 +258,8 @@ def _align(
     started = time.perf_counter()  # align_seconds: the step itself, after the new samples are embedded
     bandwidth = state["bandwidth"]
     real = ctx.real_embeddings
+    novelty = _near_copies(ctx, samples, emb)
+    eligible = None if cfg.allow_near_copies else ~novelty.mask
     result = kmm_align(
         emb,
         [s["label"] for s in samples],
@@ -270,6 +273,7 @@ def _align(
         cv_warm_start=True,
         device=ctx.device,
         compute_mmd=False,
+        eligible=eligible,
     )
     mask = np.asarray(result.accepted, dtype=bool)
     acc = emb[mask]
@@ -292,15 +296,71 @@ def _align(
     }
     if ctx.heldout_embeddings is not None and len(ctx.heldout_embeddings) > 1:
         metrics["mmd2_accepted_heldout"] = float(mmd2_fixed_set(acc, ctx.heldout_embeddings, bandwidth, device=ctx.device))
+    metrics["near_copies"] = int(novelty.mask.sum())
+    metrics["near_copies_accepted"] = int((novelty.mask & mask).sum())
+    metrics.update(_held_out(ctx, samples, emb, mask, bandwidth, _seed(cfg.seed, round_, 104729)))
     metrics["align_seconds"] = round(time.perf_counter() - started, 3)
-    metrics["stop"] = _stop_reason(metrics, round_, len(samples), cfg)
+    metrics["stop"] = _stop_reason(metrics, state.get("metrics", []), round_, len(samples), cfg)
     return np.asarray(result.weights, dtype=np.float64), mask, metrics
 
 
-def _stop_reason(metrics: RoundMetrics, round_: int, generated: int, cfg: Any) -> StopReason | None:
-    """Whether the loop ends after this round: MMD² ≤ target, else a spent budget (rounds, samples)."""
-    if metrics["mmd2_accepted"] <= metrics["target_mmd2"]:
+def _near_copies(ctx: SynAlignContext, samples: list[SampleRecord], emb: np.ndarray) -> NearCopies:
+    """Near-copies of the run's real texts among the pool (:mod:`synalign.novelty`); each sample's similarities
+    are computed once per process (``ctx.near_copy``)."""
+    from synalign.novelty import NEAR_COPY_COSINE, NEAR_COPY_RATIO, NearCopies, nearest_text_similarity
+
+    new = [i for i, s in enumerate(samples) if s["id"] not in ctx.near_copy]
+    if new:
+        sim, _ = nearest_text_similarity([samples[i]["text"] for i in new], [r.text for r in ctx.real])
+        cos = (emb[new] @ ctx.real_embeddings.T).max(axis=1)
+        ctx.near_copy.update(
+            (samples[i]["id"], (float(a), float(b))) for i, a, b in zip(new, sim, cos, strict=True)
+        )
+    pairs = np.asarray([ctx.near_copy[s["id"]] for s in samples], dtype=np.float64).reshape(-1, 2)
+    char, cos = pairs[:, 0], pairs[:, 1]
+    mask = (char >= NEAR_COPY_RATIO) | (cos >= NEAR_COPY_COSINE)
+    return NearCopies(char, cos, np.full(len(samples), -1), mask, NEAR_COPY_RATIO, NEAR_COPY_COSINE)
+
+
+def _held_out(
+    ctx: SynAlignContext, samples: list[SampleRecord], emb: np.ndarray, mask: np.ndarray, bandwidth: float, seed: int
+) -> dict[str, Any]:
+    """The round's utility and fidelity on the validation slice (``{}`` when the run has none)."""
+    from synalign.compare import heldout_fidelity
+    from synalign.utility import estimate_utility
+
+    val = ctx.validation_embeddings
+    if val is None or not len(ctx.validation):
+        return {}
+    labels = [s["label"] for s in samples]
+    acc_labels = [lab for lab, keep in zip(labels, mask, strict=True) if keep]
+    utility = estimate_utility(
+        ctx.real_embeddings, [r.label for r in ctx.real], emb[mask], acc_labels, val,
+        [r.label for r in ctx.validation], pool=emb, pool_labels=labels, seed=seed,
+    )
+    fidelity = heldout_fidelity(emb[mask], val, ctx.real_embeddings, bandwidth, seed=seed, device=ctx.device)
+    return {"utility": utility.model_dump(), "fidelity": fidelity.model_dump()}
+
+
+def _stop_reason(
+    metrics: RoundMetrics, history: list[RoundMetrics], round_: int, generated: int, cfg: Any
+) -> StopReason | None:
+    """Whether the loop ends after this round, and why:
+
+    - ``"target"``: MMD² ≤ target, unless more than :data:`synalign.verdict.MAX_NEAR_COPY_SHARE` of the accepted
+      set are near-copies of real texts (a set of copies meets any MMD² target and adds nothing);
+    - ``"utility_plateau"``: with ``cfg.patience`` = N, the held-out log-likelihood gain vs real only has not
+      improved on its best for N rounds;
+    - ``"max_rounds"`` / ``"max_samples"``: a spent budget.
+    """
+    from synalign.verdict import MAX_NEAR_COPY_SHARE
+
+    share = metrics.get("near_copies_accepted", 0) / max(metrics["accepted"], 1)
+    if metrics["mmd2_accepted"] <= metrics["target_mmd2"] and share <= MAX_NEAR_COPY_SHARE:
         return "target"
+    gains = [float(m["utility"]["delta_log_likelihood"]["mean"]) for m in [*history, metrics] if m.get("utility")]
+    if cfg.patience and gains and len(gains) - 1 - int(np.argmax(gains)) >= cfg.patience:
+        return "utility_plateau"
     if round_ >= cfg.max_rounds:
         return "max_rounds"
     if cfg.max_samples is not None and generated >= cfg.max_samples:

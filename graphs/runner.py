@@ -52,6 +52,7 @@ from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_f
 from synalign.graphs.usage import record_usage, total_usage
 from synalign.offline import OFFLINE_RUN_NOTE
 from synalign.records import SyntheticExample
+from synalign.verdict import judge_round
 
 __all__ = ["run", "make_context", "write_outputs", "prepare_run_dir", "RunResult", "DiskFullError", "THREAD_ID", "CONFIG_FILE"]
 
@@ -100,6 +101,7 @@ def make_context(
         InputError: bad data (see :mod:`synalign.datafiles`), an unknown embedding model or selection strategy.
     """
     from synalign.datafiles import load_dataset, validate_for_run
+    from synalign.holdout import split_validation
     from synalign.sampling import stratified_sample
     from synalign.selection import check_strategy
 
@@ -111,19 +113,22 @@ def make_context(
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
     for note in validate_for_run(dataset, cluster_size=config.cluster_size):
         _log.warning("note: %s", note)  # a few-shot label: its clusters shrink to its size
-    real = stratified_sample(
-        dataset.train, config.max_real, seed=config.seed, min_per_label=config.cluster_size
+    fit, validation, validation_source = split_validation(
+        dataset.train, dataset.validation, fraction=config.holdout, seed=config.seed
     )
+    real = stratified_sample(fit, config.max_real, seed=config.seed, min_per_label=config.cluster_size)
     heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
     embedder = embedder or Embedder(
         config.embedding_model, cache_dir=config.cache_dir, device=config.device, max_seq_length=config.max_seq_length
     )
     embedder.check()
     emit = on_event or (lambda event: None)
-    emit({"node": "embed", "round": 0, "done": 0, "total": len(real) + len(heldout)})
+    total = len(real) + len(heldout) + len(validation)
+    emit({"node": "embed", "round": 0, "done": 0, "total": total})
     real_emb = embedder.encode([r.text for r in real])
     heldout_emb = embedder.encode([r.text for r in heldout]) if heldout else None
-    emit({"node": "embed", "round": 0, "done": len(real) + len(heldout), "total": len(real) + len(heldout)})
+    validation_emb = embedder.encode([r.text for r in validation]) if validation else None
+    emit({"node": "embed", "round": 0, "done": total, "total": total})
     labels = sorted({r.label for r in real})
     if backend is None:
         from synalign.agents import build_backend
@@ -140,6 +145,9 @@ def make_context(
         run_dir=config.out,
         heldout=heldout,
         heldout_embeddings=heldout_emb,
+        validation=validation,
+        validation_embeddings=validation_emb,
+        validation_source=validation_source,
     )
 
 
@@ -198,6 +206,10 @@ def _write_outputs(
     atomic_write_text(outputs["metrics.json"], json.dumps(metrics, indent=2) + "\n")
     backend = ctx.backend
     usage, processes = total_usage(out)
+    verdict, novelty = judge_round(
+        metrics[-1] if metrics else {}, near_copies_allowed=ctx.config.allow_near_copies,
+        no_slice_reason=_no_slice_reason(ctx),
+    )
     summary: dict[str, Any] = {
         "stop_reason": state.get("stop_reason"),
         "rounds": state.get("round", 0),
@@ -227,6 +239,16 @@ def _write_outputs(
         "embedding_max_seq_length": getattr(ctx.embedder, "truncation", None),
         "wall_seconds": round(wall, 2),
         "accept_fraction": ctx.config.accept_fraction,
+        "verdict": verdict.model_dump(),
+        "utility": metrics[-1].get("utility") if metrics else None,
+        "fidelity": metrics[-1].get("fidelity") if metrics else None,
+        "novelty": novelty.model_dump(),
+        "validation": {
+            "source": ctx.validation_source,
+            "size": len(ctx.validation),
+            "per_label": {label: sum(1 for r in ctx.validation if r.label == label) for label in ctx.labels},
+            "ids": [r.id for r in ctx.validation],
+        },
         **(extra or {}),
     }
     syn_emb = ctx.embedder.encode([s.text for s in pool]) if pool else np.zeros((0, ctx.real_embeddings.shape[1]))
@@ -249,6 +271,13 @@ def _write_outputs(
 
 
 write_outputs = _write_outputs
+
+
+def _no_slice_reason(ctx: SynAlignContext) -> str:
+    """Why a run has no utility measurement, in the user's terms."""
+    if ctx.config.holdout == 0:
+        return "the run held nothing out (--holdout 0)"
+    return "no label had enough real examples to spare a validation slice (each keeps 3)"
 
 
 def run(

@@ -14,7 +14,7 @@ and one :class:`AlignmentRef`, so a checkpoint stays a few kilobytes however lar
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Literal, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 from typing_extensions import NotRequired
 
@@ -23,8 +23,9 @@ __all__ = [
     "SummaryRecord", "SynAlignState", "merge_counts",
 ]
 
-StopReason = Literal["target", "max_rounds", "max_samples"]
-"""Why the loop stopped: MMD² ≤ target, or a budget (rounds, samples) spent."""
+StopReason = Literal["target", "utility_plateau", "max_rounds", "max_samples"]
+"""Why the loop stopped: MMD² ≤ target, no held-out gain for ``patience`` rounds, or a budget (rounds,
+samples) spent."""
 
 Route = Literal["explore", "finish"]
 """Where :func:`synalign.graphs.nodes.route` sends the loop after ``align``."""
@@ -85,7 +86,11 @@ class AlignmentRef(TypedDict):
 
 class RoundMetrics(TypedDict):
     """One row of ``metrics.json``: the accepted set after round ``round``, every MMD² with the run's
-    fixed bandwidth (MMD² units; see :func:`synalign.graphs.nodes.align` for each quantity)."""
+    fixed bandwidth (MMD² units; see :func:`synalign.graphs.nodes.align` for each quantity).
+
+    ``near_copies`` / ``near_copies_accepted``: near-copies of real texts in the pool / the accepted set
+    (:mod:`synalign.novelty`); ``utility``: the held-out :class:`synalign.utility.UtilityEstimate` dump and
+    ``fidelity``: the :class:`synalign.verdict.Fidelity` dump on the validation slice (absent without one)."""
 
     round: int
     generated: int
@@ -102,6 +107,10 @@ class RoundMetrics(TypedDict):
     filtered: int
     filter_threshold: float | None
     mmd2_accepted_heldout: NotRequired[float]
+    near_copies: NotRequired[int]
+    near_copies_accepted: NotRequired[int]
+    utility: NotRequired[dict[str, Any]]
+    fidelity: NotRequired[dict[str, Any]]
     align_seconds: float
     stop: StopReason | None
 

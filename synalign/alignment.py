@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 
@@ -135,6 +135,7 @@ def align(
     device: str = "auto",
     compute_mmd: bool = True,
     weights: np.ndarray | None = None,
+    eligible: np.ndarray | None = None,
 ) -> AlignmentResult:
     """Align the synthetic pool to the real set per label: KMM weights, then selection (SynAlign stage 3).
 
@@ -163,6 +164,9 @@ def align(
         compute_mmd: also report per-label unbiased MMD² (kernel units) of the pool and of the accepted set.
         weights: (m,) KMM weights computed elsewhere (each label's ≥ 0 and summing to 1, e.g. by
             :func:`synalign.ray_align.ray_kmm_weights` on a Ray-embedded pool); ``None`` = solve them here.
+        eligible: (m,) bool, the rows that may be weighted and accepted (e.g. not near-copies of real texts,
+            :mod:`synalign.novelty`); the others get weight 0 and are never accepted, and each label's quota is
+            ``accept_fraction`` of its eligible rows. ``None`` = every row.
 
     Raises:
         InputError: mismatched lengths or dims, a synthetic label with no real rows, bad accept_fraction,
@@ -171,6 +175,13 @@ def align(
     """
     from synalign._torch import as_matrix, bandwidth_list
     from synalign.divergence import median_bandwidth, mmd2_unbiased
+
+    if eligible is not None:
+        return _align_eligible(
+            synthetic, synthetic_labels, real, real_labels, np.asarray(eligible, dtype=bool), weights,
+            bandwidth=bandwidth, strategy=strategy, accept_fraction=accept_fraction, solver=solver, seed=seed,
+            cv_seed=cv_seed, cv_warm_start=cv_warm_start, device=device, compute_mmd=compute_mmd,
+        )
 
     s = as_matrix(synthetic, "synthetic")
     r = as_matrix(real, "real")
@@ -252,6 +263,38 @@ def align(
         mmd2_pool=mmd_pool,
         mmd2_accepted=mmd_acc,
     )
+
+
+def _align_eligible(
+    synthetic: np.ndarray,
+    synthetic_labels: Sequence[str],
+    real: np.ndarray,
+    real_labels: Sequence[str],
+    eligible: np.ndarray,
+    weights: np.ndarray | None,
+    **options: Any,
+) -> AlignmentResult:
+    """:func:`align` on the ``eligible`` rows only, scattered back to the whole pool (others: weight 0, never
+    accepted). A label with no eligible row accepts nothing."""
+    labels = np.asarray([str(v) for v in synthetic_labels], dtype=object)
+    if eligible.shape != labels.shape:
+        raise InputError(f"eligible must be {len(labels)} booleans, got shape {eligible.shape}")
+    rows = np.flatnonzero(eligible)
+    full_w, full_acc = np.zeros(len(labels)), np.zeros(len(labels), dtype=bool)
+    if len(rows) == 0:
+        return AlignmentResult(weights=full_w, accepted=full_acc, strategy=str(options["strategy"]),
+                               filter_threshold=None, filtered=0, bandwidth={}, mmd2_pool={}, mmd2_accepted={})
+    sub_w = None
+    if weights is not None:
+        sub_w = np.asarray(weights, dtype=np.float64)[rows]
+        for label in set(labels[rows].tolist()):
+            part = labels[rows] == label
+            total = sub_w[part].sum()
+            sub_w[part] = sub_w[part] / total if total > 0 else 1.0 / part.sum()
+    inner = align(np.asarray(synthetic)[rows], labels[rows], real, real_labels, weights=sub_w, **options)
+    full_w[rows] = inner.weights
+    full_acc[rows] = inner.accepted
+    return replace(inner, weights=full_w, accepted=full_acc)
 
 
 def _check_weights(weights: np.ndarray, labels: np.ndarray, order: list[str]) -> np.ndarray:

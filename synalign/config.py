@@ -134,6 +134,19 @@ class RunConfig(BaseModel):
                                        "heuristic).")
     witness_guided: bool = Field(default=True, description="From round 2, aim the explorer at under-covered "
                                  "real regions.")
+    holdout: float = Field(
+        default=0.25, ge=0, lt=1, description="Share of each label's real examples held out as the validation "
+        "slice that measures whether the data helps (never a demonstration, never fitted on); a validation/dev "
+        "split in --data is used instead. 0 = no slice, no utility measurement."
+    )
+    patience: int | None = Field(
+        default=2, ge=1, description="Stop when the held-out gain (log-likelihood Δ vs real only) has not "
+        "improved for this many rounds (stop reason utility_plateau); 0 or none = never."
+    )
+    allow_near_copies: bool = Field(
+        default=False, description="Accept synthetic texts that are near-copies of real examples (refused by "
+        "default: they match the real distribution by construction and add nothing)."
+    )
     seed: int = Field(default=0, description="Random seed.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto, cpu or cuda.")
     cache_dir: Path | None = Field(default=None, description="Embedding and LLM response caches (default: "
@@ -164,6 +177,20 @@ class RunConfig(BaseModel):
     llm_cache: bool = Field(default=True, description="Use the on-disk LLM response cache.",
                             json_schema_extra={"resume_safe": True})
     prompts: Path | None = Field(default=None, description="Optimised generator state from 'synalign optimize'.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_config(cls, data: object) -> object:
+        """A ``config.json`` saved before the validation slice existed (every field dumped, no ``holdout``)
+        resumes as it ran: no slice, no utility stop, near-copies allowed."""
+        if isinstance(data, dict) and "holdout" not in data and {"api_key_env", "llm_cache", "witness_guided"} <= set(data):
+            return {**data, "holdout": 0.0, "patience": None, "allow_near_copies": True}
+        return data
+
+    @field_validator("patience", mode="before")
+    @classmethod
+    def _patience_off(cls, value: object) -> object:
+        return None if value in (0, "0", "none", "None") else value
 
     @field_validator("llm")
     @classmethod

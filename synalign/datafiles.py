@@ -10,8 +10,8 @@ Input formats (one labelled text per row, field names configurable):
 * Parquet (``.parquet``): read with pyarrow; a "line" there is the 1-based row number.
 
 A dataset is either one file (train split only) or a directory with ``train.{jsonl,csv,parquet}`` and an
-optional ``test.*``. A ``validation.*`` / ``dev.*`` split is not read (:func:`unused_splits` names it and
-:func:`validate_for_run` notes it). :func:`validate_for_run` checks that a dataset can feed a SynAlign run.
+optional ``test.*`` and ``validation.*`` / ``dev.*`` (:func:`validation_splits`; the run's validation slice,
+:mod:`synalign.holdout`). :func:`validate_for_run` checks that a dataset can feed a SynAlign run.
 
 Every problem with user input raises :class:`synalign.errors.InputError` with a one-line message such as
 ``"data/train.jsonl:17: malformed JSON (Expecting ',' delimiter at column 12)"``.
@@ -34,14 +34,15 @@ from synalign.errors import InputError
 from synalign.filecheck import COMPRESSED_SUFFIXES, check_not_compressed
 from synalign.records import RealExample
 
-__all__ = ["SUPPORTED_SUFFIXES", "UNUSED_SPLITS", "Dataset", "load_dataset", "load_examples", "unused_splits",
+__all__ = ["SUPPORTED_SUFFIXES", "VALIDATION_SPLITS", "Dataset", "load_dataset", "load_examples", "validation_splits",
            "validate_for_run"]
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".jsonl", ".csv", ".parquet")
 """File types :func:`load_examples` reads (by suffix, case-insensitive)."""
 
-UNUSED_SPLITS: tuple[str, ...] = ("validation", "valid", "val", "dev")
-"""Split names of a dataset directory that a run does not read (it reads ``train`` and ``test`` only)."""
+VALIDATION_SPLITS: tuple[str, ...] = ("validation", "valid", "val", "dev")
+"""Split names of a dataset directory read as the validation split, in order of preference (the first found is
+the run's validation slice, :mod:`synalign.holdout`)."""
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -52,11 +53,13 @@ _BOM = b"\xef\xbb\xbf"
 
 
 class Dataset(BaseModel):
-    """Real labelled examples: a ``train`` split and an optional ``test`` split.
+    """Real labelled examples: a ``train`` split and optional ``test`` and ``validation`` splits.
 
     Attributes:
         train: training examples (ids ``"train-0"``, ``"train-1"``, ...).
         test: test examples (ids ``"test-i"``) or ``None`` when the input has no test split.
+        validation: validation examples (ids ``"validation-i"``) or ``None``.
+        validation_path: the file the validation split was read from, or ``None``.
         path: the file or directory the user gave.
         train_path: the file the train split was read from (used in error messages).
         test_path: the file the test split was read from, or ``None``.
@@ -69,6 +72,8 @@ class Dataset(BaseModel):
     path: Path
     train_path: Path
     test_path: Path | None = None
+    validation: list[RealExample] | None = None
+    validation_path: Path | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -148,10 +153,10 @@ def load_examples(
 
 
 def load_dataset(path: Path | str, *, text_field: str = "text", label_field: str = "label") -> Dataset:
-    """Read a dataset: one file (train split only) or a directory with ``train.*`` and optional ``test.*``.
+    """Read a dataset: one file (train split only) or a directory with ``train.*`` and optional ``test.*`` and
+    ``validation.*`` / ``dev.*`` (the first of :func:`validation_splits`).
 
-    A directory must hold exactly one ``train.{jsonl,csv,parquet}``; ``test.*`` is optional and
-    ``validation.*`` / ``dev.*`` (or anything else) is not read (see :func:`unused_splits`).
+    A directory must hold exactly one ``train.{jsonl,csv,parquet}``; other files are not read.
 
     Raises:
         InputError: see :func:`load_examples`; also a directory without a train split, or with two train
@@ -165,20 +170,28 @@ def load_dataset(path: Path | str, *, text_field: str = "text", label_field: str
         if train_path is None:
             raise InputError(f"{path}: no train split (expected {_expected_names('train')})")
         test_path = _find_split(path, "test")
+        found = validation_splits(path)
+        validation_path = found[0] if found else None
     else:
-        train_path, test_path = path, None
+        train_path, test_path, validation_path = path, None, None
     train = load_examples(train_path, text_field=text_field, label_field=label_field, split="train")
     test = (
         load_examples(test_path, text_field=text_field, label_field=label_field, split="test")
         if test_path is not None
         else None
     )
-    return Dataset(train=train, test=test, path=path, train_path=train_path, test_path=test_path)
+    validation = (
+        load_examples(validation_path, text_field=text_field, label_field=label_field, split="validation")
+        if validation_path is not None
+        else None
+    )
+    return Dataset(train=train, test=test, path=path, train_path=train_path, test_path=test_path,
+                   validation=validation, validation_path=validation_path)
 
 
-def unused_splits(path: Path | str) -> list[Path]:
-    """The ``validation`` / ``dev`` split files (:data:`UNUSED_SPLITS`) of a dataset directory, which a run
-    does not read.
+def validation_splits(path: Path | str) -> list[Path]:
+    """The ``validation`` / ``dev`` split files (:data:`VALIDATION_SPLITS`) of a dataset directory, the preferred
+    name first (``validation`` before ``dev``); a run reads the first as its validation slice.
 
     Args:
         path: the ``--data`` path (a file has no other splits).
@@ -189,13 +202,14 @@ def unused_splits(path: Path | str) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
         return []
-    return [
+    found = [
         child
         for child in sorted(path.iterdir())
         if child.is_file()
-        and child.stem.lower() in UNUSED_SPLITS
+        and child.stem.lower() in VALIDATION_SPLITS
         and child.suffix.lower() in SUPPORTED_SUFFIXES
     ]
+    return sorted(found, key=lambda child: VALIDATION_SPLITS.index(child.stem.lower()))
 
 
 def _expected_names(split: str) -> str:
@@ -395,8 +409,8 @@ def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
 
     Returns:
         notes for the user (one line each), e.g. ``"FILE: label 'abbr' has 3 examples, fewer than
-        --cluster-size 8: its clusters hold 3"``, and one per ``validation`` / ``dev`` split file of a dataset
-        directory (not used by the run); empty when every label fills a cluster and there is no such file.
+        --cluster-size 8: its clusters hold 3"``, and one naming the validation split a dataset directory
+        holds (the run's validation slice); empty when every label fills a cluster and there is no such file.
 
     Raises:
         InputError: no examples, or fewer than two labels ("only one label 'x' in FILE; need at least two").
@@ -409,9 +423,9 @@ def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
         (label,) = groups
         raise InputError(f"only one label {label!r} in {where}; need at least two")
     notes = [
-        f"{split}: the {split.stem} split is not used by the run "
-        "(it reads train, and test for the held-out check)"
-        for split in unused_splits(dataset.path)
+        f"{split}: the {split.stem} split is the run's validation slice (held out from generation and "
+        "selection; it measures whether the data helps)"
+        for split in validation_splits(dataset.path)[:1]
     ]
     small = [(label, len(members)) for label, members in groups.items() if len(members) < cluster_size]
     if not small:
