@@ -12,12 +12,15 @@ import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import TYPE_CHECKING, Any, NoReturn, Optional
 
 import typer
 
 from synalign.app.options import field_help
 from synalign.errors import InputError, SynalignError
+
+if TYPE_CHECKING:
+    from synalign.records import RealExample
 
 __all__ = ["fail", "register"]
 
@@ -114,19 +117,43 @@ def trace(
     typer.echo(text)
 
 
-def _compare_texts(path: Path, text_field: str, label_field: str, limit: int, seed: int) -> list[str]:
-    """Texts of a data file, a dataset directory (its train split) or a synalign run directory (its accepted
-    ``synthetic.jsonl``), a seeded random ``limit`` of them at most."""
+def _compare_examples(path: Path, text_field: str, label_field: str, limit: int, seed: int) -> list[RealExample]:
+    """Labelled examples of a data file, a dataset directory (its train split) or a synalign run directory (its
+    accepted ``synthetic.jsonl``), a seeded random ``limit`` of them at most."""
     import random
 
     from synalign.datafiles import load_dataset
 
     if path.is_dir() and (path / "synthetic.jsonl").is_file() and (path / "config.json").is_file():
         path = path / "synthetic.jsonl"
-    texts = [r.text for r in load_dataset(path, text_field=text_field, label_field=label_field).train]
-    if limit and len(texts) > limit:
-        texts = random.Random(seed).sample(texts, limit)
-    return texts
+    rows = load_dataset(path, text_field=text_field, label_field=label_field).train
+    if limit and len(rows) > limit:
+        rows = random.Random(seed).sample(rows, limit)
+    return rows
+
+
+def _heldout_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ``--heldout`` rows of ``synalign compare``'s table: utility, novelty and fidelity."""
+    u, n, f = result["utility"], result["novelty"], result["fidelity"]
+
+    def ci(d: dict[str, float], scale: float, fmt: str) -> str:
+        return f"{scale * d['mean']:{fmt}} (95 % CI {scale * d['low']:{fmt}} to {scale * d['high']:{fmt}})"
+
+    rows = [
+        (f"held-out utility on {u['n_validation']} texts, A + B vs A alone", ""),
+        ("  Δ log-likelihood of the true label (nats/example)", ci(u["delta_log_likelihood"], 1, "+.3f")),
+        ("  Δ accuracy (points)", ci(u["delta_accuracy"], 100, "+.1f")),
+        ("  Δ macro-F1 (points)", ci(u["delta_macro_f1"], 100, "+.1f")),
+        ("near-copies of A's texts among B", f"{result['near_copies']} ({n['accepted_share']:.0%})"),
+    ]
+    if f.get("mmd2") is not None:
+        rows += [
+            ("MMD² of B to the held-out set", f"{f['mmd2']:.3e}"),
+            ("  a random subset of A of that size scores", f"{f['mmd2_floor']:.3e}"),
+            ("discriminator AUC, B vs held-out", f"{f['discriminator_auc']:.3f}"),
+            ("  A vs held-out", f"{f['discriminator_auc_floor']:.3f}"),
+        ]
+    return rows
 
 
 def compare(
@@ -136,24 +163,42 @@ def compare(
     max_texts: int = typer.Option(5000, "--max-texts", help="At most this many texts per side (a seeded sample; 0 = all)."),
     text_field: str = typer.Option("text", help="Text field/column."),
     label_field: str = typer.Option("label", help="Label field/column."),
+    heldout: Optional[Path] = typer.Option(
+        None, "--heldout", help="Held-out real examples (JSONL/CSV/Parquet file, same fields; never in A): also judge "
+        "B as training data: utility of A + B vs A alone on them, near-copies of A in B, fidelity and the verdict.",
+        show_default=False,
+    ),
     seed: int = typer.Option(0, help="Seed of every random subset."),
 ) -> None:
     """How far B is from A: MMD² (the run report's estimator) against its noise floor, Sinkhorn divergence, and
-    a real-vs-synthetic discriminator AUC next to the real-vs-real AUC."""
+    a real-vs-synthetic discriminator AUC next to the real-vs-real AUC; with --heldout, whether B helps."""
     import json
 
-    from synalign.compare import compare_sets
+    from synalign.compare import assess_with_heldout, compare_sets
+    from synalign.datafiles import load_examples
+    from synalign.embeddings import Embedder
 
     try:
-        result = compare_sets(
-            _compare_texts(a, text_field, label_field, max_texts, seed),
-            _compare_texts(b, text_field, label_field, max_texts, seed),
-            seed=seed,
-        )
+        rows_a = _compare_examples(a, text_field, label_field, max_texts, seed)
+        rows_b = _compare_examples(b, text_field, label_field, max_texts, seed)
+        embedder = Embedder()
+        judged: dict[str, Any] = {}
+        if heldout is not None:  # first: a bad held-out set fails before any divergence is computed
+            rows_h = load_examples(heldout, text_field=text_field, label_field=label_field, split="heldout")
+            judged = assess_with_heldout(
+                [r.text for r in rows_a], [r.label for r in rows_a], [r.text for r in rows_b],
+                [r.label for r in rows_b], [r.text for r in rows_h], [r.label for r in rows_h],
+                embedder=embedder, seed=seed,
+            ).model_dump()
+        result: dict[str, Any] = {
+            **compare_sets([r.text for r in rows_a], [r.text for r in rows_b], embedder=embedder, seed=seed),
+            **judged,
+        }
     except InputError as exc:
         fail(str(exc))
     if as_json:
-        typer.echo(json.dumps({"a": str(a), "b": str(b), **result}, indent=2))
+        typer.echo(json.dumps({"a": str(a), "b": str(b), **({"heldout": str(heldout)} if heldout else {}), **result},
+                              indent=2, ensure_ascii=False))
         return
     rows = [
         ("texts (A, B)", f"{result['n_a']}, {result['n_b']}"),
@@ -164,9 +209,12 @@ def compare(
         ("  a random real subset of that size scores", f"{result['sinkhorn_floor']:.4f}"),
         ("discriminator AUC, B vs A (0.5 = indistinguishable)", f"{result['discriminator_auc']:.3f}"),
         ("  two random halves of A", f"{result['discriminator_auc_floor']:.3f}"),
+        *(_heldout_rows(result) if heldout is not None else []),
     ]
     width = max(len(k) for k, _ in rows)
-    typer.echo("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+    typer.echo("\n".join(f"{k:<{width}}  {v}".rstrip() for k, v in rows))
+    if heldout is not None:
+        typer.echo(f"verdict {result['verdict']['level'].upper()}: {result['verdict']['headline']}")
 
 
 local_lm = typer.Typer(help="The embedded local LM: build llama-server once, show what is installed.", no_args_is_help=True)

@@ -6,21 +6,32 @@ node (median-heuristic bandwidth, real-vs-real noise floor) and ``align`` node (
 runner's writer: ``synthetic.jsonl`` / ``synthetic.parquet`` (accepted), ``pool.parquet`` (every sample
 with its weight and accepted flag), ``metrics.json`` (one row), ``report.html`` and ``summary.json`` (last).
 Every file is written atomically; bad input is refused before anything is written.
+
+Like a run, it measures the pool against a validation slice of the real data that nothing is fitted on
+(:func:`validation_slice`): the ``align`` node scores the accepted set's held-out utility and fidelity on it,
+keeps near-copies of real texts out of the accepted set (unless ``config.allow_near_copies``), and the writer
+judges the one metrics row (``summary.json``'s ``verdict``, ``utility``, ``fidelity``, ``novelty``,
+``validation``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from synalign.backends import Backend, GenerationRequest, SummaryRequest
 from synalign.config import RunConfig
+from synalign.datafiles import Dataset
 from synalign.embeddings import Embedder
 from synalign.errors import InputError
 from synalign.graphs.runner import RunResult
+from synalign.records import RealExample
 
-__all__ = ["ALIGN_BACKEND", "align_pool"]
+__all__ = ["ALIGN_BACKEND", "align_pool", "validation_slice"]
+
+_log = logging.getLogger("synalign.graphs")
 
 ALIGN_BACKEND = "external"
 """``backend`` of every record ``synalign align`` writes: the pool came from outside synalign."""
@@ -49,21 +60,70 @@ def _check_out(out: Path, overwrite: bool) -> None:
         prepare_run_dir(out, resume=False, overwrite=False)  # not a directory, not creatable, not writable
 
 
+def validation_slice(
+    config: RunConfig, dataset: Dataset, heldout_path: Path | None = None
+) -> tuple[list[RealExample], list[RealExample], str]:
+    """The real data ``synalign align`` may fit on, and its validation slice (:mod:`synalign.holdout`).
+
+    The slice is, in order of preference: the ``validation`` / ``dev`` split of ``config.data``; the file
+    ``heldout_path`` (ids ``"heldout-i"``; rows whose label the train split lacks are dropped); a stratified
+    ``config.holdout`` of each label carved from the train split (:func:`synalign.holdout.split_validation`,
+    the run's rule). A ``heldout_path`` that a validation split overrides is noted on the log.
+
+    Args:
+        config: ``holdout``, ``seed``, ``text_field``, ``label_field`` and ``data`` (for messages).
+        dataset: the real :class:`~synalign.datafiles.Dataset`.
+        heldout_path: a JSONL/CSV/Parquet file of held-out real examples, read with the same fields, or None.
+
+    Returns:
+        ``(fit, slice, source)`` as :func:`~synalign.holdout.split_validation`; ``source`` is
+        ``"heldout file PATH"`` for ``heldout_path``.
+
+    Raises:
+        InputError: an unreadable ``heldout_path``, or one that shares no label with the real train split.
+    """
+    from synalign.datafiles import load_examples
+    from synalign.holdout import split_validation
+
+    given = None
+    if heldout_path is not None and dataset.validation:
+        _log.warning("note: --heldout %s is not used: %s has a validation split (%s), which is the validation "
+                     "slice", heldout_path, config.data, dataset.validation_path)
+    elif heldout_path is not None:
+        given = load_examples(heldout_path, text_field=config.text_field, label_field=config.label_field,
+                              split="heldout")
+        if not {r.label for r in given} & set(dataset.labels):
+            raise InputError(f"{heldout_path}: none of its labels occurs in the real data {config.data}")
+    fit, validation, source = split_validation(
+        dataset.train, dataset.validation or given, fraction=config.holdout, seed=config.seed
+    )
+    return fit, validation, (f"heldout file {heldout_path}" if given else source)
+
+
 def align_pool(
     config: RunConfig,
     pool_path: Path,
     *,
+    heldout_path: Path | None = None,
     overwrite: bool = False,
     embedder: Embedder | None = None,
 ) -> RunResult:
     """Weight and select an existing synthetic pool against the real data in ``config.data``.
 
+    The real examples of the validation slice (:func:`validation_slice`) are never part of the KMM / herding
+    target, the label filter's training rows, the bandwidth or the noise floor: the pool is aligned against the
+    rest (a stratified ``config.max_real`` of it). Near-copies of those real texts are not accepted unless
+    ``config.allow_near_copies``.
+
     Args:
         config: the real data and fields (``data``, ``text_field``, ``label_field``, ``max_real``), the
-            alignment (``selection``, ``accept_fraction``, ``target``, ``seed``), the embedding
-            (``embedding_model``, ``cache_dir``, ``device``) and ``out``; generation settings are ignored.
+            validation slice (``holdout``), the alignment (``selection``, ``accept_fraction``, ``target``,
+            ``allow_near_copies``, ``seed``), the embedding (``embedding_model``, ``cache_dir``, ``device``) and
+            ``out``; generation settings are ignored.
         pool_path: the synthetic pool: a JSONL/CSV/Parquet file, or a directory with a train split, read
             with the same fields as the real data.
+        heldout_path: held-out real examples (JSONL/CSV/Parquet, same fields): the validation slice when
+            ``config.data`` has no validation split.
         overwrite: replace the outputs of an earlier ``synalign align`` or ``synalign run`` in ``config.out``
             (only their files are deleted).
         embedder: a ready :class:`~synalign.embeddings.Embedder`; default from ``config``.
@@ -73,8 +133,9 @@ def align_pool(
         set's MMD² meets the target, else ``"single_pass"``).
 
     Raises:
-        InputError: bad real data or pool (see :mod:`synalign.datafiles`), a pool label with no real
-            examples, an unknown selection strategy or embedding model, an existing or unwritable ``out``.
+        InputError: bad real data, pool or held-out file (see :mod:`synalign.datafiles`), a pool label with no
+            real examples, a held-out file with no label of the real data, an unknown selection strategy or
+            embedding model, an existing or unwritable ``out``.
     """
     from langgraph.runtime import Runtime
     from langgraph.store.memory import InMemoryStore
@@ -101,7 +162,8 @@ def align_pool(
     unknown = sorted({r.label for r in rows} - set(dataset.labels))
     if unknown:
         raise InputError(f"{pool_path}: label {unknown[0]!r} does not occur in the real data {config.data}")
-    real = stratified_sample(dataset.train, config.max_real, seed=config.seed)
+    fit, validation, validation_source = validation_slice(config, dataset, heldout_path)
+    real = stratified_sample(fit, config.max_real, seed=config.seed)
     heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
     embedder = embedder or Embedder(
         config.embedding_model, cache_dir=config.cache_dir, device=config.device, max_seq_length=config.max_seq_length
@@ -116,6 +178,8 @@ def align_pool(
         config=config, real=real, real_embeddings=embedder.encode([r.text for r in real]), embedder=embedder,
         backend=backend, task=config.task_description(sorted({r.label for r in real})), run_dir=out,
         heldout=heldout, heldout_embeddings=embedder.encode([r.text for r in heldout]) if heldout else None,
+        validation=validation, validation_source=validation_source,
+        validation_embeddings=embedder.encode([r.text for r in validation]) if validation else None,
     )
     samples = [
         SyntheticExample(id=f"pool-{i:06d}", text=r.text, label=r.label, round=1, backend=ALIGN_BACKEND)

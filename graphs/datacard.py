@@ -16,9 +16,10 @@ the run's own records (``config.json``, ``summary.json``, ``metrics.json``) and 
 
 ``synalign.label_dtype`` is the type of the label column in the user's data (``int``, ``float``, ``bool`` or
 ``str``): the run's records hold labels as strings, and ``synalign export`` casts them back with it. The body:
-source data (path, splits, counts per label, a ``validation``/``dev`` split the run does not use), generated and
-accepted counts, backend and model, selection strategy, the divergence table per round, and a license note on
-the generator's terms. :func:`write_datacard` is called by the runner with the other outputs (atomically);
+the verdict ("Should you train on this?": level, headline, evidence, where the validation slice came from;
+omitted for runs from before it), source data (path, splits, counts per label, the ``validation``/``dev`` split
+that is the run's validation slice), generated and accepted counts, backend and model, selection strategy, the
+divergence table per round, and a license note on the generator's terms. :func:`write_datacard` is called by the runner with the other outputs (atomically);
 :func:`render_card` / :func:`read_card` are what the export uses to rewrite the header for its own layout.
 """
 
@@ -236,18 +237,18 @@ def card_parts(
         "backend": backend.get("name"),
         "selection": summary.get("selection") or config.get("selection"),
     }
-    body = "\n\n".join(
-        [
-            _intro(summary, backend),
-            _loading_section(data_files, summary),
-            _source_section(config, summary, real_counts, label_dtype),
-            _generated_section(summary),
-            _backend_section(backend, summary),
-            _selection_section(config, summary, metrics),
-            _divergence_section(summary, metrics),
-            _license_section(backend),
-        ]
-    )
+    sections = [
+        _intro(summary, backend),
+        _verdict_section(summary),
+        _loading_section(data_files, summary),
+        _source_section(config, summary, real_counts, label_dtype),
+        _generated_section(summary),
+        _backend_section(backend, summary),
+        _selection_section(config, summary, metrics),
+        _divergence_section(summary, metrics),
+        _license_section(backend),
+    ]
+    body = "\n\n".join(section for section in sections if section)
     return meta, body
 
 
@@ -269,6 +270,44 @@ def _intro(summary: Mapping[str, Any], backend: Mapping[str, Any]) -> str:
         "own records (`config.json`, `summary.json`, `metrics.json`); every number below comes from them. "
         f"Stop reason: `{summary.get('stop_reason')}` after {summary.get('rounds')} round(s)."
     )
+
+
+_VALIDATION_SOURCES = {
+    "validation split": "the validation/dev split of the source data",
+    "none": "",
+}
+
+
+def _verdict_section(summary: Mapping[str, Any]) -> str:
+    """``## Should you train on this?``: the verdict's level and headline, its evidence, and where the
+    validation slice came from; empty for a summary without a verdict (a run from before it existed)."""
+    judged = summary.get("verdict")
+    if not isinstance(judged, Mapping) or not judged.get("level"):
+        return ""
+    lines = [
+        "## Should you train on this?",
+        "",
+        f"**{str(judged['level']).upper()}**: {judged.get('headline', '')}",
+    ]
+    evidence = [str(e) for e in judged.get("evidence") or []]
+    if evidence:
+        lines += ["", *(f"- {e}" for e in evidence)]
+    advice = [str(a) for a in judged.get("advice") or []]
+    if advice:
+        lines += ["", f"What to try next: {'; '.join(advice)}."]
+    validation = summary.get("validation")
+    if isinstance(validation, Mapping) and validation.get("source"):
+        source = str(validation["source"])
+        if source == "none":
+            lines += ["", "There was no validation slice: the data's effect on a model was not measured."]
+        else:
+            where = _VALIDATION_SOURCES.get(source, source)
+            lines += [
+                "",
+                f"Validation slice: {validation.get('size')} real examples ({where}), never a demonstration nor "
+                "fitted on; utility and the held-out fidelity above are measured on them.",
+            ]
+    return "\n".join(lines)
 
 
 def _loading_section(data_files: Mapping[str, str], summary: Mapping[str, Any]) -> str:

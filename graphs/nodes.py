@@ -277,24 +277,28 @@ def _align(
     )
     mask = np.asarray(result.accepted, dtype=bool)
     acc = emb[mask]
-    floor, floor_std = fixed_set_noise_floor(real, len(acc), bandwidth, seed=_seed(cfg.seed, round_), device=ctx.device)
+    nan = float("nan")  # nothing accepted (e.g. every text a near-copy): no divergence to measure
+    floor, floor_std = (
+        fixed_set_noise_floor(real, len(acc), bandwidth, seed=_seed(cfg.seed, round_), device=ctx.device)
+        if len(acc) else (nan, nan)
+    )
     metrics: RoundMetrics = {
         "round": round_,
         "generated": len(samples),
         "generated_this_round": len(_current(samples, round_)),
         "accepted": int(mask.sum()),
-        "mmd2_accepted": float(mmd2_fixed_set(acc, real, bandwidth, device=ctx.device)),
+        "mmd2_accepted": float(mmd2_fixed_set(acc, real, bandwidth, device=ctx.device)) if len(acc) else nan,
         "noise_floor_same_size": floor,
         "noise_floor_same_size_std": floor_std,
         "target_mmd2": float(cfg.parsed_target.resolve(floor)),
         "mmd2_accepted_u": float(mmd2_unbiased(acc, real, bandwidth, device=ctx.device)) if len(acc) > 1 else None,
         "mmd2_pool": float(mmd2_fixed_set(emb, real, bandwidth, device=ctx.device)),
-        "sinkhorn_accepted": float(sinkhorn_divergence(acc, real, seed=cfg.seed)),
+        "sinkhorn_accepted": float(sinkhorn_divergence(acc, real, seed=cfg.seed)) if len(acc) else nan,
         "noise_floor": state["noise_floor"],
         "filtered": result.filtered,
         "filter_threshold": result.filter_threshold,
     }
-    if ctx.heldout_embeddings is not None and len(ctx.heldout_embeddings) > 1:
+    if ctx.heldout_embeddings is not None and len(ctx.heldout_embeddings) > 1 and len(acc):
         metrics["mmd2_accepted_heldout"] = float(mmd2_fixed_set(acc, ctx.heldout_embeddings, bandwidth, device=ctx.device))
     metrics["near_copies"] = int(novelty.mask.sum())
     metrics["near_copies_accepted"] = int((novelty.mask & mask).sum())
@@ -305,14 +309,20 @@ def _align(
 
 
 def _near_copies(ctx: SynAlignContext, samples: list[SampleRecord], emb: np.ndarray) -> NearCopies:
-    """Near-copies of the run's real texts among the pool (:mod:`synalign.novelty`); each sample's similarities
-    are computed once per process (``ctx.near_copy``)."""
+    """Near-copies among the pool of any real text the run holds, its validation slice included
+    (:mod:`synalign.novelty`); each sample's similarities are computed once per process (``ctx.near_copy``)."""
     from synalign.novelty import NEAR_COPY_COSINE, NEAR_COPY_RATIO, NearCopies, nearest_text_similarity
 
     new = [i for i, s in enumerate(samples) if s["id"] not in ctx.near_copy]
     if new:
-        sim, _ = nearest_text_similarity([samples[i]["text"] for i in new], [r.text for r in ctx.real])
-        cos = (emb[new] @ ctx.real_embeddings.T).max(axis=1)
+        # the validation slice too: a copy of a held-out text (an external pool may hold one) would leak into
+        # the utility estimate; excluding it can only make the estimate more conservative
+        reference = [*ctx.real, *ctx.validation]
+        vectors = ctx.real_embeddings
+        if ctx.validation_embeddings is not None and len(ctx.validation):
+            vectors = np.vstack([vectors, ctx.validation_embeddings])
+        sim, _ = nearest_text_similarity([samples[i]["text"] for i in new], [r.text for r in reference])
+        cos = (emb[new] @ vectors.T).max(axis=1)
         ctx.near_copy.update(
             (samples[i]["id"], (float(a), float(b))) for i, a, b in zip(new, sim, cos, strict=True)
         )

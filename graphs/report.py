@@ -1,6 +1,6 @@
-"""HTML run report: a verdict, per-label real-vs-synthetic figures, a calibrated discriminator, what made the
-data, divergence per round and a 2-D projection of real vs synthetic embeddings (sections:
-:mod:`synalign.graphs.report_sections`).
+"""HTML run report: a verdict (should you train on this? fidelity, novelty and held-out utility), per-label
+real-vs-synthetic figures, a calibrated discriminator, what made the data, divergence and held-out utility per
+round and a 2-D projection of real vs synthetic embeddings (sections: :mod:`synalign.graphs.report_sections`).
 
 Self-contained: plots are PNGs (matplotlib, Agg backend) embedded as base64, so the file can be mailed or
 opened from any directory.
@@ -22,6 +22,8 @@ from synalign.graphs.report_sections import (
     REAL_FLOOR,
     SAME_SIZE_FLOOR,
     TEXT_COLUMNS,
+    UTILITY_LABEL_COLUMNS,
+    UTILITY_ROUND_COLUMNS,
     fidelity,
     kv_table,
     label_rows,
@@ -29,6 +31,8 @@ from synalign.graphs.report_sections import (
     samples_section,
     table,
     target_flag,
+    utility_label_rows,
+    utility_round_rows,
     verdict,
 )
 from synalign.records import SyntheticExample
@@ -66,6 +70,59 @@ def _divergence_plot(metrics: list[dict[str, Any]], target_spec: str) -> str:
     out = _png(fig)
     plt.close(fig)
     return out
+
+
+def _utility_plot(metrics: list[dict[str, Any]]) -> str | None:
+    """Per round, the held-out Δ vs real only of the log-likelihood of the true label (nats) and of accuracy
+    (points), each with its 95 % bootstrap interval as error bars; None when no round measured utility."""
+    rows = [m for m in metrics if m.get("utility")]
+    if not rows:
+        return None
+    import matplotlib.pyplot as plt
+
+    rounds = [m["round"] for m in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.2))
+    panels = [
+        (axes[0], "delta_log_likelihood", 1.0, "Δ log-likelihood (nats / example)", "tab:blue"),
+        (axes[1], "delta_accuracy", 100.0, "Δ accuracy (points)", "tab:orange"),
+    ]
+    for ax, key, scale, ylabel, color in panels:
+        mean = np.array([m["utility"][key]["mean"] for m in rows], dtype=float) * scale
+        low = np.array([m["utility"][key]["low"] for m in rows], dtype=float) * scale
+        high = np.array([m["utility"][key]["high"] for m in rows], dtype=float) * scale
+        yerr = np.vstack([np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)])
+        ax.errorbar(rounds, mean, yerr=yerr, fmt="o-", color=color, capsize=4, label="with accepted − real only")
+        ax.axhline(0.0, color="grey", lw=1, ls="--")
+        ax.set_xlabel("round")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(rounds)
+        ax.grid(alpha=0.3)
+    axes[0].set_title("log-likelihood of the true label, 95 % CI", fontsize=9)
+    axes[1].set_title("accuracy, 95 % CI", fontsize=9)
+    fig.tight_layout()
+    out = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _utility_section(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    """The held-out utility per round (plot and table); empty for a run without a validation slice."""
+    plot = _utility_plot(metrics)
+    if plot is None:
+        return ""
+    validation = summary.get("validation") or {}
+    where = ""
+    if validation.get("source") and validation.get("source") != "none":
+        where = f" ({html.escape(str(validation['source']))}, {validation.get('size')} examples)"
+    return f"""<h2>Held-out utility per round</h2>
+<p class="small">Does adding the accepted set help? One classifier (logistic regression on the embeddings) fitted
+on the real examples alone and on real + accepted, both scored on the validation slice{where}: real examples
+that were never a demonstration nor fitted on (<code>synalign.utility</code>). Δ = with − without: the mean
+log-likelihood of the true label (nats per example) and accuracy (points), with 95 % intervals from a stratified
+bootstrap over the slice. Above the dashed line at 0 the data helps; an interval that crosses it is no
+measurable effect.</p>
+<img alt="held-out utility per round" src="data:image/png;base64,{plot}">
+{table(utility_round_rows(metrics), UTILITY_ROUND_COLUMNS)}"""
 
 
 def _projection_plot(
@@ -106,6 +163,9 @@ th{background:#f3f3f3}th.t,td.t{text-align:left;min-width:8em;max-width:40em;ove
 table.kv th{text-align:left}.note{background:#fff4d6;padding:.6em;border-left:4px solid #e0a800}
 .verdict{padding:.4em 1em;border-left:6px solid;margin:1em 0}.verdict.hit{background:#e8f6ec;border-color:#2e9d4f}
 .verdict.miss{background:#fdecea;border-color:#c9362b}.small{font-size:13px;color:#444}
+.verdict.green{background:#e8f6ec;border-color:#2e9d4f}.verdict.amber{background:#fff4d6;border-color:#e0a800}
+.verdict.red{background:#fdecea;border-color:#c9362b}.verdict .level{font-weight:bold;padding:0 .4em;color:#fff}
+.verdict.green .level{background:#2e9d4f}.verdict.amber .level{background:#b8860b}.verdict.red .level{background:#c9362b}
 img{max-width:100%;height:auto}code{background:#f3f3f3;padding:0 .2em}"""
 
 
@@ -125,10 +185,14 @@ def write_report(
 ) -> Path:
     """Write the HTML report atomically.
 
-    The page opens with a verdict (target reached or missed, by how much, in which round, what to try next),
-    then per label: counts, fixed-set MMD² against the same-size noise floor, discriminator AUC, length and
-    distinctive terms of real vs accepted texts; a real-calibrated discriminator AUC; what generated the data
-    and what it cost; divergence per round; a 2-D projection; accepted and not accepted samples.
+    The page opens with a verdict: with ``summary["verdict"]`` (:mod:`synalign.verdict`), should you train on
+    this (green / amber / red, the headline, the evidence on utility, novelty and fidelity, what to try next)
+    with the MMD² divergence target as a secondary line; for runs from before it, the target reached or
+    missed, by how much, in which round, and what to try next. Then per label: counts, fixed-set MMD² against
+    the same-size noise floor, discriminator AUC, length and distinctive terms of real vs accepted texts, and
+    the held-out utility per label; a real-calibrated discriminator AUC; what generated the data and what it
+    cost; divergence per round; held-out utility per round (when the run had a validation slice); a 2-D
+    projection; accepted and not accepted samples.
 
     Args:
         path: destination ``.html``.
@@ -175,6 +239,7 @@ def write_report(
         ("selection", summary.get("selection")), ("accept fraction", summary.get("accept_fraction")),
         ("wall seconds", summary.get("wall_seconds")),
     ]
+    headline += _judged_rows(summary)
     cols = [
         "round", "generated", "accepted", "mmd2_accepted", "noise_floor_same_size", "target_mmd2", "mmd2_pool",
         "mmd2_accepted_heldout", "mmd2_accepted_u", "sinkhorn_accepted", "filtered",
@@ -206,6 +271,7 @@ terms, the words most over-represented on one side (log ratio of smoothed word f
 removed).</p>
 <div id="per-label">{table(labels, LABEL_COLUMNS, left=["label"])}
 {table(labels, TEXT_COLUMNS, left=["label", "terms real", "terms synthetic"])}</div>
+{_utility_labels(last)}
 <h2>Fidelity: a discriminator calibrated on real data</h2>
 <p class="small">Cross-validated ROC AUC of a logistic regression telling the two sets apart on their embeddings
 (<code>synalign.compare.discriminator_auc</code>, balanced by subsampling). 0.5 means indistinguishable, 1 separable;
@@ -221,6 +287,7 @@ the real data. The grey line is the {SAME_SIZE_FLOOR} (band: ± one std over 5 d
 the table above, not plotted.</p>
 <img alt="MMD² per round" src="data:image/png;base64,{_divergence_plot(metrics, target_flag(summary.get("target")))}">
 {table(metrics, cols)}
+{_utility_section(metrics, summary)}
 <h2>Real vs synthetic (PCA of embeddings)</h2>
 <img alt="2-D projection" src="data:image/png;base64,{_projection_plot(real_embeddings, real_labels, synthetic_embeddings, synthetic)}">
 <h2>Samples per label</h2>
@@ -230,6 +297,38 @@ the table above, not plotted.</p>
 """
     atomic_write_text(path, page)
     return path
+
+
+def _judged_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Rows of the headline table from the verdict's records, for summaries that have them (none for runs from
+    before the verdict existed)."""
+    rows: list[tuple[str, Any]] = []
+    judged = summary.get("verdict")
+    if isinstance(judged, dict) and judged.get("level"):
+        rows.append(("verdict", str(judged["level"]).upper()))
+    validation = summary.get("validation")
+    if isinstance(validation, dict) and validation.get("source"):
+        size = validation.get("size")
+        rows.append(("validation slice (never a demonstration, never fitted on)",
+                     f"{validation['source']}, {size} examples" if validation["source"] != "none" else "none"))
+    novelty = summary.get("novelty")
+    if isinstance(novelty, dict) and isinstance(novelty.get("accepted_share"), (int, float)):
+        rows.append(("near-copies of real texts: accepted set / pool",
+                     f"{novelty['accepted_share']:.0%} / {novelty.get('pool_share', 0):.0%} "
+                     f"({novelty.get('excluded', 0)} kept out)"))
+    return rows
+
+
+def _utility_labels(last: dict[str, Any]) -> str:
+    """The last round's held-out utility per label; empty without one."""
+    rows = utility_label_rows(last.get("utility"))
+    if not rows:
+        return ""
+    return f"""<h3>Held-out utility per label (round {last.get("round")})</h3>
+<p class="small">On the validation slice's examples of each label: Δ (real + accepted − real only) of the mean
+log-likelihood of the true label, in nats per example, and of accuracy, in points. Point estimates; a label's few
+held-out examples make them noisy (the run's 95 % intervals are in the utility table below).</p>
+{table(rows, UTILITY_LABEL_COLUMNS, left=["label"])}"""
 
 
 def _fmt_float(value: Any) -> str:

@@ -1,7 +1,9 @@
-"""Sections of the HTML run report (:mod:`synalign.graphs.report`): the verdict, the per-label table, the
-calibrated discriminator, what generated the data, and samples. Each returns an HTML fragment.
+"""Sections of the HTML run report (:mod:`synalign.graphs.report`): the verdict, the per-label tables, the
+calibrated discriminator, held-out utility, what generated the data, and samples. Each returns an HTML fragment.
 
-Nothing here re-derives what a run recorded: the verdict reads ``metrics.json`` rows and ``summary.json``;
+Nothing here re-derives what a run recorded: the verdict reads ``summary.json``'s ``verdict``
+(:mod:`synalign.verdict`), ``metrics.json`` rows and ``summary.json``; utility reads the rows' ``utility`` dumps
+(:class:`synalign.utility.UtilityEstimate`);
 per-label MMD² is :func:`synalign.divergence.mmd2_fixed_set` with the run's bandwidth; the discriminator is
 :func:`synalign.compare.discriminator_auc`, the figure ``synalign compare`` prints.
 """
@@ -21,6 +23,8 @@ from synalign.records import SyntheticExample
 __all__ = [
     "LABEL_COLUMNS",
     "TEXT_COLUMNS",
+    "UTILITY_LABEL_COLUMNS",
+    "UTILITY_ROUND_COLUMNS",
     "fidelity",
     "kv_table",
     "label_rows",
@@ -29,6 +33,8 @@ __all__ = [
     "scroll",
     "table",
     "target_flag",
+    "utility_label_rows",
+    "utility_round_rows",
     "verdict",
 ]
 
@@ -44,7 +50,15 @@ _STOPS = {
     "max_rounds": "the round budget (--rounds) was spent",
     "max_samples": "the sample budget (--max-samples) was spent",
     "single_pass": "the given pool was aligned once (synalign align generates nothing)",
+    "utility_plateau": "the held-out gain stopped improving for --patience rounds",
 }
+_LEVELS = ("green", "amber", "red")
+UTILITY_LABEL_COLUMNS = ("label", "held-out n", "Δ log-likelihood (nats)", "Δ accuracy (points)")
+"""Columns of the per-label held-out utility table (rows of :func:`utility_label_rows`)."""
+UTILITY_ROUND_COLUMNS = ("round", "held-out n", "Δ log-likelihood (nats)", "its 95 % CI", "Δ accuracy (points)",
+                         "its 95 % CI (points)", "Δ macro-F1 (points)", "vs random: Δ log-likelihood", "vs random: Δ accuracy",
+                         "near-copies accepted", "held-out MMD² / floor", "discriminator AUC (real vs real)")
+"""Columns of the per-round held-out utility table (rows of :func:`utility_round_rows`)."""
 
 
 def _fmt(value: Any) -> str:
@@ -91,9 +105,58 @@ def target_flag(target: Any) -> str:
 
 
 def verdict(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    """The top of the report: target reached or missed, by how much, in which round, and what to try next."""
+    """The top of the report, one box (``id="verdict"``).
+
+    With a judged verdict in the summary (``summary["verdict"]``, :mod:`synalign.verdict`): its level as the
+    box's class (``green`` / ``amber`` / ``red``), the headline, the evidence (utility on the validation slice,
+    novelty, fidelity), then the MMD² divergence target (reached or missed, noise floor) as a secondary line,
+    and what to try next (the verdict's advice, then the tips toward the divergence target). Without one (a
+    run from before the verdict existed): target reached or missed, by how much, in which round, and what to
+    try next.
+    """
+    judged = summary.get("verdict")
+    if isinstance(judged, dict) and judged.get("level") in _LEVELS:
+        return _judged_box(judged, metrics, summary)
     if not metrics:
         return '<div class="verdict miss"><p><b>No round finished</b>: there is nothing to judge.</p></div>'
+    lines, reached, tips = _divergence(metrics, summary)
+    items = "".join(f"<li>{t}</li>" for t in tips)
+    cls = "hit" if reached else "miss"
+    return f'<div class="verdict {cls}" id="verdict"><p>{" ".join(lines)}</p><p>What to try next:</p><ul>{items}</ul></div>'
+
+
+def _judged_box(judged: dict[str, Any], metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+    level = str(judged["level"])
+    evidence = "".join(f"<li>{html.escape(str(e))}</li>" for e in judged.get("evidence") or [])
+    advice = [html.escape(str(a)) for a in judged.get("advice") or []]
+    parts = [
+        '<p class="small">Should you train on this? Fidelity, novelty and utility, measured on real examples '
+        "held out from everything (never a demonstration, never fitted on).</p>",
+        f'<p><span class="level">{level.upper()}</span> <b>{html.escape(str(judged.get("headline", "")))}</b></p>',
+    ]
+    if evidence:
+        parts.append(f'<ul class="evidence">{evidence}</ul>')
+    tips: list[str] = []
+    if metrics:
+        lines, reached, tips = _divergence(metrics, summary)
+        if reached:  # the first tip says to check utility: the verdict above is that check
+            tips = tips[1:]
+        parts.append(f'<p class="small target"><b>Divergence target (MMD²):</b> {" ".join(lines)}</p>')
+    else:
+        parts.append('<p class="small target"><b>Divergence target (MMD²):</b> no round finished.</p>')
+    if advice or tips:
+        parts.append("<p>What to try next:</p>")
+        if advice:
+            parts.append("<ul>" + "".join(f"<li>{a}</li>" for a in advice) + "</ul>")
+        if tips:
+            parts.append('<p class="small">Toward the divergence target:</p><ul>'
+                         + "".join(f"<li>{t}</li>" for t in tips) + "</ul>")
+    return f'<div class="verdict {level}" id="verdict">{"".join(parts)}</div>'
+
+
+def _divergence(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> tuple[list[str], bool, list[str]]:
+    """The MMD² target: (sentences: reached or missed, why the loop stopped, the same-size floor), whether it
+    was reached, and the tips toward it (:func:`_next_steps`)."""
     last = metrics[-1]
     final, target = float(last["mmd2_accepted"]), float(last["target_mmd2"])
     floor = float(last.get("noise_floor_same_size") or float("nan"))
@@ -121,9 +184,7 @@ def verdict(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
         lines.append(f"A random real subset of the same size scores {_fmt(floor)}: the accepted set is "
                      f"{final / floor:.2f}× as far from the real data as real data of its size.")
     tips = _next_steps(metrics, summary, reached=reached, align_only=align_only, floor=floor)
-    items = "".join(f"<li>{t}</li>" for t in tips)
-    cls = "hit" if reached else "miss"
-    return f'<div class="verdict {cls}" id="verdict"><p>{" ".join(lines)}</p><p>What to try next:</p><ul>{items}</ul></div>'
+    return lines, reached, tips
 
 
 def _next_steps(
@@ -142,6 +203,9 @@ def _next_steps(
         tips.append("A larger or more varied pool: selection can only keep what the pool contains.")
     elif summary.get("stop_reason") == "max_samples":
         tips.append(f"A larger sample budget ({_code('--max-samples')}) or more rounds.")
+    elif summary.get("stop_reason") == "utility_plateau":
+        tips.append(f"More rounds are unlikely to help the held-out gain, which stopped improving; a larger "
+                    f"{_code('--patience')} lets the loop go on toward the divergence target.")
     else:
         values = [float(m["mmd2_accepted"]) for m in metrics]
         falling = len(values) >= 2 and values[-1] < 0.95 * max(values[-3:-1] or values[:1])
@@ -273,6 +337,62 @@ def fidelity(real_embeddings: np.ndarray, accepted_embeddings: np.ndarray, pool_
          "discriminator AUC": _safe(discriminator_auc, a, b, seed=seed) if min(len(a), len(b)) >= 2 else float("nan")}
         for name, a, b in rows
     ]
+
+
+def _signed(value: Any, spec: str, scale: float = 1.0) -> str:
+    return format(scale * float(value), spec) if isinstance(value, (int, float)) else "–"
+
+
+def _interval(iv: Any, spec: str, scale: float = 1.0) -> str:
+    if not isinstance(iv, dict):
+        return "–"
+    return f"{_signed(iv.get('low'), spec, scale)} to {_signed(iv.get('high'), spec, scale)}"
+
+
+def utility_label_rows(utility: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per label of the validation slice from a ``utility`` dump (a ``metrics.json`` row's, usually
+    the last round's): held-out examples, and the paired Δ (with − without the accepted set) of the mean
+    log-likelihood of the true label (nats) and of accuracy (points). Empty without a dump."""
+    per_label = (utility or {}).get("per_label") or {}
+    return [
+        {"label": label, "held-out n": row.get("n"),
+         "Δ log-likelihood (nats)": _signed(row.get("delta_log_likelihood"), "+.3f"),
+         "Δ accuracy (points)": _signed(row.get("delta_accuracy"), "+.1f", 100.0)}
+        for label, row in sorted(per_label.items())
+    ]
+
+
+def utility_round_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per round that measured utility (``metrics.json`` rows with a ``utility`` dump): the Δ of
+    log-likelihood (nats), accuracy and macro-F1 (points) vs real only with 95 % intervals, the Δ vs a random
+    subset of the pool, near-copies accepted, held-out MMD² over its same-size floor and the discriminator AUC
+    (real vs real in brackets). Empty for runs without a validation slice."""
+    rows = []
+    for m in metrics:
+        u = m.get("utility")
+        if not u:
+            continue
+        fid = m.get("fidelity") or {}
+        mmd, floor = fid.get("mmd2"), fid.get("mmd2_floor")
+        auc, auc_floor = fid.get("discriminator_auc"), fid.get("discriminator_auc_floor")
+        rows.append({
+            "round": m.get("round"),
+            "held-out n": u.get("n_validation"),
+            "Δ log-likelihood (nats)": _signed((u.get("delta_log_likelihood") or {}).get("mean"), "+.3f"),
+            "its 95 % CI": _interval(u.get("delta_log_likelihood"), "+.3f"),
+            "Δ accuracy (points)": _signed((u.get("delta_accuracy") or {}).get("mean"), "+.1f", 100.0),
+            "its 95 % CI (points)": _interval(u.get("delta_accuracy"), "+.1f", 100.0),
+            "Δ macro-F1 (points)": _signed((u.get("delta_macro_f1") or {}).get("mean"), "+.1f", 100.0),
+            "vs random: Δ log-likelihood": _signed((u.get("vs_random_log_likelihood") or {}).get("mean"), "+.3f"),
+            "vs random: Δ accuracy": _signed((u.get("vs_random_accuracy") or {}).get("mean"), "+.1f", 100.0),
+            "near-copies accepted": m.get("near_copies_accepted"),
+            "held-out MMD² / floor": (f"{_fmt(float(mmd))} / {_fmt(float(floor))}"
+                                      if isinstance(mmd, (int, float)) and isinstance(floor, (int, float)) else "–"),
+            "discriminator AUC (real vs real)": (
+                f"{auc:.2f}" + (f" ({auc_floor:.2f})" if isinstance(auc_floor, (int, float)) else "")
+                if isinstance(auc, (int, float)) else "–"),
+        })
+    return rows
 
 
 def maker_section(summary: dict[str, Any]) -> str:

@@ -173,15 +173,37 @@ def align(
             unknown strategy, a strategy that returns invalid indices, or ``weights`` of the wrong shape, negative
             or not summing to 1 per label.
     """
-    from synalign._torch import as_matrix, bandwidth_list
-    from synalign.divergence import median_bandwidth, mmd2_unbiased
-
+    options: dict[str, Any] = dict(
+        bandwidth=bandwidth, strategy=strategy, accept_fraction=accept_fraction, solver=solver, seed=seed,
+        cv_seed=cv_seed, cv_warm_start=cv_warm_start, device=device, compute_mmd=compute_mmd,
+    )
     if eligible is not None:
         return _align_eligible(
-            synthetic, synthetic_labels, real, real_labels, np.asarray(eligible, dtype=bool), weights,
-            bandwidth=bandwidth, strategy=strategy, accept_fraction=accept_fraction, solver=solver, seed=seed,
-            cv_seed=cv_seed, cv_warm_start=cv_warm_start, device=device, compute_mmd=compute_mmd,
+            synthetic, synthetic_labels, real, real_labels, np.asarray(eligible, dtype=bool), weights, **options
         )
+    return _align(synthetic, synthetic_labels, real, real_labels, weights=weights, **options)
+
+
+def _align(
+    synthetic: np.ndarray,
+    synthetic_labels: Sequence[str],
+    real: np.ndarray,
+    real_labels: Sequence[str],
+    *,
+    bandwidth: float | None,
+    strategy: str,
+    accept_fraction: float,
+    solver: Literal["frank_wolfe", "eg"],
+    seed: int,
+    cv_seed: int | None,
+    cv_warm_start: bool,
+    device: str,
+    compute_mmd: bool,
+    weights: np.ndarray | None,
+) -> AlignmentResult:
+    """:func:`align` on every row of the pool."""
+    from synalign._torch import as_matrix, bandwidth_list
+    from synalign.divergence import median_bandwidth, mmd2_unbiased
 
     s = as_matrix(synthetic, "synthetic")
     r = as_matrix(real, "real")
@@ -291,7 +313,7 @@ def _align_eligible(
             part = labels[rows] == label
             total = sub_w[part].sum()
             sub_w[part] = sub_w[part] / total if total > 0 else 1.0 / part.sum()
-    inner = align(np.asarray(synthetic)[rows], labels[rows], real, real_labels, weights=sub_w, **options)
+    inner = _align(np.asarray(synthetic)[rows], labels[rows], real, real_labels, weights=sub_w, **options)
     full_w[rows] = inner.weights
     full_acc[rows] = inner.accepted
     return replace(inner, weights=full_w, accepted=full_acc)

@@ -12,6 +12,11 @@
   (0.5 = indistinguishable, 1 = separable), next to ``discriminator_auc_floor``, the same AUC for two random
   halves of A (≈ 0.5). This calibrated fidelity figure is the one mostlyai-qa and NVIDIA's Safe-Synthesizer
   report; unlike MMD² it is bounded and needs no bandwidth.
+
+:func:`assess_with_heldout` judges B as training data for A's task on held-out real examples H (``synalign
+compare --heldout``), as a run judges its accepted set: utility (a classifier on A vs on A + B, scored on H;
+:mod:`synalign.utility`), novelty (B's near-copies of A's texts; :mod:`synalign.novelty`), fidelity to H
+(:func:`heldout_fidelity`) and the verdict (:func:`synalign.verdict.judge`).
 """
 
 from __future__ import annotations
@@ -20,12 +25,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from synalign._threads import single_blas_thread
 from synalign.errors import InputError
-from synalign.verdict import Fidelity
+from synalign.utility import UtilityEstimate
+from synalign.verdict import Fidelity, Novelty, Verdict
 
-__all__ = ["discriminator_auc", "compare_embeddings", "compare_sets", "heldout_fidelity"]
+__all__ = [
+    "discriminator_auc", "compare_embeddings", "compare_sets", "heldout_fidelity", "HeldoutAssessment",
+    "assess_with_heldout",
+]
 
 
 @single_blas_thread
@@ -174,3 +184,96 @@ def compare_sets(a: Sequence[str], b: Sequence[str], *, embedder: Any = None, se
 
         embedder = Embedder()
     return compare_embeddings(np.asarray(embedder.encode(list(a))), np.asarray(embedder.encode(list(b))), seed=seed)
+
+
+class HeldoutAssessment(BaseModel):
+    """B judged as training data on held-out real examples (:func:`assess_with_heldout`).
+
+    Attributes:
+        utility: A alone vs A + B, scored on the held-out set (paired Δ with 95 % bootstrap intervals).
+        novelty: share of B that are near-copies of A's texts (``accepted_share`` = ``pool_share``; nothing
+            was excluded), and ``near_copies``, their count.
+        fidelity: B's MMD² and discriminator AUC to the held-out set, each next to what A scores.
+        verdict: :func:`synalign.verdict.judge` of the three.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    utility: UtilityEstimate
+    novelty: Novelty
+    near_copies: int
+    fidelity: Fidelity
+    verdict: Verdict
+
+
+def assess_with_heldout(
+    a_texts: Sequence[str],
+    a_labels: Sequence[str],
+    b_texts: Sequence[str],
+    b_labels: Sequence[str],
+    heldout_texts: Sequence[str],
+    heldout_labels: Sequence[str],
+    *,
+    embedder: Any = None,
+    seed: int = 0,
+    device: str = "auto",
+) -> HeldoutAssessment:
+    """Judge B as training data for A's task on held-out real examples, as a run judges its accepted set.
+
+    - utility: :func:`synalign.utility.estimate_utility` with A as the real training set, B as the synthetic
+      set and the held-out set as the validation slice (no random-subset baseline: B is taken whole);
+    - novelty: :func:`synalign.novelty.near_copies` of B's texts against A's (characters or embedding cosine);
+    - fidelity: :func:`heldout_fidelity` of B to the held-out set, with the RBF bandwidth of A (median heuristic);
+    - verdict: :func:`synalign.verdict.judge` of the three, ``accepted`` = len(B).
+
+    Args:
+        a_texts, a_labels: n reference (real training) texts and labels, at least two distinct labels.
+        b_texts, b_labels: m ≥ 1 candidate (synthetic) texts and labels; every label must occur in A.
+        heldout_texts, heldout_labels: v ≥ 2 held-out real texts and labels (never in A); every label must occur
+            in A.
+        embedder: any object with ``encode(texts) -> (k, d)`` unit-norm array (default: the bundled MiniLM
+            :class:`synalign.embeddings.Embedder`).
+        seed: seeds the bootstrap, the floors' random subsets and the discriminator's folds.
+        device: where MMD² is computed (``"auto"``, ``"cpu"``, ``"cuda"``).
+
+    Returns:
+        :class:`HeldoutAssessment`.
+
+    Raises:
+        InputError: texts and labels of different lengths, an empty B, fewer than 2 held-out rows, a B or
+            held-out label that A lacks, or A with fewer than two labels.
+    """
+    from synalign.divergence import median_bandwidth
+    from synalign.novelty import near_copies
+    from synalign.utility import estimate_utility
+    from synalign.verdict import judge
+
+    for name, texts, labels in (("A", a_texts, a_labels), ("B", b_texts, b_labels),
+                                ("the held-out set", heldout_texts, heldout_labels)):
+        if len(texts) != len(labels):
+            raise InputError(f"compare: {name} has {len(texts)} texts but {len(labels)} labels")
+    if not len(b_texts):
+        raise InputError("compare: B has no texts")
+    if len(heldout_texts) < 2:
+        raise InputError(f"compare: the held-out set needs at least 2 labelled texts, got {len(heldout_texts)}")
+    known = {str(v) for v in a_labels}
+    for name, labels in (("the held-out set", heldout_labels), ("B", b_labels)):
+        missing = sorted({str(v) for v in labels} - known)
+        if missing:
+            raise InputError(f"compare: {name} has label {missing[0]!r}, which A (the real training set) lacks")
+    if embedder is None:
+        from synalign.embeddings import Embedder
+
+        embedder = Embedder()
+    a, b, h = (np.asarray(embedder.encode(list(t))) for t in (a_texts, b_texts, heldout_texts))
+    utility = estimate_utility(a, a_labels, b, b_labels, h, heldout_labels, seed=seed)
+    copies = near_copies(b_texts, a_texts, b, a)
+    novelty = Novelty(
+        accepted_share=copies.share, pool_share=copies.share, excluded=0,
+        ratio_threshold=copies.ratio_threshold, cosine_threshold=copies.cosine_threshold,
+    )
+    fidelity = heldout_fidelity(b, h, a, float(median_bandwidth(a, seed=seed)), seed=seed, device=device)
+    return HeldoutAssessment(
+        utility=utility, novelty=novelty, near_copies=int(copies.mask.sum()), fidelity=fidelity,
+        verdict=judge(utility, novelty, fidelity, accepted=len(b_texts)),
+    )

@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict
 from synalign._threads import single_blas_thread
 from synalign.errors import InputError
 
-__all__ = ["Interval", "Scores", "LabelUtility", "UtilityEstimate", "estimate_utility", "ACCURACY_TOO_WIDE"]
+__all__ = ["Interval", "Scores", "LabelUtility", "UtilityEstimate", "estimate_utility", "score_classifier",
+           "ACCURACY_TOO_WIDE"]
 
 ACCURACY_TOO_WIDE = 0.05
 """Half-width of the accuracy Δ interval (share, not points) above which the slice is too small to measure
@@ -127,6 +128,17 @@ def _per_example(model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nd
     own = np.asarray([col.get(v, -1) for v in y])
     p_true = np.where(own >= 0, proba[np.arange(len(y)), np.maximum(own, 0)], 0.0)
     return np.log(np.maximum(p_true, _LOG_FLOOR)), np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+
+
+def score_classifier(
+    x_train: np.ndarray, y_train: Sequence[str], x_eval: np.ndarray, y_eval: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the downstream classifier of :func:`estimate_utility` (L2 logistic regression, C = ``FILTER_C``) on
+    (n, d) ``x_train`` / n labels and score (v, d) ``x_eval``: returns (log p(true label) (v,) in nats, the
+    predicted label (v,))."""
+    y = np.asarray([str(v) for v in y_train], dtype=object)
+    return _per_example(_fit(np.asarray(x_train, np.float64), y), np.asarray(x_eval, np.float64),
+                        np.asarray([str(v) for v in y_eval], dtype=object))
 
 
 def _bootstrap_weights(y: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:

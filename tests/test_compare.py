@@ -57,3 +57,56 @@ def test_compare_command_reads_a_run_directory_and_prints_json(tmp_path, demo_di
     bad = subprocess.run([sys.executable, "-m", "synalign.app", "compare", str(demo_dir), str(tmp_path / "nope")],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("synalign: error: no such file")
+
+
+def _jsonl(path, rows):  # noqa: ANN001, ANN202
+    import json
+
+    path.write_text("".join(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_compare_heldout_judges_b_as_training_data(tmp_path, demo_dir, demo_rows) -> None:
+    """A: 8 real texts per label. B: 100 held-back real texts per label (train rows not in A) helps on the held-out
+    test split; the same texts with their labels swapped hurt (red)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from synalign.app.cli import app
+
+    neg = [r for r in demo_rows if r["label"] == "negative"]
+    pos = [r for r in demo_rows if r["label"] == "positive"]
+    a = _jsonl(tmp_path / "a.jsonl", neg[:8] + pos[:8])
+    held_back = neg[8:108] + pos[8:108]
+    b = _jsonl(tmp_path / "b.jsonl", held_back)
+    swap = {"negative": "positive", "positive": "negative"}
+    flipped = _jsonl(tmp_path / "flipped.jsonl", [{"text": r["text"], "label": swap[r["label"]]} for r in held_back])
+    test = [json.loads(line) for line in (demo_dir / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    heldout = _jsonl(tmp_path / "heldout.jsonl", test[:300])
+
+    def compare(*args: str):  # noqa: ANN202
+        return CliRunner().invoke(app, ["compare", *args])
+
+    good = compare(str(a), str(b), "--heldout", str(heldout), "--json")
+    assert good.exit_code == 0, good.output
+    result = json.loads(good.stdout)
+    ll = result["utility"]["delta_log_likelihood"]
+    assert ll["mean"] > 0 and ll["low"] > 0 and result["utility"]["n_validation"] == 300
+    assert result["utility"]["n_real"] == 16 and result["utility"]["n_synthetic"] == 200
+    assert {"mean", "low", "high"} <= set(result["utility"]["delta_accuracy"]) and result["utility"]["delta_macro_f1"]
+    assert result["novelty"]["accepted_share"] < 0.1 and result["fidelity"]["mmd2"] > 0
+    assert result["fidelity"]["discriminator_auc_floor"] is not None and result["verdict"]["level"] == "green"
+
+    bad = compare(str(a), str(flipped), "--heldout", str(heldout))
+    assert bad.exit_code == 0, bad.output
+    assert "Δ log-likelihood of the true label (nats/example)  -" in bad.stdout
+    assert bad.stdout.strip().splitlines()[-1].startswith("verdict RED: ")
+
+    one = _jsonl(tmp_path / "one.jsonl", test[:1])
+    foreign = _jsonl(tmp_path / "foreign.jsonl", [{"text": "a fine film", "label": "neutral"}] * 3)
+    for heldout_path, fragment in ((one, "at least 2 labelled texts"), (foreign, "label 'neutral', which A")):
+        result = compare(str(a), str(b), "--heldout", str(heldout_path))
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("synalign: error: compare: ") and fragment in lines[0], lines

@@ -27,13 +27,14 @@ import yaml  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from synalign.app.cli import app  # noqa: E402
-from synalign.datafiles import unused_splits  # noqa: E402
+from synalign.datafiles import validation_splits  # noqa: E402
 from synalign.graphs.datacard import build_card, read_card, size_category  # noqa: E402
 from synalign.labeltypes import detect_label_dtype  # noqa: E402
 from synalign.local import GEMMA_TERMS_NOTE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--llm", "eda", "--rounds", "1", "--clusters-per-label", "1", "--cluster-size", "4", "--samples-per-cluster", "8"]
+FAST = ["--llm", "eda", "--rounds", "1", "--clusters-per-label", "1", "--cluster-size", "4", "--samples-per-cluster", "8",
+        "--allow-near-copies"]  # EDA keeps near-copies of real texts: half of each pool is accepted, as asserted
 EXPORT_FILES = {"README.md", "data/train-00000-of-00001.parquet", "pool/train-00000-of-00001.parquet"}
 
 
@@ -132,18 +133,25 @@ def test_card_yaml_and_sections(run: dict[str, Any]) -> None:
         "derived from the user's data", "test split `test.jsonl`: never used to fit anything",
     ):
         assert fragment in body, fragment
+    # the verdict opens the body, right after the description and before the divergence
+    judged = summary["verdict"]
+    section = body[body.index("## Should you train on this?"):body.index("## Loading")]
+    assert body.index("# Synthetic text-classification data") < body.index("## Should you train on this?")
+    assert f"**{judged['level'].upper()}**: {judged['headline']}" in section
+    assert all(f"- {line}" in section for line in judged["evidence"])
 
 
-def test_validation_split_is_named_as_not_used(run: dict[str, Any], tmp_path: Path) -> None:
+def test_validation_split_is_named_as_the_validation_slice(run: dict[str, Any], tmp_path: Path) -> None:
     (line,) = [line for line in run["log"] if "validation" in line]
-    assert line.startswith("note: ") and "validation.jsonl: the validation split is not used by the run" in line
+    assert line.startswith("note: ") and "validation.jsonl: the validation split is the run's validation slice" in line
     _, body = read_card(run["dir"] / "README.md")
-    assert "validation split `validation.jsonl`: not used by the run" in body
+    assert "validation split `validation.jsonl`: the run's validation slice: never a demonstration" in body
+    assert "Validation slice: 10 real examples (the validation/dev split of the source data), never a " in body
     (tmp_path / "dev.csv").write_text("text,label\n", encoding="utf-8")
     (tmp_path / "train.jsonl").write_text("", encoding="utf-8")
     (tmp_path / "notes.txt").write_text("", encoding="utf-8")
-    assert unused_splits(tmp_path) == [tmp_path / "dev.csv"]
-    assert unused_splits(tmp_path / "train.jsonl") == []
+    assert validation_splits(tmp_path) == [tmp_path / "dev.csv"]
+    assert validation_splits(tmp_path / "train.jsonl") == []
 
 
 def test_card_license_for_the_embedded_gemma_model_and_an_endpoint() -> None:
@@ -160,6 +168,28 @@ def test_card_license_for_the_embedded_gemma_model_and_an_endpoint() -> None:
     assert "license_link" not in meta and "model provider's terms of use apply" in body
     assert [size_category(n) for n in (0, 999, 1000, 10_000, 2_500_000)] == [
         "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
+
+
+def test_card_verdict_section_and_its_absence() -> None:
+    verdict = {"level": "red", "headline": "adding these 40 texts lowered held-out accuracy by 8.3 points (95 % CI "
+               "-14.6 to -2.1): don't train on them as they are",
+               "evidence": ["novelty: 2% of the accepted texts are near-copies of real texts"],
+               "advice": ["keep fewer: a lower --accept-fraction"]}
+    summary = {"accepted": 40, "generated": 80, "stop_reason": "utility_plateau", "rounds": 3, "verdict": verdict,
+               "validation": {"source": "25% of train", "size": 24, "per_label": {"a": 12, "b": 12}, "ids": []}}
+    _, body = read_card_text(build_card(config={}, summary=summary, metrics=[]))
+    section = body[body.index("## Should you train on this?"):body.index("## Loading")]
+    assert body.index("Stop reason: `utility_plateau`") < body.index("## Should you train on this?")
+    assert f"**RED**: {verdict['headline']}" in section and "- novelty: 2% of the accepted" in section
+    assert "What to try next: keep fewer: a lower --accept-fraction." in section
+    assert "Validation slice: 24 real examples (25% of train), never a demonstration nor fitted on" in section
+    summary["validation"] = {"source": "none", "size": 0}
+    _, body = read_card_text(build_card(config={}, summary=summary, metrics=[]))
+    assert "There was no validation slice" in body
+    # a summary from before the verdict (or synalign align's, without one): no section, the rest unchanged
+    del summary["verdict"], summary["validation"]
+    _, body = read_card_text(build_card(config={}, summary=summary, metrics=[]))
+    assert "Should you train" not in body and "Validation slice" not in body and "## Loading" in body
 
 
 def read_card_text(text: str) -> tuple[dict[str, Any], str]:

@@ -132,11 +132,19 @@ def test_csv_multiline_quoted_field_keeps_physical_line_numbers(tmp_path: Path) 
     assert "multi.csv:4: malformed CSV row (expected 2 fields, got 3)" in _error(load_examples, path)
 
 
-def test_directory_ignores_dev_and_test_is_optional(tmp_path: Path) -> None:
+def test_directory_reads_dev_as_validation_and_test_is_optional(tmp_path: Path) -> None:
     rows = [{"text": "fine", "label": "a"}, {"text": "bad", "label": "b"}]
     _write_jsonl(tmp_path / "train.jsonl", rows)
-    (tmp_path / "dev.jsonl").write_text("not json at all\n", encoding="utf-8")
     ds = load_dataset(tmp_path)
+    assert ds.test is None and ds.validation is None and len(ds.train) == 2
+    (tmp_path / "dev.jsonl").write_text("not json at all\n", encoding="utf-8")
+    with pytest.raises(InputError, match="dev.jsonl:1: malformed JSON"):  # the validation split is read
+        load_dataset(tmp_path)
+    _write_jsonl(tmp_path / "dev.jsonl", rows[:1])
+    _write_jsonl(tmp_path / "validation.jsonl", rows)
+    ds = load_dataset(tmp_path)  # validation is preferred to dev
+    assert ds.validation_path == tmp_path / "validation.jsonl" and [e.id for e in ds.validation] == [
+        "validation-0", "validation-1"]
     assert ds.test is None and len(ds.train) == 2 and ds.train_path == tmp_path / "train.jsonl"
     pd.DataFrame(rows).to_csv(tmp_path / "test.csv", index=False)
     ds = load_dataset(tmp_path)

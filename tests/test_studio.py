@@ -22,7 +22,8 @@ from synalign.graphs.studio import DEMO_DATA, StudioConfig, graph
 ROOT = Path(__file__).resolve().parents[1]
 
 # Small enough for one short run; data, llm and out are left to their Studio defaults.
-SMALL = {"max_rounds": 1, "max_real": 200, "clusters_per_label": 1, "cluster_size": 4, "samples_per_cluster": 6}
+SMALL = {"max_rounds": 1, "max_real": 200, "clusters_per_label": 1, "cluster_size": 4, "samples_per_cluster": 6,
+         "allow_near_copies": True}  # EDA: near-copies kept, half of each pool accepted
 
 
 def test_langgraph_json_exposes_the_studio_graph() -> None:
