@@ -159,13 +159,14 @@ def run(ctx: typer.Context, resume: bool = False, overwrite: bool = False, **_fi
 
 def _print_result(console: Any, result: Any) -> None:
     s = result.summary
+    verdict = s.get("verdict")
     console.print(
-        f"[bold]done[/bold]: {s['rounds']} rounds, {s['generated']} generated, {s['accepted']} accepted; "
+        f"[bold]done[/bold]: {s['rounds']} rounds, {s['generated']} generated, {s['accepted']} accepted"
+        + (f"; verdict {verdict['level'].upper()}" if verdict else "") + "; "
         f"stop: {s['stop_reason']}; MMD² {s['final_mmd2']:.3e} (target {s['target_mmd2']:.3e}; a random real "
         f"subset of that size scores {s['noise_floor_same_size']:.3e}, two real halves {s['noise_floor']:.3e}); "
         f"{s['wall_seconds']:.0f} s"
     )
-    verdict = s.get("verdict")
     if verdict:
         color = {"green": "green", "amber": "yellow", "red": "red"}.get(verdict["level"], "white")
         console.print(f"[bold {color}]verdict {verdict['level'].upper()}[/bold {color}]: {verdict['headline']}",

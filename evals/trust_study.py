@@ -130,11 +130,16 @@ def _pool_condition(task: str, fit: list[dict], val: list[dict], embedder: Any, 
             "utility": u.model_dump(), "verdict": verdict.level, "near_copy_share": nov.accepted_share}
 
 
-def _one(task: str, seed: int, condition: str, k: int, embedder: Any) -> dict[str, Any]:
+def _one(task: str, seed: int, condition: str, k: int, embedder: Any, val_k: int = 0) -> dict[str, Any]:
     from synalign.holdout import split_validation
     from synalign.records import RealExample
 
-    train = _few_shot(_read(SHARED / task / "train.jsonl"), k, seed)
+    every = _read(SHARED / task / "train.jsonl")
+    train = _few_shot(every, k, seed)
+    given = None
+    if val_k:  # a validation split of val_k per label, other train rows: the slice a user's dataset brings
+        taken = {r["text"] for r in train}
+        given = _few_shot([r for r in every if r["text"] not in taken], val_k, seed + 1000)
     test_rows = _read(SHARED / task / "test.jsonl")
     test_rows = [test_rows[i] for i in sorted(np.random.default_rng(0).permutation(len(test_rows))[:MAX_TEST])]
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +148,11 @@ def _one(task: str, seed: int, condition: str, k: int, embedder: Any) -> dict[st
         data.mkdir()
         (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train), encoding="utf-8")
         examples = [RealExample(id=f"train-{i}", text=r["text"], label=r["label"]) for i, r in enumerate(train)]
-        fit, val, _ = split_validation(examples, None, fraction=0.25, seed=seed)  # the run's own rule and seed
+        split = None
+        if given is not None:
+            (data / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in given), encoding="utf-8")
+            split = [RealExample(id=f"validation-{i}", text=r["text"], label=r["label"]) for i, r in enumerate(given)]
+        fit, val, _ = split_validation(examples, split, fraction=0.25, seed=seed)  # the run's own rule and seed
         if not condition.startswith("pool-"):
             got = _run_condition(task, data, work, seed, condition)
             assert got["validation_ids"] == {r.id for r in val}, "the study's slice must be the run's"
@@ -161,7 +170,7 @@ def _one(task: str, seed: int, condition: str, k: int, embedder: Any) -> dict[st
     cv_ll, cv_acc = _naive_cv(xall, yall, xs, ys, seed)
     u = got["utility"]
     return {
-        "task": task, "seed": seed, "condition": condition, "k": k, "accepted": len(ys),
+        "task": task, "seed": seed, "condition": condition, "k": k, "val_k": val_k, "accepted": len(ys),
         "verdict": got["verdict"], "near_copy_share": got["near_copy_share"],
         "inrun_ll": u["delta_log_likelihood"]["mean"] if u else None,
         "inrun_ll_low": u["delta_log_likelihood"]["low"] if u else None,
@@ -179,6 +188,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     keys = sorted({(r["task"], r["condition"]) for r in rows})
     for task, cond in keys:
         cell = [r for r in rows if r["task"] == task and r["condition"] == cond and r["inrun_ll"] is not None]
+        task = f"{task} (slice {cell[0]['val_k']}/label)" if cell and cell[0].get("val_k") else task
         if not cell:
             continue
 
@@ -213,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--val-k", type=int, default=0, help="a validation split of this many other train rows "
+                        "per label (default 0: the run carves its slice from the k per label)")
     parser.add_argument("--conditions", default="eda,eda-copies,pool-filter,pool-random",
                         help="comma-separated; 'local' (the local LM, minutes per run) is opt-in")
     parser.add_argument("--table", action="store_true", help="print the tables from the rows and exit")
@@ -221,24 +233,24 @@ def main(argv: list[str] | None = None) -> int:
     path = OUT / "rows.jsonl"
     rows = _read(path) if path.exists() else []
     if args.table:
-        print(_table(rows))
+        print(_table([r for r in rows if r.get("val_k", 0) == args.val_k and r["k"] == args.k]))
         return 0
     from synalign.embeddings import Embedder
 
     embedder = Embedder()
-    done = {(r["task"], r["seed"], r["condition"], r["k"]) for r in rows}
+    done = {(r["task"], r["seed"], r["condition"], r["k"], r.get("val_k", 0)) for r in rows}
     for task in args.tasks.split(","):
         conditions = [c for c in args.conditions.split(",") if TASKS[task] or not c.startswith("pool-")]
         for seed in (int(s) for s in args.seeds.split(",")):
             for condition in conditions:
-                if (task, seed, condition, args.k) in done:
+                if (task, seed, condition, args.k, args.val_k) in done:
                     continue
-                row = _one(task, seed, condition, args.k, embedder)
+                row = _one(task, seed, condition, args.k, embedder, args.val_k)
                 with path.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(row) + "\n")
                 print(f"{task} seed {seed} {condition}: in-run ΔLL {row['inrun_ll']}, test ΔLL {row['test_ll']:+.3f}, "
                       f"test Δacc {100 * row['test_acc']:+.1f}, verdict {row['verdict']}", file=sys.stderr, flush=True)
-    print(_table(_read(path)))
+    print(_table([r for r in _read(path) if r.get("val_k", 0) == args.val_k and r["k"] == args.k]))
     return 0
 
 

@@ -229,6 +229,12 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
       set as an i.i.d. sample; diversity-seeking selection biases it low, so it is reported, not used.
     - ``mmd2_pool``: fixed-set MMD² of the whole pool; ``mmd2_accepted_heldout``: of the accepted set to
       the held-out real test split (reported only); ``sinkhorn_accepted``: Sinkhorn divergence (POT).
+    - ``near_copies`` / ``near_copies_accepted``: pool texts that are near-copies of a real text
+      (:mod:`synalign.novelty`); unless ``allow_near_copies``, they are never accepted (``eligible`` of
+      :func:`synalign.alignment.align`).
+    - ``utility`` / ``fidelity``: on the validation slice, the held-out utility of the accepted set
+      (:func:`synalign.utility.estimate_utility`) and its fidelity (:func:`synalign.compare.heldout_fidelity`);
+      absent when the run has no slice. ``stop`` may be ``utility_plateau`` (``patience``).
     """
     _emit("align", state["round"], done=0, total=1)
     store, prefix = require_store(runtime), thread_namespace(runtime)

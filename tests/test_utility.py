@@ -111,3 +111,16 @@ def _attributes():  # noqa: ANN202
 
     return AttributeSummary(style="plain", tone="negative", topic="film", subtopics=[], length="12 words",
                             perspective="third person", other=[])
+
+
+def test_a_config_saved_before_the_slice_resumes_as_it_ran(tmp_path: Path) -> None:
+    """A config.json written before the validation slice existed (every field dumped, no ``holdout``) resumes
+    with no slice, no utility stop and near-copies allowed; a new config gets the new defaults."""
+    from synalign.config import RunConfig
+
+    new = RunConfig(data=tmp_path, out=tmp_path / "o")
+    assert (new.holdout, new.patience, new.allow_near_copies) == (0.25, 2, False)
+    old = new.model_dump(mode="json", exclude={"holdout", "patience", "allow_near_copies"})
+    legacy = RunConfig.model_validate_json(json.dumps(old))
+    assert (legacy.holdout, legacy.patience, legacy.allow_near_copies) == (0.0, None, True)
+    assert RunConfig(data=tmp_path, out=tmp_path / "o", patience=0).patience is None
