@@ -37,6 +37,9 @@ raised accuracy by 2-7 points gained 0.07-0.10 nats (``evals/RESULTS.md`` §14; 
 table, from its EDA rows: 3 accepted texts gave a "significant" −0.015 and 24 texts +0.016, neither confirmed
 by the test split's accuracy)."""
 
+SMALL_SLICE_PER_LABEL = 20
+"""Held-out examples per label below which an amber verdict says the slice is too small to call a gain."""
+
 MAX_NEAR_COPY_SHARE = 0.5
 """Largest share of near-copies of real texts an accepted set may hold and still be green (or stop on the
 MMD² target)."""
@@ -183,7 +186,15 @@ def judge(
     else:
         headline = (f"no gain measurable from these {accepted} texts on {n_val} held-out real examples "
                     f"(log-likelihood {ll.mean:+.3f} nats, 95 % CI {ll.low:+.3f} to {ll.high:+.3f})")
-        advice += ["more held-out data narrows the interval: --holdout, or a validation split",
+        smallest = min((lab.n for lab in utility.per_label.values()), default=0)
+        if smallest < SMALL_SLICE_PER_LABEL:
+            evidence.append(
+                f"the slice holds {smallest} example(s) of its smallest label: on the shared tasks "
+                f"(evals/RESULTS.md §14) 8 per label called almost nothing, while 50 per label called gains and "
+                f"losses of 1.5-7 accuracy points correctly"
+            )
+        advice += ["more held-out data narrows the interval: a validation/dev split in --data (e.g. 50 per label), "
+                   "or a larger --holdout",
                    "more or different data: more --rounds, another --llm backend"]
     return Verdict(level="amber", headline=headline, evidence=evidence, advice=advice)
 
