@@ -68,10 +68,11 @@ class RoundProgress:
             self.tasks[round_] = self.progress.add_task(f"round {round_}/{self.max_rounds}", total=4, info="")
         task = self.tasks[round_]
         step = self._STEPS.get(str(node), 0)
-        info = f"{node}" + (f" MMD²={event['mmd2']:.2e}" if "mmd2" in event else "")
+        gain = f" held-out ΔLL={event['gain']:+.3f}" if event.get("gain") is not None else ""
+        info = f"{node}" + (f" MMD²={event['mmd2']:.2e}" if "mmd2" in event else "") + gain
         self.progress.update(task, completed=step if finished else step - 1, info=info, since=time.monotonic())
         if self.plain and finished:
             mmd2 = f", MMD²={event['mmd2']:.2e}" if "mmd2" in event else ""
-            self._line(f"round {round_}/{self.max_rounds}: {node} done{mmd2}")
+            self._line(f"round {round_}/{self.max_rounds}: {node} done{mmd2}{gain.replace(' held', ', held')}")
 
 

@@ -245,7 +245,9 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
         store, prefix, state["round"], weights, accepted, previous=state.get("alignment"),
         prune=runtime.context.prune_alignments,
     )
-    _emit("align", state["round"], done=1, total=1, mmd2=metrics["mmd2_accepted"], target=metrics["target_mmd2"])
+    gain = metrics["utility"]["delta_log_likelihood"]["mean"] if metrics.get("utility") else None
+    _emit("align", state["round"], done=1, total=1, mmd2=metrics["mmd2_accepted"], target=metrics["target_mmd2"],
+          gain=gain)
     return {"alignment": ref, "metrics": [metrics]}
 
 
