@@ -123,8 +123,10 @@ def require_llm_extra(what: str) -> None:
 
 def _settings_for(config: RunConfig, chat_model: Any, lm: Any) -> LLMSettings:
     """Settings from ``config`` (and the ``SYNALIGN_LLM_*`` variables); for models passed in from Python, named
-    after the model and with provider ``custom``."""
-    if config.llm and config.backend_kind != "eda":
+    after the model and with provider ``custom`` (chat style, the LLM summariser), unless ``config.llm`` names an
+    OpenAI-compatible endpoint: the default ``local`` (or ``eda``) never labels a passed-in model as the
+    embedded Gemma, nor sends it completion prompts."""
+    if config.llm and config.backend_kind == "openai":
         return LLMSettings.from_config(config)
     name = getattr(lm, "model", None) or getattr(chat_model, "model_name", None) or "custom"
     model = str(name).split("/", 1)[-1]

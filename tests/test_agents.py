@@ -363,6 +363,12 @@ def test_python_api_accepts_any_chat_model_and_dspy_lm(tmp_path: Path, server: O
     [summary] = backend.summarizer.summarize(_summary_requests(clusters[:1]))
     [gen] = backend.generator.generate(_generation_requests(clusters[:1], [summary], n=2))
     assert gen.texts == ["a wholly new review", "another new one"] and gen.dropped == {"copy_of_demonstration": 1}
+    # the default backend is the local LM: models passed in are still their own backend, never labelled as Gemma
+    local = RunConfig(data=tmp_path, out=tmp_path / "run2", llm="local", api_key_env=KEY_ENV, cache_dir=tmp_path / "c")
+    backend = build_backend(local, tmp_path / "run2", chat_model=chat, lm=lm)
+    assert backend.name == "custom:dummy" and backend.info["kind"] == "custom"
+    assert backend.info["prompt_style"] == "chat" and backend.info["summarizer"] != "statistical"
+    assert "gguf" not in backend.info and "terms" not in backend.info
 
 
 def test_price_table_turns_tokens_into_cost(tmp_path: Path, server: OpenAITestServer, clusters, monkeypatch) -> None:  # noqa: ANN001
