@@ -92,10 +92,18 @@ def optimize(
         fail(str(exc))
     except SynalignError as exc:
         fail(str(exc), code=1)
-    typer.echo(
-        f"optimised generator ({result.optimizer}, {result.demos} few-shot demos): held-out score "
-        f"{result.baseline_score:.3f} -> {result.optimized_score:.3f}"
-    )
+    if result.unchanged:
+        typer.echo(
+            f"no demonstrations kept: the program is unchanged ({result.optimizer}; held-out score "
+            f"{result.baseline_score:.3f} ± {result.baseline_stderr:.3f}, re-scored {result.optimized_score:.3f} "
+            f"± {result.optimized_stderr:.3f}: the difference is the LM's sampling noise)"
+        )
+    else:
+        typer.echo(
+            f"optimised generator ({result.optimizer}, {result.demos} few-shot demos): held-out score "
+            f"{result.baseline_score:.3f} ± {result.baseline_stderr:.3f} -> {result.optimized_score:.3f} ± "
+            f"{result.optimized_stderr:.3f} (± one standard error over the held-out examples)"
+        )
     typer.echo(f"saved {result.path}; use it with: synalign run --prompts {result.path} ...")
 
 

@@ -16,8 +16,10 @@ Optimisers: ``bootstrap`` (``BootstrapFewShotWithRandomSearch``, default: cheap 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +51,10 @@ class OptimizeResult:
         train, val: numbers of training and validation (candidate-selection) examples.
         demos: few-shot demonstrations in the compiled predictor.
         components: mean metric components of the optimised program on the held-out examples.
+        baseline_stderr, optimized_stderr: standard error of each mean score over the held-out examples
+            (sample std / √n): a change smaller than about twice it is noise.
+        unchanged: the optimiser kept no demonstration and left the instructions as they were, so the saved
+            program is the one it started from (any score difference is sampling noise of the LM).
     """
 
     path: Path
@@ -59,6 +65,9 @@ class OptimizeResult:
     val: int
     demos: int
     components: dict[str, float] = field(default_factory=dict)
+    baseline_stderr: float = 0.0
+    optimized_stderr: float = 0.0
+    unchanged: bool = False
 
 def make_examples(
     by_label: dict[str, list[str]],
@@ -114,8 +123,9 @@ def _disjoint(by_label: dict[str, list[str]], count: int, used: set[str], **kwar
         return make_examples(by_label, count, **kwargs)
 
 
-def _score(program: Any, examples: list[Any], metric: Any) -> tuple[float, dict[str, float]]:
-    """Mean metric over ``examples``; a failed example scores 0, but *every* example failing is an error.
+def _score(program: Any, examples: list[Any], metric: Any) -> tuple[float, dict[str, float], float]:
+    """Mean metric over ``examples``, its components' means and its standard error (sample std / √n; 0 for one
+    example); a failed example scores 0, but *every* example failing is an error.
 
     Raises:
         SynalignError: no example got a reply (endpoint down, wrong model, ...): a score of 0 from a run whose
@@ -142,7 +152,8 @@ def _score(program: Any, examples: list[Any], metric: Any) -> tuple[float, dict[
             f"{type(failed[-1]).__name__}: {last}); nothing was saved"
         )
     count = max(1, len(examples))
-    return sum(scores) / count, {k: v / count for k, v in totals.items()}
+    stderr = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else 0.0
+    return sum(scores) / count, {k: v / count for k, v in totals.items()}, stderr
 
 
 def _compile(name: str, program: Any, metric: Any, train: list[Any], val: list[Any], lm: Any, seed: int, threads: int) -> Any:
@@ -343,10 +354,11 @@ def _optimize(
         raise InputError(f"--metric-embeddings must be minilm or tfidf, got {featurize!r}")
     metric = GenerationMetric(texts, labels, featurize=featurize, threshold=pass_mark)
     with dspy.context(lm=lm, adapter=adapter):
-        baseline, _ = _score(program, holdout, metric)
+        baseline, _, baseline_se = _score(program, holdout, metric)
         compiled = _compile(optimizer, program, metric, train, val, lm, seed, threads)
-        optimized, components = _score(compiled, holdout, metric)
+        optimized, components, optimized_se = _score(compiled, holdout, metric)
     demos = len(compiled.generate.demos)
+    unchanged = demos == 0 and compiled.generate.signature.instructions == program.generate.signature.instructions
     spec = program.spec
     save_optimized(
         compiled,
@@ -357,6 +369,9 @@ def _optimize(
             "model": getattr(lm, "model", type(lm).__name__),
             "baseline_score": baseline,
             "optimized_score": optimized,
+            "baseline_stderr": baseline_se,
+            "optimized_stderr": optimized_se,
+            "unchanged": unchanged,
             "components": components,
             "train": len(train),
             "val": len(val),
@@ -374,4 +389,7 @@ def _optimize(
         val=len(val),
         demos=demos,
         components=components,
+        baseline_stderr=baseline_se,
+        optimized_stderr=optimized_se,
+        unchanged=unchanged,
     )

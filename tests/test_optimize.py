@@ -88,6 +88,7 @@ def test_optimize_with_dummy_lm_writes_state_that_a_run_loads(tmp_path: Path, de
     payload = json.loads(result.path.read_text())
     assert payload["meta"]["optimizer"] == "bootstrap" and payload["meta"]["holdout"] == 2
     assert payload["meta"]["baseline_score"] == result.baseline_score
+    assert result.baseline_stderr >= 0 and payload["meta"]["unchanged"] == result.unchanged == (result.demos == 0)
     demos = payload["state"]["generate"]["demos"]
     assert len(demos) == result.demos
     assert all(isinstance(d["texts"], list) and len(d["texts"]) == 4 for d in demos)
@@ -173,3 +174,22 @@ def test_optimize_output_is_quiet_unless_verbose(tmp_path: Path, demo_rows) -> N
     quiet = outputs[False]
     assert "it/s]" not in quiet and " INFO " not in quiet and "LiteLLM" not in quiet, quiet[-2000:]  # ... and is off
     assert "held-out score" in quiet
+
+
+def test_an_optimiser_that_keeps_nothing_says_the_program_is_unchanged(tmp_path: Path, demo_rows, test_rows) -> None:  # noqa: ANN001
+    """No bootstrapped demonstration passes a pass mark above any score: 0 demos, same instructions, and the
+    result says so instead of reporting a gain (the two scores differ only by the LM's sampling)."""
+    from dspy.utils import DummyLM
+
+    from synalign.evals.optimize import optimize
+
+    answers = {
+        f"[[ ## label ## ]]\n{label}": {"texts": json.dumps([r["text"] for r in test_rows if r["label"] == label][:4])}
+        for label in ("negative", "positive")
+    }
+    result = optimize(
+        _small(tmp_path, demo_rows), out=tmp_path / "prompts.json", lm=DummyLM(answers), train_size=4,
+        val_size=4, cluster_size=4, n=4, featurize="tfidf", pass_mark=2.0,
+    )
+    assert result.demos == 0 and result.unchanged
+    assert json.loads(result.path.read_text())["meta"]["unchanged"] is True
