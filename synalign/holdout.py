@@ -16,8 +16,8 @@ Where the slice comes from (:func:`split_validation`):
   examples gives ``h_l = round(fraction · n_l)`` rows, but only while ``n_l − h_l ≥ MIN_FIT_PER_LABEL`` (a label
   keeps real examples to fit on and to demonstrate), and at most ``ceil(MAX_VALIDATION / labels)`` rows.
 
-At the default fraction 0.25 that is: 4 examples per label → 1 held out (3 left); 8 → 2 (6 left); 32 → 8
-(24 left); 1,000 → 250 (750 left); a label of 2 examples holds nothing out. With 8 per label over 6 labels (48
+At the default fraction (``RunConfig.holdout``, 0.25) that is: 4 examples per label → 1 held out (3 left);
+8 → 2 (6 left); 32 → 8 (24 left); 1,000 → 250 (750 left); a label of 2 examples holds nothing out. With 8 per label over 6 labels (48
 texts), the held-out log-likelihood Δ had the right sign in 90–94 % of simulated draws, the accuracy Δ in only
 53–60 % (a standard deviation of ~5.5 points): the run reports both, each with its bootstrap interval
 (:mod:`synalign.utility`).
@@ -34,10 +34,7 @@ import numpy as np
 from synalign.records import RealExample
 from synalign.sampling import stratified_sample
 
-__all__ = ["DEFAULT_HOLDOUT", "MAX_VALIDATION", "MIN_FIT_PER_LABEL", "holdout_counts", "split_validation"]
-
-DEFAULT_HOLDOUT = 0.25
-"""Fraction of each label's real examples held out when ``--data`` has no validation split."""
+__all__ = ["MAX_VALIDATION", "MIN_FIT_PER_LABEL", "holdout_counts", "split_validation"]
 
 MAX_VALIDATION = 2000
 """Most validation rows a run scores (a stratified sample above it); ±2 accuracy points at 95 % is enough."""
