@@ -152,7 +152,7 @@ def _heldout_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("  Δ log-likelihood of the true label (nats/example)", ci(u["delta_log_likelihood"], 1, "+.3f")),
         ("  Δ accuracy (points)", ci(u["delta_accuracy"], 100, "+.1f")),
         ("  Δ macro-F1 (points)", ci(u["delta_macro_f1"], 100, "+.1f")),
-        ("near-copies of A's texts among B", f"{result['near_copies']} ({n['accepted_share']:.0%})"),
+        ("near-copies of A's or the held-out texts among B", f"{result['near_copies']} ({n['accepted_share']:.0%})"),
     ]
     if f.get("mmd2") is not None:
         rows += [
@@ -173,7 +173,7 @@ def compare(
     label_field: str = typer.Option("label", help="Label field/column."),
     heldout: Optional[Path] = typer.Option(
         None, "--heldout", help="Held-out real examples (JSONL/CSV/Parquet file, same fields; never in A): also judge "
-        "B as training data: utility of A + B vs A alone on them, near-copies of A in B, fidelity and the verdict.",
+        "B as training data: utility of A + B vs A alone on them, near-copies of A or of the held-out texts in B, fidelity and the verdict.",
         show_default=False,
     ),
     seed: int = typer.Option(0, help="Seed of every random subset."),

@@ -123,8 +123,8 @@ def _pool_condition(task: str, fit: list[dict], val: list[dict], embedder: Any, 
     u = estimate_utility(xr, yr, xp[mask], np.asarray(yp, dtype=object)[mask], xv, [r["label"] for r in val],
                          pool=xp, pool_labels=yp, seed=seed)
     nov = Novelty(accepted_share=float(novelty.mask[mask].mean()) if mask.any() else 0.0,
-                  pool_share=novelty.share, excluded=int(novelty.mask.sum()), ratio_threshold=0.9,
-                  cosine_threshold=0.95)
+                  pool_share=novelty.share, excluded=int(novelty.mask.sum()),
+                  ratio_threshold=novelty.ratio_threshold, cosine_threshold=novelty.cosine_threshold)
     verdict = judge(u, nov, Fidelity(), accepted=int(mask.sum()))
     return {"accepted": [(pool[i]["text"], pool[i]["label"]) for i in np.flatnonzero(mask)],
             "utility": u.model_dump(), "verdict": verdict.level, "near_copy_share": nov.accepted_share}

@@ -319,7 +319,7 @@ def _align(
 def _near_copies(ctx: SynAlignContext, samples: list[SampleRecord], emb: np.ndarray) -> NearCopies:
     """Near-copies among the pool of any real text the run holds, its validation slice included
     (:mod:`synalign.novelty`); each sample's similarities are computed once per process (``ctx.near_copy``)."""
-    from synalign.novelty import NEAR_COPY_COSINE, NEAR_COPY_RATIO, NearCopies, nearest_text_similarity
+    from synalign.novelty import nearest_text_similarity
 
     new = [i for i, s in enumerate(samples) if s["id"] not in ctx.near_copy]
     if new:
@@ -335,9 +335,7 @@ def _near_copies(ctx: SynAlignContext, samples: list[SampleRecord], emb: np.ndar
             (samples[i]["id"], (float(a), float(b))) for i, a, b in zip(new, sim, cos, strict=True)
         )
     pairs = np.asarray([ctx.near_copy[s["id"]] for s in samples], dtype=np.float64).reshape(-1, 2)
-    char, cos = pairs[:, 0], pairs[:, 1]
-    mask = (char >= NEAR_COPY_RATIO) | (cos >= NEAR_COPY_COSINE)
-    return NearCopies(char, cos, np.full(len(samples), -1), mask, NEAR_COPY_RATIO, NEAR_COPY_COSINE)
+    return NearCopies.from_similarities(pairs[:, 0], pairs[:, 1])
 
 
 def _held_out(

@@ -15,7 +15,7 @@
 
 :func:`assess_with_heldout` judges B as training data for A's task on held-out real examples H (``synalign
 compare --heldout``), as a run judges its accepted set: utility (a classifier on A vs on A + B, scored on H;
-:mod:`synalign.utility`), novelty (B's near-copies of A's texts; :mod:`synalign.novelty`), fidelity to H
+:mod:`synalign.utility`), novelty (B's near-copies of A's or H's texts; :mod:`synalign.novelty`), fidelity to H
 (:func:`heldout_fidelity`) and the verdict (:func:`synalign.verdict.judge`).
 """
 
@@ -191,7 +191,7 @@ class HeldoutAssessment(BaseModel):
 
     Attributes:
         utility: A alone vs A + B, scored on the held-out set (paired Δ with 95 % bootstrap intervals).
-        novelty: share of B that are near-copies of A's texts (``accepted_share`` = ``pool_share``; nothing
+        novelty: share of B that are near-copies of A's or the held-out texts (``accepted_share`` = ``pool_share``; nothing
             was excluded), and ``near_copies``, their count.
         fidelity: B's MMD² and discriminator AUC to the held-out set, each next to what A scores.
         verdict: :func:`synalign.verdict.judge` of the three.
@@ -222,7 +222,8 @@ def assess_with_heldout(
 
     - utility: :func:`synalign.utility.estimate_utility` with A as the real training set, B as the synthetic
       set and the held-out set as the validation slice (no random-subset baseline: B is taken whole);
-    - novelty: :func:`synalign.novelty.near_copies` of B's texts against A's (characters or embedding cosine);
+    - novelty: :func:`synalign.novelty.near_copies` of B's texts against A's and the held-out ones (characters
+      or embedding cosine; a copy of a held-out text would inflate the utility);
     - fidelity: :func:`heldout_fidelity` of B to the held-out set, with the RBF bandwidth of A (median heuristic);
     - verdict: :func:`synalign.verdict.judge` of the three, ``accepted`` = len(B).
 
@@ -267,7 +268,8 @@ def assess_with_heldout(
         embedder = Embedder()
     a, b, h = (np.asarray(embedder.encode(list(t))) for t in (a_texts, b_texts, heldout_texts))
     utility = estimate_utility(a, a_labels, b, b_labels, h, heldout_labels, seed=seed)
-    copies = near_copies(b_texts, a_texts, b, a)
+    # against the held-out texts too, as a run does: a copy of one would leak into the utility estimate
+    copies = near_copies(b_texts, [*a_texts, *heldout_texts], b, np.vstack([a, h]))
     novelty = Novelty(
         accepted_share=copies.share, pool_share=copies.share, excluded=0,
         ratio_threshold=copies.ratio_threshold, cosine_threshold=copies.cosine_threshold,

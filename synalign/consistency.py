@@ -45,17 +45,21 @@ _FIT_LOCK = threading.Lock()
 
 
 @single_blas_thread
-def fit_filter_classifier(x: np.ndarray, y: np.ndarray, c: float = FILTER_C):
+def fit_filter_classifier(x: np.ndarray, y: np.ndarray, c: float = FILTER_C, *, memoise: bool = True):
     """L2 logistic regression (C = ``c``) on (n, d) embeddings ``x`` and n labels ``y``; returns the fitted model.
 
     Fits are memoised by content (the bytes of ``x``, the labels and ``c``; the latest
     :data:`_FIT_CACHE_SIZE`): a run's real set does not change between rounds, so from round 2 on the filter
     and the cross-validation folds reuse the classifiers of round 1. Treat the returned model as read-only.
+    ``memoise=False`` fits without touching the memo (a one-off fit, e.g. real + synthetic in
+    :mod:`synalign.utility`, must not evict the real-set fits).
     """
     from sklearn.linear_model import LogisticRegression
 
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.asarray([str(v) for v in y], dtype=object)
+    if not memoise:
+        return LogisticRegression(C=c, max_iter=2000).fit(x, y)
     digest = hashlib.blake2b(x.tobytes(), digest_size=16)
     digest.update(repr((x.shape, c)).encode())
     digest.update("\x1f".join(y.tolist()).encode())

@@ -61,6 +61,25 @@ class NearCopies:
     ratio_threshold: float
     cosine_threshold: float
 
+    @classmethod
+    def from_similarities(
+        cls,
+        char_similarity: np.ndarray,
+        cosine: np.ndarray,
+        nearest: np.ndarray | None = None,
+        *,
+        ratio_threshold: float = NEAR_COPY_RATIO,
+        cosine_threshold: float = NEAR_COPY_COSINE,
+    ) -> NearCopies:
+        """Apply the near-copy rule to (m,) similarities computed earlier (e.g. cached per sample): a near-copy
+        by characters (≥ ``ratio_threshold``) or by meaning (cosine ≥ ``cosine_threshold``; NaN = not known).
+        ``nearest`` defaults to -1 (not recorded)."""
+        char = np.asarray(char_similarity, dtype=np.float64)
+        cos = np.asarray(cosine, dtype=np.float64)
+        mask = (char >= ratio_threshold) | (np.nan_to_num(cos, nan=-1.0) >= cosine_threshold)
+        near = np.full(len(char), -1, dtype=np.int64) if nearest is None else np.asarray(nearest)
+        return cls(char, cos, near, mask, ratio_threshold, cosine_threshold)
+
     @property
     def share(self) -> float:
         """Share of the texts that are near-copies (0 for no texts)."""
@@ -132,5 +151,6 @@ def near_copies(
         cosine = np.concatenate([(e[i : i + 4096] @ r.T).max(axis=1) for i in range(0, len(e), 4096)]).astype(
             np.float64
         )
-    mask = (sim >= ratio_threshold) | (np.nan_to_num(cosine, nan=-1.0) >= cosine_threshold)
-    return NearCopies(sim, cosine, nearest, mask, ratio_threshold, cosine_threshold)
+    return NearCopies.from_similarities(
+        sim, cosine, nearest, ratio_threshold=ratio_threshold, cosine_threshold=cosine_threshold
+    )

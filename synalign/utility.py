@@ -26,7 +26,6 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from synalign._threads import single_blas_thread
 from synalign.errors import InputError
 
 __all__ = ["Interval", "Scores", "LabelUtility", "UtilityEstimate", "estimate_utility", "score_classifier",
@@ -111,13 +110,11 @@ class UtilityEstimate(BaseModel):
         return self.delta_accuracy.half_width <= ACCURACY_TOO_WIDE
 
 
-@single_blas_thread
 def _fit(x: np.ndarray, y: np.ndarray):
-    from sklearn.linear_model import LogisticRegression
+    """The label filter's classifier (:func:`synalign.consistency.fit_filter_classifier`), a one-off fit."""
+    from synalign.consistency import fit_filter_classifier
 
-    from synalign.consistency import FILTER_C
-
-    return LogisticRegression(C=FILTER_C, max_iter=2000).fit(x, y)
+    return fit_filter_classifier(x, y, memoise=False)
 
 
 def _per_example(model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,13 +232,13 @@ def estimate_utility(
     w = _bootstrap_weights(y_val, n_boot, rng)
     n = len(y_val)
     c0, c1 = (pred0 == y_val).astype(float), (pred1 == y_val).astype(float)
-    f0, f1 = _macro_f1(w, y_val, pred0, labels), _macro_f1(w, y_val, pred1, labels)
     ones = np.ones((1, n))
-    point_f0, point_f1 = _macro_f1(ones, y_val, pred0, labels)[0], _macro_f1(ones, y_val, pred1, labels)[0]
 
     def scores(ll: np.ndarray, pred: np.ndarray) -> Scores:
         f1 = float(_macro_f1(ones, y_val, pred, labels)[0])
         return Scores(log_likelihood=float(ll.mean()), accuracy=float((pred == y_val).mean()), macro_f1=f1)
+
+    real_only, with_synthetic = scores(ll0, pred0), scores(ll1, pred1)
 
     def paired(a: np.ndarray, b: np.ndarray) -> Interval:
         d = a - b
@@ -259,11 +256,14 @@ def estimate_utility(
         "n_validation": n,
         "n_real": len(y_real),
         "n_synthetic": len(y_syn),
-        "real_only": scores(ll0, pred0),
-        "with_synthetic": scores(ll1, pred1),
+        "real_only": real_only,
+        "with_synthetic": with_synthetic,
         "delta_log_likelihood": paired(ll1, ll0),
         "delta_accuracy": paired(c1, c0),
-        "delta_macro_f1": _interval(point_f1 - point_f0, f1 - f0),
+        "delta_macro_f1": _interval(
+            with_synthetic.macro_f1 - real_only.macro_f1,
+            _macro_f1(w, y_val, pred1, labels) - _macro_f1(w, y_val, pred0, labels),
+        ),
         "per_label": per_label,
     }
     if rand is not None:

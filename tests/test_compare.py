@@ -110,3 +110,16 @@ def test_compare_heldout_judges_b_as_training_data(tmp_path, demo_dir, demo_rows
         assert result.exit_code == 2 and "Traceback" not in result.output
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("synalign: error: compare: ") and fragment in lines[0], lines
+
+
+def test_copies_of_held_out_texts_count_as_near_copies(demo_rows) -> None:
+    """A B that copies the held-out texts would inflate the utility: they are near-copies, as in a run."""
+    from synalign.compare import assess_with_heldout
+
+    neg = [r for r in demo_rows if r["label"] == "negative"]
+    pos = [r for r in demo_rows if r["label"] == "positive"]
+    a, held, fresh = neg[:8] + pos[:8], neg[100:120] + pos[100:120], neg[200:210] + pos[200:210]
+    b = held[:10] + fresh  # 10 verbatim copies of held-out texts, 20 new real texts
+    got = assess_with_heldout([r["text"] for r in a], [r["label"] for r in a], [r["text"] for r in b],
+                              [r["label"] for r in b], [r["text"] for r in held], [r["label"] for r in held])
+    assert got.near_copies >= 10 and got.novelty.accepted_share >= 10 / 30

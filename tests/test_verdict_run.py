@@ -154,7 +154,7 @@ def test_the_carved_slice_never_reaches_generation_selection_or_the_target(
     kmm, fit_filter = alignment.kmm_weights, consistency.fit_filter_classifier
     monkeypatch.setattr(alignment, "kmm_weights", lambda xs, xr, **kw: (fitted.append(xr), kmm(xs, xr, **kw))[1])
     monkeypatch.setattr(consistency, "fit_filter_classifier",
-                        lambda x, y, *a: (fitted.append(x), fit_filter(x, y, *a))[1])
+                        lambda x, y, *a, **kw: (fitted.append(x), fit_filter(x, y, *a, **kw))[1])
     config = RunConfig(data=demo_dir, out=tmp_path / "eda", llm="eda", max_rounds=2, max_real=400)
     ctx = make_context(config)
     inner = offline_backend({lab: [r.text for r in ctx.real if r.label == lab] for lab in ctx.labels})
