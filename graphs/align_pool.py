@@ -183,7 +183,7 @@ def align_pool(
     )
     samples = [
         SyntheticExample(id=f"pool-{i:06d}", text=r.text, label=r.label, round=1, backend=ALIGN_BACKEND)
-        .model_dump(exclude={"weight", "accepted"})
+        .model_dump(exclude={"kmm_weight", "accepted", "sample_weight"})
         for i, r in enumerate(rows)
     ]
     runtime = Runtime(context=ctx, store=InMemoryStore())  # one pass in one process: nothing to resume

@@ -322,7 +322,7 @@ def _loading_section(data_files: Mapping[str, str], summary: Mapping[str, Any]) 
         lines.append('pool = load_dataset("PATH_OR_REPO", "pool")     # every generated sample')
     lines += ["```", ""]
     counts = {"default": summary.get("accepted"), "pool": summary.get("generated")}
-    what = {"default": "accepted samples", "pool": "every generated sample, with its weight and accepted flag"}
+    what = {"default": "accepted samples", "pool": "every generated sample, with its KMM weight and accepted flag"}
     lines += ["| config | split | file | rows | content |", "|---|---|---|---|---|"]
     for name, path in data_files.items():
         lines.append(f"| `{name}` | train | `{path}` | {counts.get(name, '-')} | {what.get(name, '')} |")
@@ -330,8 +330,10 @@ def _loading_section(data_files: Mapping[str, str], summary: Mapping[str, Any]) 
         "",
         "Columns: the text and the label; in a run directory (and an export with `--columns all`) also the "
         "provenance: `id`, `round` (loop round that generated it), `backend`, `demonstration_ids` (the real "
-        "examples it was conditioned on), `weight` (kernel-mean-matching weight within its label) and "
-        "`accepted`.",
+        "examples it was conditioned on), `kmm_weight` (the kernel-mean-matching importance weight within "
+        "its label: a diagnostic of how typical a text is, not a training weight; many accepted texts have 0), "
+        "`accepted` and `sample_weight` (the training weight: 1.0 for every accepted text, 0.0 otherwise; the "
+        "selection keeps a subset, it does not reweight).",
     ]
     return "\n".join(lines)
 

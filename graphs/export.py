@@ -13,8 +13,9 @@ source type. That type is recorded at run time in the card (``synalign.label_dty
 of the train file, :func:`synalign.labeltypes.detect_label_dtype`); for a run without a card it is detected
 from the data file named in ``config.json`` when that path still resolves, else labels stay strings (and the
 result says so). ``columns="minimal"`` keeps text and label (the same features as the real data, so
-``concatenate_datasets`` works); ``"all"`` adds the provenance: ``id``, ``round``, ``weight``, ``backend``,
-``demonstration_ids`` (and ``accepted`` in the pool).
+``concatenate_datasets`` works); ``"all"`` adds the provenance: ``id``, ``round``, ``kmm_weight``,
+``sample_weight``, ``backend``, ``demonstration_ids`` (and ``accepted`` in the pool); a run written before
+``kmm_weight`` was named so (its column was ``weight``) exports the same columns.
 
 ``datasets`` writes the Parquet files; :func:`export_to_hub` uploads the exported folder in one commit with
 ``huggingface_hub.HfApi`` (``create_repo`` + ``upload_folder``), so the card is the run's and not a generic one.
@@ -56,7 +57,7 @@ EXPORT_DATA_FILES: dict[str, str] = {
 }
 """Config name → data file of an export (the layout ``push_to_hub`` writes)."""
 
-_PROVENANCE = ("id", "round", "weight", "backend", "demonstration_ids")
+_PROVENANCE = ("id", "round", "kmm_weight", "sample_weight", "backend", "demonstration_ids")
 _HF_EXTRA = "install the hf extra: pip install 'synalign[hf]'"
 
 Columns = Literal["minimal", "all"]
@@ -176,7 +177,7 @@ def _dataset(run: RunFiles, name: str, *, columns: Columns, label_dtype: str) ->
         table = pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
-    rows = table.to_pylist()
+    rows = [_with_weights(r) for r in table.to_pylist()]
     text_field = run.config.get("text_field", "text")
     label_field = run.config.get("label_field", "label")
     extra = [*_PROVENANCE, *(["accepted"] if name == "pool" else [])] if columns == "all" else []
@@ -184,7 +185,8 @@ def _dataset(run: RunFiles, name: str, *, columns: Columns, label_dtype: str) ->
     if clash:
         raise InputError(f"the data's column {clash[0]!r} clashes with a provenance column; use --columns minimal")
     list_type = getattr(datasets, "List", None) or datasets.Sequence  # datasets < 4 has no List
-    types = {"id": "string", "round": "int64", "weight": "float64", "backend": "string", "accepted": "bool"}
+    types = {"id": "string", "round": "int64", "kmm_weight": "float64", "sample_weight": "float64",
+             "backend": "string", "accepted": "bool"}
     features = datasets.Features(
         {
             text_field: datasets.Value("string"),
@@ -201,6 +203,15 @@ def _dataset(run: RunFiles, name: str, *, columns: Columns, label_dtype: str) ->
         **{c: [r.get(c) for r in rows] for c in extra},
     }
     return datasets.Dataset.from_dict(data, features=features)
+
+
+def _with_weights(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row with ``kmm_weight`` (legacy name ``weight``) and ``sample_weight`` (1.0 when accepted)."""
+    if "kmm_weight" not in row and "weight" in row:
+        row = {**row, "kmm_weight": row["weight"]}
+    if "sample_weight" not in row:
+        row = {**row, "sample_weight": 1.0 if row.get("accepted", True) else 0.0}
+    return row
 
 
 def _export_card(run: RunFiles, sets: Mapping[str, Any], *, label_dtype: str) -> str:

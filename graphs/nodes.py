@@ -204,7 +204,7 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
                     round=round_,
                     backend=ctx.backend.name,
                     demonstration_ids=list(cluster["example_ids"]),
-                ).model_dump(exclude={"weight", "accepted"})
+                ).model_dump(exclude={"kmm_weight", "accepted", "sample_weight"})
             )
     if budget is not None and len(samples) > budget:
         dropped["over_budget"] = dropped.get("over_budget", 0) + len(samples) - budget

@@ -432,10 +432,10 @@ def samples_section(synthetic: Sequence[SyntheticExample], metrics: list[dict[st
     reason = "not accepted" if filtered else "not selected"
     for label in sorted({s.label for s in synthetic}):
         mine = [s for s in synthetic if s.label == label]
-        kept = sorted((s for s in mine if s.accepted), key=lambda s: -s.weight)[:per_label]
-        dropped = sorted((s for s in mine if not s.accepted), key=lambda s: s.weight)[:per_label]
-        rows = [{"outcome": "accepted", "weight": s.weight, "round": s.round, "text": s.text} for s in kept]
-        rows += [{"outcome": reason, "weight": s.weight, "round": s.round, "text": s.text} for s in dropped]
+        kept = sorted((s for s in mine if s.accepted), key=lambda s: -s.kmm_weight)[:per_label]
+        dropped = sorted((s for s in mine if not s.accepted), key=lambda s: s.kmm_weight)[:per_label]
+        rows = [{"outcome": "accepted", "KMM weight": s.kmm_weight, "round": s.round, "text": s.text} for s in kept]
+        rows += [{"outcome": reason, "KMM weight": s.kmm_weight, "round": s.round, "text": s.text} for s in dropped]
         parts.append(f"<h3>{html.escape(label)}</h3>"
-                     + table(rows, ["outcome", "weight", "round", "text"], left=["outcome", "text"]))
+                     + table(rows, ["outcome", "KMM weight", "round", "text"], left=["outcome", "text"]))
     return "".join(parts)

@@ -6,7 +6,7 @@ Layout of a run directory::
     checkpoints.sqlite   LangGraph SQLite checkpointer (one thread, "synalign") and SQLite store (the samples of
                          each round and the latest alignment; the state refers to them)
     synthetic.jsonl      accepted synthetic samples (also synthetic.parquet)
-    pool.parquet         every generated sample with its weight and accepted flag
+    pool.parquet         every generated sample with its KMM weight, accepted flag and sample_weight
     attributes.jsonl     attribute summaries per demonstration cluster
     metrics.json         one row per round (MMD², Sinkhorn divergence, noise floor, counts)
     summary.json         stop reason, totals, backend (says when the offline backend wrote the data), usage
@@ -178,7 +178,7 @@ def _write_outputs(
     out = ctx.run_dir
     samples, weights, mask = load_pool(store, prefix, state)
     pool = [
-        SyntheticExample(**s, weight=float(w), accepted=bool(keep))
+        SyntheticExample(**s, kmm_weight=float(w), accepted=bool(keep))
         for s, w, keep in zip(samples, weights, mask, strict=True)
     ]
     accepted = [s for s in pool if s.accepted]

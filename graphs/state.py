@@ -53,7 +53,7 @@ class SummaryRecord(TypedDict):
 
 
 class SampleRecord(TypedDict):
-    """A :class:`~synalign.records.SyntheticExample` dump without ``weight`` / ``accepted``: those belong to
+    """A :class:`~synalign.records.SyntheticExample` dump without ``kmm_weight`` / ``accepted``: those belong to
     the latest alignment (``SynAlignState.weights`` by sample id, ``SynAlignState.accepted``)."""
 
     id: str

@@ -6,7 +6,7 @@ and the alignment weight of stage 3 of SynAlign (Ren et al., WWW 2025, §3.3).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field
 
 __all__ = [
     "Example",
@@ -40,18 +40,30 @@ class SyntheticExample(Example):
         round: loop round (1-based) that generated it.
         backend: ``"offline:eda"`` for the no-LLM backend, ``"openai:MODEL"`` etc. for LLM backends.
         demonstration_ids: ids of the real examples (the demonstration cluster) it was conditioned on.
-        weight: kernel-mean-matching weight within its label (sums to 1 over a label's pool); 0 before
-            the first alignment.
+        kmm_weight: the kernel-mean-matching importance weight within its label (SynAlign §3.3, Eq. 6: the
+            simplex weights minimising the weighted MMD² to the label's real examples; they sum to 1 over a
+            label's pool; 0 before the first alignment). A diagnostic of how typical the text is, **not** a
+            training weight: many accepted texts have 0 (the KMM solution is sparse). Read from the legacy
+            key ``weight`` too.
         accepted: whether the selection strategy kept it in the accepted synthetic set.
+        sample_weight: the training weight (computed): 1.0 for an accepted text, 0.0 otherwise. Every
+            selection strategy keeps a subset and counts each kept text once, so train on the accepted set
+            with this column (or with none).
     """
 
-    model_config = ConfigDict(frozen=False)
+    model_config = ConfigDict(frozen=False, populate_by_name=True)
 
     round: int
     backend: str
     demonstration_ids: list[str] = Field(default_factory=list)
-    weight: float = 0.0
+    kmm_weight: float = Field(default=0.0, validation_alias=AliasChoices("kmm_weight", "weight"))
     accepted: bool = False
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sample_weight(self) -> float:
+        """Training weight: 1.0 when accepted, else 0.0 (selection keeps a subset; it does not reweight)."""
+        return 1.0 if self.accepted else 0.0
 
 
 _TEXT_BOUND = {"max_length": 200}

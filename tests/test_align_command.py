@@ -67,7 +67,7 @@ def test_align_selects_accept_fraction_per_label_and_writes_outputs(demo_dir: Pa
     for label in ("negative", "positive"):
         assert sum(1 for s in accepted if s.label == label) == round(0.4 * PER_LABEL)  # accept_fraction × pool
         assert sum(1 for s in whole if s.label == label and s.accepted) == round(0.4 * PER_LABEL)
-        assert sum(s.weight for s in whole if s.label == label) == pytest.approx(1.0, abs=1e-4)
+        assert sum(s.kmm_weight for s in whole if s.label == label) == pytest.approx(1.0, abs=1e-4)
     assert all(s.accepted and s.backend == "external" and s.round == 1 for s in accepted)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))

@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from synalign.config import RunConfig
@@ -23,7 +24,7 @@ def _config(data: Path, out: Path, **overrides: object) -> RunConfig:
 
 
 def _pool(result) -> list[tuple[str, str, str, float, bool]]:  # noqa: ANN001
-    return [(s.id, s.text, s.label, round(s.weight, 6), s.accepted) for s in result.pool]
+    return [(s.id, s.text, s.label, round(s.kmm_weight, 6), s.accepted) for s in result.pool]
 
 
 def test_stops_on_budget_rounds_and_writes_outputs(small_data: Path, tmp_path: Path) -> None:
@@ -40,11 +41,16 @@ def test_stops_on_budget_rounds_and_writes_outputs(small_data: Path, tmp_path: P
     lines = (tmp_path / "run" / "synthetic.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert len(records) == 18 and all(r["accepted"] for r in records)
+    # the training weight of every accepted row is 1 (the selection keeps a subset); the KMM weight is a
+    # diagnostic that is 0 for some accepted rows (issue 21: nobody training with weights drops them)
+    assert all(r["sample_weight"] == 1.0 for r in records) and "weight" not in records[0]
+    pool_rows = pq.read_table(tmp_path / "run" / "pool.parquet").to_pylist()
+    assert {r["sample_weight"] for r in pool_rows if not r["accepted"]} == {0.0}
     assert all(r["backend"].startswith("offline") for r in records)
     assert all(len(r["demonstration_ids"]) == 4 for r in records)
     # weights: per-label simplex over the whole pool
     for label in ("negative", "positive"):
-        assert sum(s.weight for s in result.pool if s.label == label) == pytest.approx(1.0, abs=1e-4)
+        assert sum(s.kmm_weight for s in result.pool if s.label == label) == pytest.approx(1.0, abs=1e-4)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["backend"]["is_llm"] is False and "EDA backend (no language model)" in summary["backend"]["note"]
     assert summary["noise_floor"] is not None and summary["final_mmd2"] == result.metrics[-1]["mmd2_accepted"]

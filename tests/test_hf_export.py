@@ -101,7 +101,8 @@ def test_run_dir_loads_train_as_accepted_and_pool_as_a_config(run: dict[str, Any
     loaded = _load(run_dir, cache=cache)
     assert isinstance(loaded, datasets.DatasetDict) and list(loaded) == ["train"]
     assert loaded["train"]["id"] == accepted_ids and len(accepted_ids) == run["summary"]["accepted"] == 8
-    assert {"text", "label", "round", "weight", "backend", "demonstration_ids"} <= set(loaded["train"].column_names)
+    provenance = {"text", "label", "round", "kmm_weight", "sample_weight", "backend", "demonstration_ids"}
+    assert provenance <= set(loaded["train"].column_names)
 
     assert datasets.get_dataset_config_names(str(run_dir)) == ["default", "pool"]
     pool = _load(run_dir, "pool", cache=cache)
@@ -249,7 +250,8 @@ def test_export_to_dir_keeps_column_names_and_int_labels(
     result = CliRunner().invoke(app, ["export", str(run["dir"]), "--to-dir", str(full), "--columns", "all"])
     assert result.exit_code == 0, result.stderr
     train = _load(full, cache=cache)["train"]
-    assert train.column_names == ["sentence", "label", "id", "round", "weight", "backend", "demonstration_ids"]
+    assert train.column_names == ["sentence", "label", "id", "round", "kmm_weight", "sample_weight", "backend",
+                                  "demonstration_ids"]
     assert train["id"] == [r["id"] for r in accepted] and set(train["backend"]) == {"offline:eda"}
     assert isinstance(train[0]["demonstration_ids"], list) and isinstance(train[0]["label"], int)
     pool = _load(full, "pool", cache=cache)["train"]

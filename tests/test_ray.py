@@ -217,8 +217,8 @@ def test_generation_over_two_endpoints_matches_one_local_endpoint(cluster, small
     assert after_generate["llm_calls"] == shares["first"] + shares["second"] == local_calls  # the same calls, spread
     assert after_generate["by_endpoint"][second.url]["llm_calls"] == shares["second"]
     # the loop: the same accepted samples; the summary (written after the backend closed) counts every call
-    assert [(s.text, s.label, s.weight) for s in fanned_run.accepted] == [
-        (s.text, s.label, s.weight) for s in local_run.accepted
+    assert [(s.text, s.label, s.kmm_weight) for s in fanned_run.accepted] == [
+        (s.text, s.label, s.kmm_weight) for s in local_run.accepted
     ]
     assert len(fanned_run.accepted) == 12 and calls["second"] > shares["second"]
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text(encoding="utf-8"))

@@ -126,8 +126,8 @@ def _outcome(out: Path) -> dict[str, Any]:
         m.pop("align_seconds", None)
     summary = json.loads((out / "summary.json").read_text())
     return {
-        "accepted": [(r["id"], r["text"], r["label"], round(r["weight"], 6)) for r in accepted],
-        "pool": [(r["id"], r["text"], r["label"], round(r["weight"], 6), r["accepted"]) for r in pool],
+        "accepted": [(r["id"], r["text"], r["label"], round(r["kmm_weight"], 6)) for r in accepted],
+        "pool": [(r["id"], r["text"], r["label"], round(r["kmm_weight"], 6), r["accepted"]) for r in pool],
         "metrics": metrics,
         "summary": {k: summary[k] for k in ("stop_reason", "rounds", "generated", "accepted", "labels", "final_mmd2")},
     }
