@@ -45,7 +45,7 @@ _PLACEHOLDER_KEY = "EMPTY"  # what local OpenAI-compatible servers (vLLM, Ollama
 
 def build_backend(
     config: RunConfig,
-    run_dir: Path,
+    run_dir: Path | None,
     *,
     reference: Mapping[str, Sequence[str]] | None = None,
     chat_model: Any = None,
@@ -181,21 +181,34 @@ def make_dspy_lm(settings: LLMSettings, api_key: str) -> Any:
 
 def _follow_server_slots(settings: LLMSettings) -> LLMSettings:
     """Never more calls in flight than a llama.cpp endpoint has slots (its ``/props`` says; other servers
-    do not answer there and keep ``--max-concurrency``)."""
+    do not answer there and keep ``--max-concurrency``).
+
+    Raises:
+        InputError: the endpoint accepted no connection or sent no answer within ``connect_timeout_s``.
+    """
     if not settings.base_url or settings.provider not in ("openai", "local"):
         return settings
     from dataclasses import replace
+    from urllib.parse import urlsplit
 
     from synalign.local.server import server_slots
 
-    slots = server_slots(settings.base_url)
+    try:
+        slots = server_slots(settings.base_url, timeout=settings.connect_timeout_s)
+    except TimeoutError:
+        parts = urlsplit(settings.base_url)
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # never the userinfo
+        raise InputError(
+            f"the LLM endpoint {shown} sent no answer within {settings.connect_timeout_s:g} s "
+            "(SYNALIGN_LLM_CONNECT_TIMEOUT); check --base-url and that the server is up"
+        ) from None
     if slots is not None and slots < settings.max_concurrency:
         _log.info("%s has %d slot(s): concurrency %d -> %d", settings.base_url, slots, settings.max_concurrency, slots)
         return replace(settings, max_concurrency=slots)
     return settings
 
 
-def make_runner(config: RunConfig, settings: LLMSettings, run_dir: Path, *, sleep: Callable[[float], None] = time.sleep) -> LLMRunner:
+def make_runner(config: RunConfig, settings: LLMSettings, run_dir: Path | None, *, sleep: Callable[[float], None] = time.sleep) -> LLMRunner:
     """The shared :class:`LLMRunner` of a run: response cache (unless ``--no-llm-cache``), trace in
     ``run_dir/llm_trace.jsonl``, redaction of the API key."""
     from synalign.agents.cache import ResponseCache
@@ -206,7 +219,7 @@ def make_runner(config: RunConfig, settings: LLMSettings, run_dir: Path, *, slee
         from synalign.embeddings import default_cache_dir
 
         cache = ResponseCache(Path(config.cache_dir or default_cache_dir()) / LLM_CACHE_FILE)
-    trace = TraceWriter(Path(run_dir) / TRACE_FILE, redactor)
+    trace = TraceWriter(Path(run_dir) / TRACE_FILE, redactor) if run_dir is not None else None
     return LLMRunner(settings, cache=cache, trace=trace, redactor=redactor, sleep=sleep)
 
 
@@ -218,7 +231,12 @@ def make_completion_lm(settings: LLMSettings, api_key: str) -> Any:
 
     if not settings.base_url:
         raise InputError("--prompt-style completion needs --base-url (an OpenAI-compatible /v1/completions server)")
-    engine = CompletionEngine(settings.base_url, settings.model, api_key=api_key, timeout=settings.timeout_s)
+    # the extra prompt pass that makes a resumed run replay-exact only on the embedded llama-server: a remote
+    # endpoint would bill it, and its caching is not ours to control
+    engine = CompletionEngine(
+        settings.base_url, settings.model, api_key=api_key, timeout=settings.timeout_s,
+        reproducible=settings.provider == "local",
+    )
     return dspy.LM(
         f"openai/{settings.model}", engine=engine, temperature=settings.temperature, max_tokens=settings.max_tokens,
         cache=False, num_retries=0,
@@ -227,7 +245,7 @@ def make_completion_lm(settings: LLMSettings, api_key: str) -> Any:
 
 def build_llm_backend(
     config: RunConfig,
-    run_dir: Path,
+    run_dir: Path | None,
     *,
     chat_model: Any = None,
     lm: Any = None,

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -218,13 +218,16 @@ class DSPyGenerator:
         """``"completion"`` (continuation lines, base models) or ``"chat"``."""
         return "completion" if self.completion else "chat"
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
-        """One :class:`Generation` per request, in order (requests run concurrently).
+    def generate(
+        self, requests: list[GenerationRequest], *, on_done: Callable[[int, Generation], None] | None = None
+    ) -> list[Generation]:
+        """One :class:`Generation` per request, in order (requests run concurrently); ``on_done(i,
+        generation)`` as each request finishes (progress).
 
         Raises:
             LLMError: a call failed after all retries.
         """
-        return self.runner.map(self._one, requests)
+        return self.runner.map(self._one, requests, on_done=on_done)
 
     def _one(self, index: int, request: GenerationRequest) -> Generation:
         kept: list[str] = []

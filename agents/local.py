@@ -42,7 +42,7 @@ def ensure_server_binary(log: Callable[[str], None] = _stderr) -> Path:
 
 def build_local_backend(
     config: RunConfig,
-    run_dir: Path,
+    run_dir: Path | None,
     *,
     reference: Mapping[str, Sequence[str]] | None = None,
     sleep: Callable[[float], None] = time.sleep,

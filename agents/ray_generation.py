@@ -44,7 +44,7 @@ _log = logging.getLogger("synalign.agents")
 class _EndpointWorker:
     """Ray actor: the LLM backend of one endpoint; :meth:`generate` runs a chunk of requests on its generator."""
 
-    def __init__(self, config: RunConfig, settings: LLMSettings | None, base_url: str, run_dir: str) -> None:
+    def __init__(self, config: RunConfig, settings: LLMSettings | None, base_url: str, run_dir: str | None) -> None:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         from synalign.agents.backend import build_llm_backend
 
@@ -52,7 +52,7 @@ class _EndpointWorker:
         settings = replace(settings, base_url=base_url) if settings is not None else None
         self.error = ""
         try:
-            self.backend = build_llm_backend(config, Path(run_dir), settings=settings)
+            self.backend = build_llm_backend(config, Path(run_dir) if run_dir else None, settings=settings)
         except InputError as exc:  # reported by ready(): one line for the driver, not an actor's death
             self.error = f"endpoint {base_url}: {exc}"
 
@@ -74,7 +74,8 @@ class RayGenerator:
         config: run configuration with ``llm="openai:MODEL"`` (its ``base_url`` is replaced per endpoint);
             ``llm_cache=False`` makes every request a call.
         endpoints: base URLs ending in ``/v1``, one actor each (at least one; duplicates are refused).
-        run_dir: directory under which each actor writes its trace (``ray/endpoint-I``, node-local).
+        run_dir: directory under which each actor writes its trace (``ray/endpoint-I``, node-local); None
+            keeps no trace (a graph embedded in an app, ``RunConfig.out`` unset).
         settings: explicit :class:`~synalign.agents.settings.LLMSettings` (its ``base_url`` is replaced per
             endpoint); ``None`` = :meth:`LLMSettings.from_config` in each actor.
         chunk_size: at most this many requests per actor call (default: the settings' ``max_concurrency``, so
@@ -93,7 +94,7 @@ class RayGenerator:
         self,
         config: RunConfig,
         endpoints: Sequence[str],
-        run_dir: Path | str,
+        run_dir: Path | str | None,
         *,
         settings: LLMSettings | None = None,
         chunk_size: int | None = None,
@@ -113,7 +114,7 @@ class RayGenerator:
         self._last: dict[str, Any] = {"by_endpoint": {}}
         worker = ray.remote(num_cpus=cpus_per_actor)(_EndpointWorker)
         self._actors = [
-            worker.remote(config, settings, url, str(Path(run_dir) / "ray" / f"endpoint-{i}"))
+            worker.remote(config, settings, url, str(Path(run_dir) / "ray" / f"endpoint-{i}") if run_dir else None)
             for i, url in enumerate(urls)
         ]
         errors = [e for e in ray.get([a.ready.remote() for a in self._actors]) if e]
@@ -166,7 +167,7 @@ class RayGenerator:
 def ray_backend(
     config: RunConfig,
     endpoints: Sequence[str],
-    run_dir: Path | str,
+    run_dir: Path | str | None,
     *,
     settings: LLMSettings | None = None,
     chunk_size: int | None = None,
@@ -186,7 +187,7 @@ def ray_backend(
         raise InputError("ray_backend needs at least one endpoint URL")
     first = config.model_copy(update={"base_url": urls[0]})
     local = build_llm_backend(
-        first, Path(run_dir), settings=replace(settings, base_url=urls[0]) if settings is not None else None
+        first, Path(run_dir) if run_dir else None, settings=replace(settings, base_url=urls[0]) if settings is not None else None
     )
     generator = RayGenerator(config, urls, run_dir, settings=settings, chunk_size=chunk_size)
 

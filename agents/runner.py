@@ -28,7 +28,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -107,13 +107,26 @@ class LLMRunner:
         """Usage counters with the concurrency state (``Backend.usage``)."""
         return self.usage.snapshot(self.limiter)
 
-    def map(self, fn: Callable[[int, T], R], items: Sequence[T]) -> list[R]:
+    def map(
+        self, fn: Callable[[int, T], R], items: Sequence[T], on_done: Callable[[int, R], None] | None = None
+    ) -> list[R]:
         """``[fn(i, item) for i, item in enumerate(items)]`` on up to ``max_concurrency`` threads, in
-        order. The first exception (by item order) is re-raised after every item has finished."""
+        order. The first exception (by item order) is re-raised after every item has finished.
+
+        ``on_done(i, result)`` is called in the calling thread as each item succeeds (in completion order)."""
+        done = on_done or (lambda i, result: None)
         if len(items) <= 1 or self.settings.max_concurrency == 1:
-            return [fn(i, item) for i, item in enumerate(items)]
+            results = []
+            for i, item in enumerate(items):
+                results.append(fn(i, item))
+                done(i, results[-1])
+            return results
         with ThreadPoolExecutor(max_workers=min(self.settings.max_concurrency, len(items))) as pool:
             futures = [pool.submit(fn, i, item) for i, item in enumerate(items)]
+            index = {future: i for i, future in enumerate(futures)}
+            for future in as_completed(futures):
+                if future.exception() is None:
+                    done(index[future], future.result())
             errors = [f.exception() for f in futures]
         for error in errors:
             if error is not None:

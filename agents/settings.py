@@ -37,6 +37,7 @@ class LLMEnvironment(BaseSettings):
         structured_method: ``SYNALIGN_LLM_STRUCTURED`` (``json_schema``, ``function_calling`` or
             ``json_mode``).
         timeout_s: ``SYNALIGN_LLM_TIMEOUT``; None = the backend's default (60 s local, 120 s otherwise).
+        connect_timeout_s: ``SYNALIGN_LLM_CONNECT_TIMEOUT`` (10).
         max_attempts: ``SYNALIGN_LLM_MAX_ATTEMPTS`` (6).
         request_budget_s: ``SYNALIGN_LLM_REQUEST_BUDGET`` (600).
         backoff_s: ``SYNALIGN_LLM_BACKOFF`` (1).
@@ -50,6 +51,7 @@ class LLMEnvironment(BaseSettings):
         "json_schema", validation_alias="SYNALIGN_LLM_STRUCTURED"
     )
     timeout_s: float | None = Field(None, validation_alias="SYNALIGN_LLM_TIMEOUT")
+    connect_timeout_s: float = Field(10.0, validation_alias="SYNALIGN_LLM_CONNECT_TIMEOUT")
     max_attempts: float = Field(6, validation_alias="SYNALIGN_LLM_MAX_ATTEMPTS")
     request_budget_s: float = Field(600.0, validation_alias="SYNALIGN_LLM_REQUEST_BUDGET")
     backoff_s: float = Field(1.0, validation_alias="SYNALIGN_LLM_BACKOFF")
@@ -67,7 +69,7 @@ class LLMEnvironment(BaseSettings):
         return raw
 
     @field_validator(
-        "timeout_s", "max_attempts", "request_budget_s", "backoff_s", "local_threads", "local_slots",
+        "timeout_s", "connect_timeout_s", "max_attempts", "request_budget_s", "backoff_s", "local_threads", "local_slots",
         mode="before",
     )
     @classmethod
@@ -122,6 +124,11 @@ class LLMSettings:
         cache: use the on-disk response cache.
         timeout_s: per-call client timeout in seconds (``SYNALIGN_LLM_TIMEOUT``, default 60 for ``--llm
             local``, 120 otherwise).
+        connect_timeout_s: seconds a ``--base-url`` endpoint has to answer the probe sent when the backend is
+            built (``GET /props``, which also reads a llama.cpp server's slots; any HTTP answer will do). An
+            endpoint that accepts no connection or sends no answer in that time (a black hole) is refused with
+            one line at once, not after ``request_budget_s`` of retries (``SYNALIGN_LLM_CONNECT_TIMEOUT``,
+            default 10).
         max_attempts: attempts per request, first included (``SYNALIGN_LLM_MAX_ATTEMPTS``, default 6).
         request_budget_s: total seconds one request may take, all attempts and backoff waits included
             (``SYNALIGN_LLM_REQUEST_BUDGET``, default 600): a server that accepts connections but never
@@ -153,6 +160,7 @@ class LLMSettings:
     max_concurrency: int = 4
     cache: bool = True
     timeout_s: float = 120.0
+    connect_timeout_s: float = 10.0
     max_attempts: int = 6
     request_budget_s: float = 600.0
     backoff_s: float = 1.0
@@ -201,6 +209,7 @@ class LLMSettings:
             max_concurrency=max(1, config.max_concurrency),
             cache=config.llm_cache,
             timeout_s=env.timeout_s if env.timeout_s is not None else (60.0 if local else 120.0),
+            connect_timeout_s=env.connect_timeout_s,
             max_attempts=max(1, int(env.max_attempts)),
             request_budget_s=env.request_budget_s,
             backoff_s=env.backoff_s,

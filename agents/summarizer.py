@@ -11,6 +11,7 @@ with :class:`~synalign.agents.errors.LLMError`, never silently dropped.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from synalign.agents.errors import MalformedReply
@@ -82,13 +83,16 @@ class LLMSummarizer:
             self.structured = chat_model.with_structured_output(self.schema, include_raw=True)
         self.calls = 0
 
-    def summarize(self, requests: list[SummaryRequest]) -> list[AttributeSummary]:
-        """One :class:`AttributeSummary` per request, in order (requests run concurrently).
+    def summarize(
+        self, requests: list[SummaryRequest], *, on_done: Callable[[int, AttributeSummary], None] | None = None
+    ) -> list[AttributeSummary]:
+        """One :class:`AttributeSummary` per request, in order (requests run concurrently); ``on_done(i,
+        summary)`` as each request finishes (progress).
 
         Raises:
             LLMError: a request failed after all retries.
         """
-        return self.runner.map(self._one, requests)
+        return self.runner.map(self._one, requests, on_done=on_done)
 
     def _one(self, index: int, request: SummaryRequest) -> AttributeSummary:
         values = render_inputs(

@@ -145,9 +145,13 @@ def format_trace(
         limit: show at most this many records (the summary still counts all).
 
     Raises:
-        InputError: see :func:`read_trace`.
+        InputError: see :func:`read_trace`; a ``round`` no record has.
     """
     records = read_trace(run_dir)
+    rounds = sorted({r["round"] for r in records if isinstance(r.get("round"), int)})
+    if round is not None and round not in rounds:
+        held = f"rounds {', '.join(map(str, rounds))}" if rounds else "no rounds"
+        raise InputError(f"--round {round}: the trace holds {held}")
     status = Counter(r.get("status") for r in records)
     kinds = Counter(r.get("error_kind") for r in records if r.get("status") == "error")
     tokens_in = sum(r.get("tokens_in") or 0 for r in records if r.get("status") == "ok")

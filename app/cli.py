@@ -10,15 +10,17 @@ input never shows a traceback: :class:`~synalign.errors.InputError` (and invalid
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 
 from synalign.app import options as _options
 from synalign.app.commands import fail, register
+from synalign.app.helpformat import HelpCommand
 from synalign.config import config_error, option_flag
 from synalign.errors import InputError, SynalignError
 
@@ -87,25 +89,25 @@ def _resume_hint(out: Path) -> str:
     return "the run had not started, nothing was written; run the same command again"
 
 
-def _resumed_config(out: Path, given: dict[str, Any]) -> Any:
+def _resumed_config(out: Path, given: dict[str, Any], flag: str = "--resume") -> Any:
     """The saved config of the run in ``out`` with the resume-safe options in ``given`` applied; any other
-    given option is refused (exit 2)."""
+    given option is refused (exit 2). ``flag``: the option that continues the run, for the messages."""
     from pydantic import ValidationError
 
     from synalign.config import RunConfig
 
     saved = out / "config.json"
     if not saved.is_file():
-        fail(f"--resume: no synalign run in {out} (missing config.json)")
+        fail(f"{flag}: no synalign run in {out} (missing config.json)")
     try:
         config = RunConfig.model_validate_json(saved.read_text(encoding="utf-8"))
     except (ValidationError, ValueError) as exc:
-        fail(f"--resume: {saved} is not a valid run config ({config_error(exc)})")
+        fail(f"{flag}: {saved} is not a valid run config ({config_error(exc)})")
     given = {name: value for name, value in given.items() if name != "out"}
     refused = [option_flag(name) for name in given if name not in _options.resume_safe_fields()]
     if refused:
         fail(
-            f"--resume continues the run as saved in {saved}; it cannot change {', '.join(refused)} "
+            f"{flag} continues the run as saved in {saved}; it cannot change {', '.join(refused)} "
             f"(start a new run with --overwrite or another --out)"
         )
     try:
@@ -114,7 +116,7 @@ def _resumed_config(out: Path, given: dict[str, Any]) -> Any:
         fail(config_error(exc))
     if given:
         applied = ", ".join(option_flag(name) for name in given)
-        typer.echo(f"note: --resume applies {applied}; every other setting comes from {saved}", err=True)
+        typer.echo(f"note: {flag} applies {applied}; every other setting comes from {saved}", err=True)
     return config
 
 
@@ -126,15 +128,25 @@ def _new_config(given: dict[str, Any]) -> Any:
     if "data" not in given:
         fail("missing option --data (the real data file or directory)")
     try:
-        return RunConfig(**given)
+        config = RunConfig(**given)
     except ValidationError as exc:
         fail(config_error(exc))
+    for note in _options.unused_option_notes(config):
+        typer.echo(f"note: {note}", err=True)
+    return config
 
 
-def run(ctx: typer.Context, resume: bool = False, overwrite: bool = False, **_fields: Any) -> None:
+def run(
+    ctx: typer.Context, resume: bool = False, overwrite: bool = False, extend: Optional[int] = None, **_fields: Any
+) -> None:
     """Generate distribution-matched synthetic data: explore → summarise → generate → align, until the target."""
     given = _options.given_fields(ctx)
-    config = _resumed_config(given["out"], given) if resume else _new_config(given)
+    if extend is not None and overwrite:
+        fail("--extend continues the finished run in --out; it cannot be combined with --overwrite")
+    if extend is not None:
+        config = _resumed_config(given["out"], given, flag="--extend")
+    else:
+        config = _resumed_config(given["out"], given) if resume else _new_config(given)
 
     from rich.console import Console
 
@@ -142,12 +154,15 @@ def run(ctx: typer.Context, resume: bool = False, overwrite: bool = False, **_fi
     from synalign.interrupt import sigint_guard
 
     console = Console(stderr=True)
+    console.soft_wrap = not console.is_terminal  # a log file gets whole lines, never cut at 80 columns
     try:
         from synalign.graphs import run as run_graph
 
         with sigint_guard(lambda: f"synalign: error: interrupted; {_resume_hint(config.out)}"):
             with RoundProgress(config.max_rounds) as progress:
-                result = run_graph(config, resume=resume, overwrite=overwrite, on_event=progress)
+                result = run_graph(
+                    config, resume=resume, overwrite=overwrite, on_event=progress, extend=extend or 0
+                )
     except InputError as exc:
         fail(str(exc))
     except SynalignError as exc:  # e.g. an LLM request that still failed after every retry
@@ -161,8 +176,8 @@ def _print_result(console: Any, result: Any) -> None:
     s = result.summary
     verdict = s.get("verdict")
     console.print(
-        f"[bold]done[/bold]: {s['rounds']} rounds, {s['generated']} generated, {s['accepted']} accepted"
-        + (f"; verdict {verdict['level'].upper()}" if verdict else "") + "; "
+        f"[bold]done[/bold]: {s['rounds']} rounds, {s['generated']} generated, {s['accepted']} accepted; "
+        f"{_target_verdict(s)}" + (f"; verdict {verdict['level'].upper()}" if verdict else "") + "; "
         f"stop: {s['stop_reason']}; MMD² {s['final_mmd2']:.3e} (target {s['target_mmd2']:.3e}; a random real "
         f"subset of that size scores {s['noise_floor_same_size']:.3e}, two real halves {s['noise_floor']:.3e}); "
         f"{s['wall_seconds']:.0f} s"
@@ -188,6 +203,18 @@ def _print_result(console: Any, result: Any) -> None:
         typer.echo(f"  {name:<18} {path}")
 
 
+def _target_verdict(summary: dict[str, Any]) -> str:
+    """``target met (0.8×)`` / ``target missed (4.1×)``: the final MMD² against the target, as a ratio."""
+    final, target = summary.get("final_mmd2"), summary.get("target_mmd2")
+    if final is None or target is None or math.isnan(final):
+        return "target missed (nothing accepted)"
+    met = "met" if final <= target else "missed"
+    if target <= 0:
+        return f"target {met} (target MMD² 0)"
+    ratio = final / target
+    return f"target {met} ({ratio:.1f}×)" if abs(ratio - 1) >= 0.05 else f"target {met} ({ratio:.2f}×)"
+
+
 run.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
     inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
     *_options.run_parameters(),
@@ -195,8 +222,11 @@ run.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         False, "--resume", help="Continue the checkpointed run in --out.", rich_help_panel="Output")),
     inspect.Parameter("overwrite", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
         False, "--overwrite", help="Replace an existing run directory.", rich_help_panel="Output")),
+    inspect.Parameter("extend", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[int], default=typer.Option(
+        None, "--extend", min=1, metavar="N", show_default=False, rich_help_panel="Output",
+        help="Continue the finished run in --out for up to N more rounds (same thread, nothing regenerated).")),
 ])
-app.command(epilog=_RUN_EXAMPLES)(run)
+app.command(epilog=_RUN_EXAMPLES, cls=HelpCommand)(run)
 register(app)
 
 

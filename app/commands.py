@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Optional
 
 import typer
 
+from synalign.app.helpformat import HelpCommand
 from synalign.app.options import field_help
+from synalign.config import MAX_SEED
 from synalign.errors import InputError, SynalignError
 
 if TYPE_CHECKING:
@@ -42,6 +44,20 @@ def _captured(buffer: io.StringIO) -> Iterator[None]:
     except BaseException:
         sys.stderr.write(buffer.getvalue())
         raise
+
+
+def _trial_printer(stream: Any) -> Callable[[int, Optional[float]], None]:
+    """Prints one progress line per optimiser trial on ``stream`` (the real stderr: DSPy's own chatter is
+    captured around the optimiser), e.g. ``trial 3: validation score 0.512 (best so far 0.540)``."""
+    best: list[float] = []
+
+    def on_trial(trial: int, score: Optional[float]) -> None:
+        if score is not None:
+            best[:] = [max([*best, score])]
+        result = "evaluation failed" if score is None else f"validation score {score:.3f}"
+        typer.echo(f"trial {trial}: {result}" + (f" (best so far {best[0]:.3f})" if best else ""), file=stream)
+
+    return on_trial
 
 
 def optimize(
@@ -80,13 +96,14 @@ def optimize(
     if not verbose:
         dspy.disable_logging()  # its optimisers log every step at INFO (the result line below says what matters)
     chatter = io.StringIO()  # DSPy's optimisers print scores and draw tqdm bars they are not told to hide
+    on_trial = _trial_printer(sys.stderr)  # the real stderr, taken before the capture
     try:
         with contextlib.nullcontext() if verbose else _captured(chatter):
             result = run_optimize(
                 data, out=out, llm=llm, base_url=base_url, api_key_env=api_key_env, optimizer=optimizer,
                 train_size=train, val_size=val, cluster_size=cluster_size, n=n, task=task, temperature=temperature,
                 max_tokens=max_tokens, threads=threads, seed=seed, featurize=metric_embeddings,
-                text_field=text_field, label_field=label_field,
+                text_field=text_field, label_field=label_field, on_trial=on_trial,
             )
     except InputError as exc:
         fail(str(exc))
@@ -109,8 +126,10 @@ def optimize(
 
 def trace(
     run_dir: Path = typer.Argument(..., help="A run directory (or its llm_trace.jsonl)."),
-    node: Optional[str] = typer.Option(None, "--node", help="Only this node (summarize or generate)."),
-    round_: Optional[int] = typer.Option(None, "--round", help="Only this round."),
+    node: Optional[Literal["summarize", "generate"]] = typer.Option(
+        None, "--node", help="Only this node (summarize or generate)."
+    ),
+    round_: Optional[int] = typer.Option(None, "--round", min=1, help="Only this round."),
     errors: bool = typer.Option(False, "--errors", help="Only failed attempts."),
     full: bool = typer.Option(False, "--full", help="Do not clip prompts and responses."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Show at most this many records."),
@@ -126,15 +145,13 @@ def trace(
 
 
 def _compare_examples(path: Path, text_field: str, label_field: str, limit: int, seed: int) -> list[RealExample]:
-    """Labelled examples of a data file, a dataset directory (its train split) or a synalign run directory (its
-    accepted ``synthetic.jsonl``), a seeded random ``limit`` of them at most."""
+    """Labelled examples of one side (:func:`synalign.compare.read_compare_side`: a data file or dataset directory,
+    a run, align or export directory), a seeded random ``limit`` of them at most."""
     import random
 
-    from synalign.datafiles import load_dataset
+    from synalign.compare import read_compare_side
 
-    if path.is_dir() and (path / "synthetic.jsonl").is_file() and (path / "config.json").is_file():
-        path = path / "synthetic.jsonl"
-    rows = load_dataset(path, text_field=text_field, label_field=label_field).train
+    rows = read_compare_side(path, text_field=text_field, label_field=label_field)
     if limit and len(rows) > limit:
         rows = random.Random(seed).sample(rows, limit)
     return rows
@@ -165,10 +182,12 @@ def _heldout_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def compare(
-    a: Path = typer.Argument(..., help="Reference (real) data: file, dataset directory (train split) or run directory."),
-    b: Path = typer.Argument(..., help="Candidate (synthetic) data: file, dataset directory or synalign run directory."),
+    a: Path = typer.Argument(..., help="Reference (real) data: file, dataset directory (train split; Hugging Face "
+                             "layouts too) or synalign output directory."),
+    b: Path = typer.Argument(..., help="Candidate (synthetic) data: file, dataset directory, or a synalign run, align "
+                             "or export directory (its accepted samples)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    max_texts: int = typer.Option(5000, "--max-texts", help="At most this many texts per side (a seeded sample; 0 = all)."),
+    max_texts: int = typer.Option(5000, "--max-texts", min=0, help="At most this many texts per side (a seeded sample; 0 = all)."),
     text_field: str = typer.Option("text", help="Text field/column."),
     label_field: str = typer.Option("label", help="Label field/column."),
     heldout: Optional[Path] = typer.Option(
@@ -176,19 +195,20 @@ def compare(
         "B as training data: utility of A + B vs A alone on them, near-copies of A or of the held-out texts in B, fidelity and the verdict.",
         show_default=False,
     ),
-    seed: int = typer.Option(0, help="Seed of every random subset."),
+    seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of every random subset."),
 ) -> None:
     """How far B is from A: MMD² (the run report's estimator) against its noise floor, Sinkhorn divergence, and
     a real-vs-synthetic discriminator AUC next to the real-vs-real AUC; with --heldout, whether B helps."""
     import json
 
-    from synalign.compare import assess_with_heldout, compare_sets
+    from synalign.compare import assess_with_heldout, check_enough_texts, compare_sets
     from synalign.datafiles import load_examples
     from synalign.embeddings import Embedder
 
     try:
         rows_a = _compare_examples(a, text_field, label_field, max_texts, seed)
         rows_b = _compare_examples(b, text_field, label_field, max_texts, seed)
+        check_enough_texts(len(rows_a), len(rows_b))  # before the model loads or the held-out set is judged
         embedder = Embedder()
         judged: dict[str, Any] = {}
         if heldout is not None:  # first: a bad held-out set fails before any divergence is computed
@@ -211,8 +231,11 @@ def compare(
     rows = [
         ("texts (A, B)", f"{result['n_a']}, {result['n_b']}"),
         ("MMD² of B to A (fixed-set, RBF σ = %.3g)" % result["bandwidth"], f"{result['mmd2']:.3e}"),
-        ("  a random real subset of that size scores", f"{result['noise_floor']:.3e} ± {result['noise_floor_std']:.1e}"),
-        ("  ratio to that noise floor", f"{result['mmd2_over_floor']:.2f}x" if result["mmd2_over_floor"] else "-"),
+        ("  a random real subset of that size scores",
+         f"{result['noise_floor']:.3e} ± {result['noise_floor_std']:.1e} (mean ± std, {result['noise_floor_draws']} "
+         "subsets)"),
+        ("  ratio to that noise floor", f"{result['mmd2_over_floor']:.2f}x ± {result['mmd2_over_floor_std']:.2f}"
+         if result["mmd2_over_floor"] else "-"),
         ("Sinkhorn divergence (debiased)", f"{result['sinkhorn']:.4f}"),
         ("  a random real subset of that size scores", f"{result['sinkhorn_floor']:.4f}"),
         ("discriminator AUC, B vs A (0.5 = indistinguishable)", f"{result['discriminator_auc']:.3f}"),
@@ -228,7 +251,7 @@ def compare(
 local_lm = typer.Typer(help="The embedded local LM: build llama-server once, show what is installed.", no_args_is_help=True)
 
 
-@local_lm.command("build")
+@local_lm.command("build", cls=HelpCommand)
 def local_lm_build(
     force: bool = typer.Option(False, "--force", help="Rebuild even when a cached binary exists."),
     jobs: int = typer.Option(2, "--jobs", help="Parallel compile jobs."),
@@ -247,7 +270,7 @@ def local_lm_build(
     typer.echo(f"model         {model}")
 
 
-@local_lm.command("status")
+@local_lm.command("status", cls=HelpCommand)
 def local_lm_status() -> None:
     """Where the server binary and the embedded model are (exit 1 when the binary is not built)."""
     from synalign.local import find_binary, tools_dir
@@ -270,7 +293,10 @@ def eval_(
     k: int = typer.Option(32, "--k", help="Real labelled examples per class, drawn from train."),
     m: int = typer.Option(1000, "--m", help="Synthetic examples selected per strategy."),
     seeds: int = typer.Option(5, "--seeds", help="Number of seeds (few-shot draws)."),
-    strategy: Optional[str] = typer.Option(None, "--strategy", help="Selection strategies, comma-separated (default: all compared)."),
+    strategy: Optional[str] = typer.Option(
+        None, "--strategy", help="Selection strategies, comma-separated: filter, filter+NAME or a NAME such as "
+        "herding, top_weight, proportional or random (default: all compared).",
+    ),
     classifier: str = typer.Option("lr", "--classifier", help="lr (logistic regression on frozen MiniLM) or finetune."),
     n_unlabelled: int = typer.Option(1000, "--n-unlabelled", help="Unlabelled real texts strategies may use."),
     unlabelled_split: str = typer.Option("train", "--unlabelled-split", help="Unlabelled texts from train or dev."),
@@ -284,7 +310,9 @@ def eval_(
     try:
         from synalign.evals.downstream import EvalSpec, markdown_table, run_eval, write_outputs
         from synalign.evals.taskdata import resolve_pool_paths
+        from synalign.filecheck import check_creatable_dir
 
+        check_creatable_dir(out, "--out")  # e.g. an existing file: refused before the evaluation, not after
         spec = EvalSpec(
             data=data, pools=resolve_pool_paths(pool), out=None, k=k, m=m, seeds=seeds,
             strategies=[s.strip() for s in strategy.split(",") if s.strip()] if strategy else (),
@@ -304,15 +332,15 @@ def eval_(
 def register(app: typer.Typer) -> None:
     """Add these commands to the ``synalign`` app (``run`` is defined beside it, in :mod:`synalign.app.cli`)."""
     for command in (optimize, trace, compare):
-        app.command()(command)
+        app.command(cls=HelpCommand)(command)
     app.add_typer(local_lm, name="local-lm")
-    app.command("eval")(eval_)
+    app.command("eval", cls=HelpCommand)(eval_)
     from synalign.app.export_command import export  # it imports fail from here: imported late, not at the top
 
-    app.command("export")(export)
+    app.command("export", cls=HelpCommand)(export)
     from synalign.app.align_command import align  # imports fail from here too
 
-    app.command("align")(align)
+    app.command("align", cls=HelpCommand)(align)
     from synalign.app.ablate_command import ablate  # imports fail from here too
 
-    app.command("ablate")(ablate)
+    app.command("ablate", cls=HelpCommand)(ablate)

@@ -21,14 +21,14 @@ from pydantic.fields import FieldInfo
 
 from synalign.config import DEFAULT_LLM, RunConfig, option_flag
 
-__all__ = ["field_help", "given_fields", "resume_safe_fields", "run_parameters"]
+__all__ = ["field_help", "given_fields", "resume_safe_fields", "run_parameters", "unused_option_notes"]
 
 _REQUIRED_UNLESS_RESUME = ("data",)
 """Required fields a ``--resume`` takes from the saved config instead."""
 
 _GROUPS: dict[str, tuple[str, ...]] = {
-    "Data": ("data", "text_field", "label_field", "max_real", "embedding_model", "max_seq_length", "cache_dir", "device",
-             "holdout"),
+    "Data": ("data", "text_field", "label_field", "label_names", "max_real", "embedding_model", "max_seq_length",
+             "cache_dir", "device", "ray", "holdout"),
     "Generation": ("task", "max_rounds", "clusters_per_label", "cluster_size", "samples_per_cluster", "max_samples",
                    "witness_guided", "length_scale", "seed"),
     "Alignment": ("target", "selection", "accept_fraction", "allow_near_copies", "patience"),
@@ -53,7 +53,9 @@ def _extra(field: FieldInfo) -> dict[str, Any]:
 
 def resume_safe_fields() -> frozenset[str]:
     """RunConfig fields ``--resume`` applies on top of the saved config."""
-    return frozenset(name for name, field in RunConfig.model_fields.items() if _extra(field).get("resume_safe"))
+    from synalign.config import resume_safe_fields as fields
+
+    return fields()
 
 
 def _option_type(annotation: Any) -> type:
@@ -76,8 +78,8 @@ def _default_text(name: str, field: FieldInfo) -> str:
     if field.is_required() or field.default is None:
         return ""
     default = field.default
-    if isinstance(default, bool):
-        default = option_flag(name) if default else "--no-" + option_flag(name).removeprefix("--")
+    if isinstance(default, bool):  # --help shows no --no-NAME column (synalign.app.helpformat): named here
+        return f" (default: on; turn off with --no-{option_flag(name).removeprefix('--')})" if default else " (default: off)"
     return f" (default: {default})"
 
 
@@ -100,7 +102,8 @@ def run_parameters() -> list[inspect.Parameter]:
         if kind is bool:
             decl = f"{decl}/--no-{decl.removeprefix('--')}"
         help_text = field_help(name)
-        required = field.is_required() and name not in _REQUIRED_UNLESS_RESUME
+        cli_required = field.is_required() or _extra(field).get("cli_required", False)  # `out`: None in Python
+        required = cli_required and name not in _REQUIRED_UNLESS_RESUME
         option = typer.Option(
             ... if required else None, decl, help=help_text, show_default=False, rich_help_panel=_group(name)
         )
@@ -117,3 +120,13 @@ def given_fields(ctx: typer.Context) -> dict[str, Any]:
         if ctx.params.get(name) is not None
         and getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
     }
+
+
+def unused_option_notes(config: RunConfig) -> list[str]:
+    """Notes (one line each) on options the chosen backend accepts but does not use, e.g. ``--item-name`` with
+    the EDA backend: said once, before the run, rather than ignored silently."""
+    notes = []
+    if config.item_name is not None and config.backend_kind == "eda":
+        notes.append("--item-name names the examples in an LLM's completion prompts; the EDA backend writes no "
+                     "prompts and ignores it")
+    return notes

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         marks: dict[str, float] = {}
 
         def on_event(event: dict[str, Any]) -> None:
-            if event.get("node") == "generate":
-                key = "start" if event.get("done") == 0 else "end"
+            if event.get("node") == "generate" and event.get("done") in (0, event.get("total")):
+                key = "start" if event.get("done") == 0 else "end"  # (per-cluster events in between)
                 marks.setdefault(f"{key}{event['round']}", time.perf_counter())
 
         started = time.perf_counter()

@@ -20,6 +20,8 @@ import math
 import os
 import random
 import statistics
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,6 +158,27 @@ def _score(program: Any, examples: list[Any], metric: Any) -> tuple[float, dict[
     return sum(scores) / count, {k: v / count for k, v in totals.items()}, stderr
 
 
+def _trial_callback(on_trial: Callable[[int, float | None], None]) -> Any:
+    """A DSPy callback reporting each evaluation of a candidate program by the optimiser (a trial, through
+    ``dspy.Evaluate``): ``on_trial(trial, score)``, the trial's number from 1 and its mean metric (0–1), None
+    when the evaluation failed."""
+    from dspy.utils.callback import BaseCallback
+
+    class _Trials(BaseCallback):
+        def __init__(self) -> None:
+            self.count = 0
+            self.lock = threading.Lock()
+
+        def on_evaluate_end(self, call_id: str, outputs: Any | None, exception: BaseException | None = None) -> None:
+            with self.lock:
+                self.count += 1
+                trial = self.count
+            score = getattr(outputs, "score", None) if exception is None else None
+            on_trial(trial, None if score is None else float(score) / 100)  # dspy.Evaluate scores in percent
+
+    return _Trials()
+
+
 def _compile(name: str, program: Any, metric: Any, train: list[Any], val: list[Any], lm: Any, seed: int, threads: int) -> Any:
     import dspy
 
@@ -206,6 +229,7 @@ def optimize(
     label_field: str = "label",
     featurize: Any = None,
     pass_mark: float = 0.5,
+    on_trial: Callable[[int, float | None], None] | None = None,
 ) -> OptimizeResult:
     """Optimise the generator prompt on real data and write the state file ``out``.
 
@@ -220,6 +244,8 @@ def optimize(
         featurize: text embedding for the metric: a callable, ``"minilm"`` (default; the bundled
             all-MiniLM-L6-v2) or ``"tfidf"`` (:func:`synalign.evals.metrics.tfidf_featurizer`, fast).
         pass_mark: metric score at which a bootstrapped trace becomes a few-shot demo.
+        on_trial: called as ``on_trial(trial, score)`` after the optimiser scores each candidate program
+            (``score``: its mean metric on the validation examples, 0–1; None when that evaluation failed).
 
     Returns:
         :class:`OptimizeResult`.
@@ -265,6 +291,7 @@ def optimize(
             data, out=out, lm=lm, adapter=adapter, program=program, optimizer=optimizer, train_size=train_size,
             val_size=val_size, cluster_size=cluster_size, n=n, task=task, threads=threads, seed=seed,
             featurize=featurize, text_field=text_field, label_field=label_field, pass_mark=pass_mark,
+            on_trial=on_trial,
         )
     finally:
         if server is not None:
@@ -323,6 +350,7 @@ def _optimize(
     text_field: str,
     label_field: str,
     pass_mark: float,
+    on_trial: Callable[[int, float | None], None] | None = None,
 ) -> OptimizeResult:
     import dspy
 
@@ -355,7 +383,9 @@ def _optimize(
     metric = GenerationMetric(texts, labels, featurize=featurize, threshold=pass_mark)
     with dspy.context(lm=lm, adapter=adapter):
         baseline, _, baseline_se = _score(program, holdout, metric)
-        compiled = _compile(optimizer, program, metric, train, val, lm, seed, threads)
+        trials = [_trial_callback(on_trial)] if on_trial else []
+        with dspy.context(callbacks=[*(dspy.settings.get("callbacks") or []), *trials]):
+            compiled = _compile(optimizer, program, metric, train, val, lm, seed, threads)
         optimized, components, optimized_se = _score(compiled, holdout, metric)
     demos = len(compiled.generate.demos)
     unchanged = demos == 0 and compiled.generate.signature.instructions == program.generate.signature.instructions

@@ -16,6 +16,7 @@ judges the one metrics row (``summary.json``'s ``verdict``, ``utility``, ``fidel
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from synalign.config import RunConfig
 from synalign.datafiles import Dataset
 from synalign.embeddings import Embedder
 from synalign.errors import InputError
+from synalign.fileio import disk_full_error
 from synalign.graphs.runner import RunResult
 from synalign.records import RealExample
 
@@ -136,10 +138,12 @@ def align_pool(
         InputError: bad real data, pool or held-out file (see :mod:`synalign.datafiles`), a pool label with no
             real examples, a held-out file with no label of the real data, an unknown selection strategy or
             embedding model, an existing or unwritable ``out``.
+        DiskFullError: no space left while writing the outputs (those written are removed again).
     """
     from langgraph.runtime import Runtime
     from langgraph.store.memory import InMemoryStore
 
+    from synalign.compare import MIN_TEXTS_TO_MEASURE
     from synalign.datafiles import load_dataset
     from synalign.graphs.context import SynAlignContext
     from synalign.graphs.nodes import align, prepare
@@ -159,6 +163,9 @@ def align_pool(
     if len(dataset.labels) < 2:
         raise InputError(f"{config.data}: only one label ({dataset.labels[0]!r}); alignment needs at least two")
     rows = load_dataset(pool_path, text_field=config.text_field, label_field=config.label_field).train
+    if len(rows) < MIN_TEXTS_TO_MEASURE:
+        raise InputError(f"{pool_path}: too few rows to measure ({len(rows)}); a pool needs at least "
+                         f"{MIN_TEXTS_TO_MEASURE}")
     unknown = sorted({r.label for r in rows} - set(dataset.labels))
     if unknown:
         raise InputError(f"{pool_path}: label {unknown[0]!r} does not occur in the real data {config.data}")
@@ -198,8 +205,16 @@ def align_pool(
         _check_out(out, overwrite)  # again: another process may have just written there
         if overwrite:
             remove_run_files(out)
-        return write_outputs(
-            ctx, state, time.perf_counter() - started,
-            store=runtime.store, prefix=prefix,
-            extra={"command": "align", "real_data": str(config.data), "pool": str(pool_path)},
-        )
+        try:
+            return write_outputs(
+                ctx, state, time.perf_counter() - started,
+                store=runtime.store, prefix=prefix,
+                extra={"command": "align", "real_data": str(config.data), "pool": str(pool_path)},
+            )
+        except OSError as exc:
+            full = disk_full_error(exc, out, "; nothing was written")
+            if full is None:
+                raise
+            with contextlib.suppress(OSError):
+                remove_run_files(out)  # one pass, nothing to resume: no partial set of outputs
+            raise full from None

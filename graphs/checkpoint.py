@@ -7,10 +7,16 @@ records) and the store's items (each round's samples and the latest alignment,
 A checkpoint that cannot be trusted is never resumed: a truncated or garbled database, or a checkpoint blob
 that no longer decodes, is one :class:`~synalign.errors.InputError` naming the file and the command that
 starts the run over — never a traceback and never a silently shorter run.
+
+The file also records what it is a checkpoint of (table ``synalign_run``, :func:`record_run_config`): a digest
+of each run-defining config field (every field but ``out`` and the ``resume_safe`` ones, digests only, so no
+value such as a URL is copied into it). A ``--resume`` whose ``config.json`` disagrees (edited, or the
+checkpoint copied from another run) is refused, naming the options that differ, before any work.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
@@ -19,7 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from synalign.config import RunConfig, option_flag, resume_safe_fields
 from synalign.errors import InputError
+from synalign.fileio import disk_full_error
 from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
 
 if TYPE_CHECKING:  # pragma: no cover  (the import costs ~50 ms of sqlite_vec: only when a run opens its store)
@@ -28,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover  (the import costs ~50 ms of sqlite_vec: o
 __all__ = [
     "CHECKPOINT_FILE", "KEEP_CHECKPOINTS", "PruningSqliteSaver", "alignments_prunable", "corrupt_checkpoint_error",
     "open_checkpoints",
-    "open_store", "read_state", "verify_checkpoints",
+    "open_store", "read_state", "record_run_config", "verify_checkpoints",
 ]
 
 CHECKPOINT_FILE = "checkpoints.sqlite"
@@ -90,17 +98,23 @@ def corrupt_checkpoint_error(path: Path, reason: str, out: Path) -> InputError:
     )
 
 
-def verify_checkpoints(out: Path, thread: dict[str, Any]) -> None:
-    """Check, before any work, that a run's checkpoint can be resumed: intact file, decodable latest state, and
-    every sample and the alignment it refers to present in the store.
+def verify_checkpoints(out: Path, thread: dict[str, Any], config: RunConfig) -> None:
+    """Check, before any work, that a run's checkpoint can be resumed: intact file, written for ``config`` (the
+    run-defining fields, see :func:`record_run_config`), decodable latest state, and every sample and the
+    alignment it refers to present in the store and unchanged.
 
     Raises:
-        InputError: see :func:`corrupt_checkpoint_error`.
+        InputError: see :func:`corrupt_checkpoint_error`; or the checkpoint was written under another config.
     """
     from synalign.graphs.graph import build_graph
 
     path = out / CHECKPOINT_FILE
     conn, saver = open_checkpoints(out, resume=True)
+    try:
+        _check_run_config(conn, config, path, out)
+    except BaseException:
+        conn.close()
+        raise
     store_conn, store = open_store(out)
     try:
         _refuse_pool_in_state(saver, thread, path, out)
@@ -113,6 +127,72 @@ def verify_checkpoints(out: Path, thread: dict[str, Any]) -> None:
         store_conn.close()
         conn.close()
 
+
+_RUN_TABLE = "synalign_run"
+"""The table that says what the file is a checkpoint of: one row, ``config``."""
+
+
+def _field_digests(config: RunConfig) -> dict[str, str]:
+    """A digest of each run-defining field of ``config``: all but ``out`` and :func:`resume_safe_fields`."""
+    values = config.model_dump(mode="json", exclude={"out", *resume_safe_fields()})
+    return {name: _digest(value) for name, value in values.items()}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def record_run_config(conn: sqlite3.Connection, config: RunConfig, *, replace: bool) -> None:
+    """Record in the checkpoint file the config it is a checkpoint of: the digest of every run-defining field
+    and their combined digest. ``replace``: overwrite a record (a new run, or ``--extend`` raising the round
+    budget); else only a file without one (written before this record existed) gets it."""
+    fields = _field_digests(config)
+    record = json.dumps({"digest": _digest(fields), "fields": fields}, sort_keys=True)
+    with conn:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {_RUN_TABLE} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        conn.execute(f"{verb} INTO {_RUN_TABLE} (name, value) VALUES ('config', ?)", (record,))
+
+
+def _check_run_config(conn: sqlite3.Connection, config: RunConfig, path: Path, out: Path) -> None:
+    """Refuse to resume a checkpoint recorded for other run-defining fields than ``config``'s (a field added
+    since the record was written counts as unchanged while it has its default)."""
+    try:
+        row = conn.execute(f"SELECT value FROM {_RUN_TABLE} WHERE name = 'config'").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return  # written before the record existed: nothing to compare
+        raise corrupt_checkpoint_error(path, str(exc), out) from None
+    if row is None:
+        return
+    try:
+        record = json.loads(row[0])
+        stored, digest = dict(record["fields"]), str(record["digest"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise corrupt_checkpoint_error(path, f"unreadable run record ({type(exc).__name__})", out) from None
+    current = _field_digests(config)
+    if digest == _digest(current):
+        return
+    changed = [
+        name for name, value in current.items()
+        if stored.get(name, _default_digest(name)) != value
+    ]
+    if not changed:
+        return
+    flags = ", ".join(option_flag(name) for name in changed)
+    raise InputError(
+        f"{path}: the checkpoint belongs to another run: it was written under a config that differs from "
+        f"{out / 'config.json'} in {flags} (that file was edited, or the checkpoint copied from another run); "
+        f"restore the config it was written with, or start this run over with: synalign run --data "
+        f"{_run_data(out)} --out {out} --overwrite (and the other options in {out / 'config.json'})"
+    )
+
+
+def _default_digest(name: str) -> str:
+    """The digest of field ``name``'s default (a field a record written before it existed did not list)."""
+    field = RunConfig.model_fields[name]
+    default = field.get_default(call_default_factory=True)
+    return _digest(json.loads(json.dumps(default, default=str)))
 
 
 def _check_integrity(conn: sqlite3.Connection, path: Path, out: Path) -> None:
@@ -196,6 +276,8 @@ def _open(out: Path, build: Callable[[sqlite3.Connection], _T], **connect: Any) 
         return conn, build(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
+        if disk_full_error(exc, path) is not None:
+            raise  # a full disk, not a damaged file: the run resumes once there is space
         raise corrupt_checkpoint_error(path, str(exc), out) from None
     except BaseException:
         conn.close()

@@ -40,13 +40,15 @@ class SynAlignContext:
         embedder: shared embedder with its content-hash cache.
         backend: summariser + generator (offline or LLM).
         task: task description given to the backend.
-        run_dir: the run's output directory.
+        run_dir: the run's output directory (None for a graph embedded in an app: nothing is written).
         sample_vectors: embedding of each synthetic sample embedded so far in this process, by sample id
             (d float32, unit norm): a round embeds only its new samples, never the whole pool again.
         sample_batches: each round's samples read from the store so far in this process, by store key (a key
             names its content): a round reads only its new batch, never the whole pool again.
         prune_alignments: ``align`` deletes the store's alignment before the previous one (the CLI run, whose
             saver keeps 2 checkpoints); False keeps every one (a server that keeps every checkpoint).
+        label_names: label value → the name the prompts and the card use (``--label-names``, else the data's
+            ``ClassLabel`` names; :func:`synalign.labeltypes.label_names_for_run`); a label not in it is its value.
     """
 
     config: RunConfig
@@ -55,7 +57,7 @@ class SynAlignContext:
     embedder: Embedder
     backend: Backend
     task: str
-    run_dir: Path
+    run_dir: Path | None
     heldout: list[RealExample] = field(default_factory=list)
     heldout_embeddings: np.ndarray | None = None
     validation: list[RealExample] = field(default_factory=list)
@@ -65,11 +67,16 @@ class SynAlignContext:
     near_copy: dict[str, tuple[float, float]] = field(default_factory=dict)
     sample_batches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     prune_alignments: bool = True
+    label_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
         """Sorted labels of the real set."""
         return sorted({r.label for r in self.real})
+
+    def label_name(self, label: str) -> str:
+        """What the prompts call ``label``: its name (:attr:`label_names`), else the value itself."""
+        return self.label_names.get(label, label)
 
     @property
     def device(self) -> str:

@@ -12,10 +12,12 @@ the run's own records (``config.json``, ``summary.json``, ``metrics.json``) and 
     size_categories: [n<1K]
     tags: [synthetic, synalign]
     license: other
-    synalign: {text_field, label_field, label_dtype, backend, selection}
+    synalign: {text_field, label_field, label_dtype, backend, selection, features, label_names}
 
 ``synalign.label_dtype`` is the type of the label column in the user's data (``int``, ``float``, ``bool`` or
-``str``): the run's records hold labels as strings, and ``synalign export`` casts them back with it. The body:
+``str``): the run's records hold labels as strings, and ``synalign export`` casts them back with it;
+``synalign.features`` holds the source's ``datasets`` features of those two columns (``ClassLabel`` names, the
+Arrow string type), and ``synalign.label_names`` the names the prompts used (``--label-names`` or ``ClassLabel``). The body:
 the verdict ("Should you train on this?": level, headline, evidence, where the validation slice came from;
 omitted for runs from before it), source data (path, splits, counts per label, the ``validation``/``dev`` split
 that is the run's validation slice), generated and accepted counts, backend and model, selection strategy, the
@@ -37,7 +39,7 @@ import yaml
 from synalign.datafiles import SUPPORTED_SUFFIXES, validation_splits
 from synalign.errors import InputError
 from synalign.fileio import atomic_write_text
-from synalign.labeltypes import detect_label_dtype
+from synalign.labeltypes import LABEL_DTYPES, detect_label_dtype, source_features
 from synalign.records import RealExample
 
 __all__ = [
@@ -58,8 +60,6 @@ CARD_FILE = "README.md"
 RUN_DATA_FILES: dict[str, str] = {"default": "synthetic.parquet", "pool": "pool.parquet"}
 """Config name → data file of a run directory (split ``train`` each)."""
 
-LABEL_DTYPES: dict[str, str] = {"int": "int64", "float": "float64", "bool": "bool", "str": "string"}
-"""Label type of the user's data → the ``datasets`` ``Value`` dtype it is exported as."""
 
 
 _SELECTION_NOTES = {
@@ -148,6 +148,7 @@ def write_datacard(
         metrics=metrics,
         real_counts=dict(sorted(Counter(r.label for r in real).items())),
         label_dtype=detect_label_dtype(config.data, config.label_field),
+        features=source_features(config.data, config.text_field, config.label_field),
     )
     atomic_write_text(Path(path), text)
 
@@ -176,6 +177,7 @@ def build_card(
     real_counts: Mapping[str, int] | None = None,
     label_dtype: str | None = None,
     data_files: Mapping[str, str] | None = None,
+    features: Mapping[str, Any] | None = None,
 ) -> str:
     """The dataset card of a run, from its records: :func:`render_card` of :func:`card_parts` (same arguments).
 
@@ -185,7 +187,7 @@ def build_card(
     return render_card(
         *card_parts(
             config=config, summary=summary, metrics=metrics, real_counts=real_counts, label_dtype=label_dtype,
-            data_files=data_files,
+            data_files=data_files, features=features,
         )
     )
 
@@ -198,6 +200,7 @@ def card_parts(
     real_counts: Mapping[str, int] | None = None,
     label_dtype: str | None = None,
     data_files: Mapping[str, str] | None = None,
+    features: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The YAML metadata and the Markdown body of a run's dataset card, from its records.
 
@@ -209,6 +212,8 @@ def card_parts(
         label_dtype: the label type of the user's data (:func:`detect_label_dtype`), ``None`` when unknown.
         data_files: config name → data file path (split ``train``); default :data:`RUN_DATA_FILES` (the run
             directory's layout).
+        features: the ``datasets`` features of the source's text and label columns
+            (:func:`synalign.labeltypes.source_features`), recorded as ``synalign.features`` for the export.
 
     Returns:
         ``(meta, body)``.
@@ -236,6 +241,8 @@ def card_parts(
         "label_dtype": label_dtype,
         "backend": backend.get("name"),
         "selection": summary.get("selection") or config.get("selection"),
+        **({"features": dict(features)} if features else {}),
+        **({"label_names": dict(summary["label_names"])} if summary.get("label_names") else {}),
     }
     sections = [
         _intro(summary, backend),
@@ -350,8 +357,13 @@ def _source_section(
         f"- text field `{config.get('text_field', 'text')}`, label field `{config.get('label_field', 'label')}`"
         + (f" (label type in the source data: `{label_dtype}`)" if label_dtype else " (label type: unknown)")
     )
+    names = summary.get("label_names") or {}
+    if names:
+        lines.append("- label names: " + ", ".join(f"`{value}` = {name}" for value, name in names.items())
+                     + " (what the prompts call each label; the data keeps the values)")
     if real_counts is not None:
-        listed = ", ".join(f"`{label}` {count}" for label, count in real_counts.items())
+        listed = ", ".join(f"`{label}`{f' ({names[label]})' if label in names else ''} {count}"
+                           for label, count in real_counts.items())
         lines.append(
             f"- real examples used: {sum(real_counts.values())} ({listed}); a label-stratified sample of at most "
             f"{config.get('max_real')} from the train split"
@@ -439,14 +451,20 @@ def _selection_section(
     return "\n".join(lines)
 
 
+def _spread(value: Any, std: Any) -> str:
+    """``3.070e-03 ± 1.4e-04`` (the value alone when the spread is unknown)."""
+    return _fmt(value) + (f" ± {float(std):.1e}" if isinstance(std, (int, float)) and std == std else "")
+
+
 def _divergence_section(summary: Mapping[str, Any], metrics: Sequence[Mapping[str, Any]]) -> str:
     lines = [
         "## Divergence to the real data",
         "",
         f"Final MMD² of the accepted set: {_fmt(summary.get('final_mmd2'))}; target {_fmt(summary.get('target_mmd2'))} "
-        f"(`{summary.get('target')}`). Noise floors: a random real subset of the accepted set's size scores "
-        f"{_fmt(summary.get('noise_floor_same_size'))}; two halves of the real set score "
-        f"{_fmt(summary.get('noise_floor'))}. RBF bandwidth {_fmt(summary.get('bandwidth'), '.4g')}.",
+        f"(`{summary.get('target')}`). Noise floors (mean ± std over random real subsets): a random real subset of "
+        f"the accepted set's size scores {_spread(summary.get('noise_floor_same_size'), (metrics or [{}])[-1].get('noise_floor_same_size_std'))}; "
+        f"two halves of the real set score {_spread(summary.get('noise_floor'), summary.get('noise_floor_std'))}. "
+        f"RBF bandwidth {_fmt(summary.get('bandwidth'), '.4g')}.",
         "",
         "| round | generated | accepted | MMD² accepted | MMD² pool | target | noise floor (same size) "
         "| Sinkhorn accepted | MMD² held-out test |",

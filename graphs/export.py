@@ -12,7 +12,9 @@ Columns follow the user's data: ``text`` / ``label`` are renamed back to the run
 source type. That type is recorded at run time in the card (``synalign.label_dtype``, read from the first rows
 of the train file, :func:`synalign.labeltypes.detect_label_dtype`); for a run without a card it is detected
 from the data file named in ``config.json`` when that path still resolves, else labels stay strings (and the
-result says so). ``columns="minimal"`` keeps text and label (the same features as the real data, so
+result says so). The two columns take the source's ``datasets`` features, recorded in the card too
+(``synalign.features``, :func:`synalign.labeltypes.source_features`): a ``ClassLabel`` keeps its names and
+``large_string`` text stays ``large_string``. ``columns="minimal"`` keeps text and label (the same features as the real data, so
 ``concatenate_datasets`` works); ``"all"`` adds the provenance: ``id``, ``round``, ``kmm_weight``,
 ``sample_weight``, ``backend``, ``demonstration_ids`` (and ``accepted`` in the pool); a run written before
 ``kmm_weight`` was named so (its column was ``weight``) exports the same columns.
@@ -34,16 +36,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synalign.errors import InputError, SynalignError
+from synalign.fileio import DiskFullError, disk_full_error
 from synalign.graphs.datacard import (
     CARD_FILE,
-    LABEL_DTYPES,
     RUN_DATA_FILES,
     card_parts,
     read_card,
     render_card,
     size_category,
 )
-from synalign.labeltypes import detect_label_dtype
+from synalign.labeltypes import LABEL_DTYPES, detect_label_dtype, source_features
 
 __all__ = ["COLUMN_SETS", "EXPORT_DATA_FILES", "ExportResult", "HubError", "export_to_dir", "export_to_hub",
            "read_run", "RunFiles"]
@@ -167,8 +169,29 @@ def _cast_label(value: str, dtype: str, where: Path) -> Any:
     return value
 
 
-def _dataset(run: RunFiles, name: str, *, columns: Columns, label_dtype: str) -> Any:
-    """One config's ``datasets.Dataset`` with the user's column names and label type."""
+def _source_features(run: RunFiles, label_dtype: str) -> Any:
+    """``datasets.Features`` of the text and label columns as the source data has them: recorded in the card
+    (``synalign.features``), else read from the data file when it still resolves, else ``string`` text and the
+    label type (:data:`~synalign.labeltypes.LABEL_DTYPES`)."""
+    import datasets
+
+    text_field = run.config.get("text_field", "text")
+    label_field = run.config.get("label_field", "label")
+    recorded = ((run.card or ({}, ""))[0].get("synalign") or {}).get("features")
+    found = recorded if isinstance(recorded, dict) else source_features(run.config.get("data", ""), text_field, label_field)
+    if isinstance(found, dict) and set(found) == {text_field, label_field}:
+        try:
+            features = datasets.Features.from_dict({text_field: found[text_field], label_field: found[label_field]})
+        except (TypeError, ValueError, KeyError):  # features of another datasets version: fall back
+            features = None
+        if features is not None and isinstance(features[text_field], datasets.Value):
+            return features
+    return datasets.Features({text_field: datasets.Value("string"), label_field: datasets.Value(LABEL_DTYPES[label_dtype])})
+
+
+def _dataset(run: RunFiles, name: str, *, columns: Columns, label_dtype: str, source: Any) -> Any:
+    """One config's ``datasets.Dataset`` with the user's column names, label type and text type (``source``:
+    :func:`_source_features`)."""
     import datasets
     import pyarrow.parquet as pq
 
@@ -189,8 +212,7 @@ def _dataset(run: RunFiles, name: str, *, columns: Columns, label_dtype: str) ->
              "backend": "string", "accepted": "bool"}
     features = datasets.Features(
         {
-            text_field: datasets.Value("string"),
-            label_field: datasets.Value(LABEL_DTYPES[label_dtype]),
+            **source,
             **{
                 c: list_type(datasets.Value("string")) if c == "demonstration_ids" else datasets.Value(types[c])
                 for c in extra
@@ -247,7 +269,11 @@ def _write_export(run: RunFiles, folder: Path, *, columns: Columns) -> ExportRes
     bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the command prints its own result lines
     try:
-        sets = {name: _dataset(run, name, columns=columns, label_dtype=label_dtype) for name in EXPORT_DATA_FILES}
+        source = _source_features(run, label_dtype)
+        sets = {
+            name: _dataset(run, name, columns=columns, label_dtype=label_dtype, source=source)
+            for name in EXPORT_DATA_FILES
+        }
         for name, ds in sets.items():
             target = folder / EXPORT_DATA_FILES[name]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -255,9 +281,7 @@ def _write_export(run: RunFiles, folder: Path, *, columns: Columns) -> ExportRes
     finally:
         if bars:
             datasets.enable_progress_bars()
-    columns_of = {
-        c: "list<string>" if c == "demonstration_ids" else str(f.dtype) for c, f in sets["default"].features.items()
-    }
+    columns_of = {c: _dtype_text(c, f) for c, f in sets["default"].features.items()}
     rows = {name: len(ds) for name, ds in sets.items()}
     card = _export_card(run, sets, label_dtype=label_dtype)
     (folder / CARD_FILE).write_text(card, encoding="utf-8")
@@ -265,6 +289,14 @@ def _write_export(run: RunFiles, folder: Path, *, columns: Columns) -> ExportRes
     return ExportResult(
         target=str(folder), files=files, rows=rows, columns=columns_of, label_dtype=label_dtype, notes=notes
     )
+
+
+def _dtype_text(column: str, feature: Any) -> str:
+    """How the export's result names a column's type: ``string``, ``int64``, ``ClassLabel: negative, positive``."""
+    if column == "demonstration_ids":
+        return "list<string>"
+    names = getattr(feature, "names", None)
+    return f"ClassLabel: {', '.join(names)}" if names else str(feature.dtype)
 
 
 def _require_datasets() -> None:
@@ -291,6 +323,7 @@ def export_to_dir(run_dir: Path | str, to_dir: Path | str, *, columns: Columns =
     Raises:
         InputError: not a finished run directory, ``to_dir`` exists and is not empty (or cannot be written),
             an unknown ``columns``, a column-name clash, ``datasets`` not installed.
+        DiskFullError: no space left while writing (nothing is left behind).
     """
     _require_datasets()
     run = read_run(run_dir)
@@ -309,9 +342,12 @@ def export_to_dir(run_dir: Path | str, to_dir: Path | str, *, columns: Columns =
         if to_dir.exists():
             to_dir.rmdir()  # empty (checked above)
         os.replace(scratch, to_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise
+        full = disk_full_error(exc, to_dir, "; nothing was written") if isinstance(exc, OSError) else None
+        if full is None:
+            raise
+        raise DiskFullError(str(full).replace(str(scratch), str(to_dir))) from None  # the scratch folder is gone
     result.target = str(to_dir)
     return result
 

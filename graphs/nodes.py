@@ -9,6 +9,7 @@ written the first time. Nodes report progress through LangGraph's custom stream
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,26 +54,50 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
 
-def _sample_embeddings(ctx: SynAlignContext, samples: list[SampleRecord]) -> np.ndarray:
-    """(len(samples), d) float32 embeddings, encoding only samples this process has not embedded yet."""
+def _sample_embeddings(
+    ctx: SynAlignContext, samples: list[SampleRecord], on_progress: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """(len(samples), d) float32 embeddings, encoding only samples this process has not embedded yet
+    (``on_progress(done, new)`` per encoded batch)."""
+    from synalign.embeddings import encode_with_progress
+
     known = ctx.sample_vectors
     new = [s for s in samples if s["id"] not in known]
     if new:
-        known.update(zip([s["id"] for s in new], ctx.embedder.encode([s["text"] for s in new])))
+        known.update(zip([s["id"] for s in new], encode_with_progress(ctx.embedder, [s["text"] for s in new], on_progress)))
     if not samples:
         return np.zeros((0, ctx.real_embeddings.shape[1]), dtype=np.float32)
     return np.stack([known[s["id"]] for s in samples])
+
+
+def _context(runtime: Runtime[SynAlignContext]) -> SynAlignContext:
+    """The node's :class:`SynAlignContext`.
+
+    Raises:
+        InputError: the graph was invoked without one (one line naming what to pass).
+    """
+    ctx = runtime.context
+    if not isinstance(ctx, SynAlignContext):
+        from synalign.errors import InputError
+
+        given = "no context" if ctx is None else f"a context of type {type(ctx).__name__}"
+        raise InputError(
+            f"the SynAlign graph got {given}: pass context=make_context(RunConfig(data=...)) "
+            "(synalign.graphs.make_context), or use synalign.graphs.studio.graph, whose context is a plain "
+            "dict of run options"
+        )
+    return ctx
 
 
 def prepare(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
     """Fix the MMD bandwidth (median heuristic on the real set) and the real-vs-real noise floor.
 
     The noise floor is :func:`~synalign.divergence.mmd2_fixed_set` between two random halves of the real set
-    (mean and std over 5 splits). Runs once per run; on resume the checkpoint already holds these values.
+    (mean and std over :data:`~synalign.divergence.FLOOR_DRAWS` splits). Runs once per run; on resume the checkpoint already holds these values.
     """
     from synalign.divergence import fixed_set_noise_floor, median_bandwidth
 
-    ctx = runtime.context
+    ctx = _context(runtime)
     if "bandwidth" in state:
         return {}
     x = ctx.real_embeddings
@@ -100,7 +125,7 @@ def explore(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
     from synalign.divergence import mmd_witness
     from synalign.explorer import explore as gp_explore
 
-    ctx = runtime.context
+    ctx = _context(runtime)
     cfg = ctx.config
     round_ = state.get("round", 0) + 1
     _emit("explore", round_, done=0, total=1)
@@ -108,7 +133,7 @@ def explore(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
     alignment = state.get("alignment")
     if cfg.witness_guided and alignment and alignment["accepted"]:
         store, prefix = require_store(runtime), thread_namespace(runtime)
-        samples = get_samples(store, prefix, state.get("sample_batches", []), cache=runtime.context.sample_batches)
+        samples = get_samples(store, prefix, state.get("sample_batches", []), cache=_context(runtime).sample_batches)
         _, mask = get_alignment(store, prefix, alignment, len(samples))
         acc = [s for s, keep in zip(samples, mask, strict=True) if keep]
         witness = mmd_witness(
@@ -139,7 +164,7 @@ def _current(items: list[Any], round_: int) -> list[Any]:
 
 def summarize(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
     """Stage 2a: summarise each demonstration cluster's latent attributes (one backend batch)."""
-    ctx = runtime.context
+    ctx = _context(runtime)
     round_ = state["round"]
     by_id = {r.id: r for r in ctx.real}
     clusters = _current(state.get("clusters", []), round_)
@@ -147,27 +172,29 @@ def summarize(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[s
     requests = [
         SummaryRequest(
             task=ctx.task,
-            label=c["label"],
+            label=ctx.label_name(c["label"]),
             demonstrations=[by_id[i].text for i in c["example_ids"]],
             round=round_,
         )
         for c in clusters
     ]
-    summaries = ctx.backend.summarizer.summarize(requests)
+    summaries = _map_with_progress(ctx, ctx.backend.summarizer.summarize, requests, "summarize", round_)
     out: list[SummaryRecord] = [
         {"round": round_, "cluster": k, "label": c["label"], "pick_id": c["pick_id"], **s.model_dump()}
         for k, (c, s) in enumerate(zip(clusters, summaries, strict=True))
     ]
-    _emit("summarize", round_, done=len(clusters), total=len(clusters))
+    _emit("summarize", round_, done=len(clusters), total=len(clusters), **_llm_usage(ctx))
     return {"summaries": out}
 
 
 def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
     """Stage 2b: generate ``samples_per_cluster`` new texts per cluster, conditioned on its attributes.
 
-    Respects ``max_samples``: the last round is truncated so the pool never exceeds the budget.
+    Respects ``max_samples``: a round that would pass the budget asks for fewer texts (:func:`_cluster_sizes`:
+    the rest of the budget split across the labels in proportion to their share of the round, then across each
+    label's clusters), so the pool never exceeds the budget and every label gets its share of it.
     """
-    ctx = runtime.context
+    ctx = _context(runtime)
     cfg = ctx.config
     round_ = state["round"]
     by_id = {r.id: r for r in ctx.real}
@@ -177,22 +204,25 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
     budget = None if cfg.max_samples is None else max(cfg.max_samples - already, 0)
     _emit("generate", round_, done=0, total=len(clusters))
     fields = set(AttributeSummary.model_fields)
+    sizes = _cluster_sizes([c["label"] for c in clusters], cfg.samples_per_cluster, budget)
+    asked = [k for k, size in enumerate(sizes) if size > 0]
     requests = [
         GenerationRequest(
             task=ctx.task,
-            label=c["label"],
+            label=ctx.label_name(clusters[k]["label"]),  # the prompt's label; the samples keep the value
             attributes=AttributeSummary(**{f: v for f, v in summary_of[k].items() if f in fields}),
-            demonstrations=[by_id[i].text for i in c["example_ids"]],
-            n=cfg.samples_per_cluster,
+            demonstrations=[by_id[i].text for i in clusters[k]["example_ids"]],
+            n=sizes[k],
             seed=_seed(cfg.seed, round_, k),
             round=round_,
         )
-        for k, c in enumerate(clusters)
+        for k in asked
     ]
-    generations = ctx.backend.generator.generate(requests)
+    generations = _map_with_progress(ctx, ctx.backend.generator.generate, requests, "generate", round_)
     samples: list[SampleRecord] = []
     dropped: dict[str, int] = {}
-    for k, (cluster, gen) in enumerate(zip(clusters, generations, strict=True)):
+    for k, gen in zip(asked, generations, strict=True):
+        cluster = clusters[k]
         for key, value in gen.dropped.items():
             dropped[key] = dropped.get(key, 0) + value
         for j, text in enumerate(gen.texts):
@@ -211,8 +241,57 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
         samples = samples[:budget]
     batch = put_samples(require_store(runtime), thread_namespace(runtime), round_, samples)  # before the state
     ctx.sample_batches[batch["key"]] = samples  # align reads it from here, not back from the store
-    _emit("generate", round_, done=len(clusters), total=len(clusters))
+    _emit("generate", round_, done=len(clusters), total=len(clusters), texts=len(samples), **_llm_usage(ctx))
     return {"sample_batches": [batch], "dropped": dropped}
+
+
+def _llm_usage(ctx: SynAlignContext) -> dict[str, int]:
+    """LLM calls and tokens (in + out) of this process so far, for progress events; ``{}`` without an LLM."""
+    if not ctx.backend.is_llm:
+        return {}
+    usage = ctx.backend.usage()
+    return {"calls": int(usage.get("llm_calls", 0)), "tokens": int(usage.get("tokens_in", 0) + usage.get("tokens_out", 0))}
+
+
+def _map_with_progress(ctx: SynAlignContext, method: Callable[..., list[Any]], requests: list[Any], node: str,
+                       round_: int) -> list[Any]:
+    """``method(requests)`` (a summariser's or a generator's batch call) with a ``node`` progress event per
+    finished request (texts so far for a generation; LLM calls and tokens so far) when ``method`` takes an
+    ``on_done`` callback; the caller reports the last one."""
+    import inspect
+
+    if "on_done" not in inspect.signature(method).parameters:
+        return method(requests)
+    counts = {"done": 0, "texts": 0}
+
+    def on_done(index: int, result: Any) -> None:
+        counts["done"] += 1
+        texts = getattr(result, "texts", None)
+        counts["texts"] += len(texts or [])
+        if counts["done"] < len(requests):
+            extra = {"texts": counts["texts"]} if texts is not None else {}
+            _emit(node, round_, done=counts["done"], total=len(requests), **extra, **_llm_usage(ctx))
+
+    return method(requests, on_done=on_done)
+
+
+def _cluster_sizes(labels: list[str], per_cluster: int, budget: int | None) -> list[int]:
+    """Texts to ask of each cluster (given by its label, in order): ``per_cluster`` each, or, when the round
+    would pass ``budget``, the budget apportioned to the labels by their clusters' share of the round, then
+    within a label to its clusters in order (:func:`synalign.sampling.apportion`); some clusters get 0."""
+    from synalign.sampling import apportion
+
+    if budget is None or budget >= per_cluster * len(labels):
+        return [per_cluster] * len(labels)
+    members: dict[str, list[int]] = {}
+    for k, label in enumerate(labels):
+        members.setdefault(label, []).append(k)
+    sizes = [0] * len(labels)
+    for label, seats in apportion({lab: per_cluster * len(ks) for lab, ks in members.items()}, budget).items():
+        ks = members[label]
+        for k, size in apportion({k: per_cluster for k in ks}, seats).items():
+            sizes[k] = size
+    return sizes
 
 
 def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, Any]:
@@ -236,19 +315,27 @@ def align(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str, 
       (:func:`synalign.utility.estimate_utility`) and its fidelity (:func:`synalign.compare.heldout_fidelity`);
       absent when the run has no slice. ``stop`` may be ``utility_plateau`` (``patience``).
     """
-    _emit("align", state["round"], done=0, total=1)
+    # progress in three steps: embedding the new texts (per batch), the selection, the held-out check
+    _emit("align", state["round"], done=0, total=_ALIGN_STEPS, phase="embedding new texts")
     store, prefix = require_store(runtime), thread_namespace(runtime)
-    samples = get_samples(store, prefix, state.get("sample_batches", []), cache=runtime.context.sample_batches)
-    emb = _sample_embeddings(runtime.context, samples)  # on the encoder's usual threads
+    samples = get_samples(store, prefix, state.get("sample_batches", []), cache=_context(runtime).sample_batches)
+    emb = _sample_embeddings(_context(runtime), samples, lambda done, n: _emit(  # on the encoder's usual threads
+        "align", state["round"], done=done / max(n, 1), total=_ALIGN_STEPS, phase=f"embedding {done}/{n} new texts"
+    ))
+    _emit("align", state["round"], done=1, total=_ALIGN_STEPS, phase="selection")
     weights, accepted, metrics = _align(state, runtime, samples, emb)
     ref = put_alignment(
         store, prefix, state["round"], weights, accepted, previous=state.get("alignment"),
-        prune=runtime.context.prune_alignments,
+        prune=_context(runtime).prune_alignments,
     )
     gain = metrics["utility"]["delta_log_likelihood"]["mean"] if metrics.get("utility") else None
-    _emit("align", state["round"], done=1, total=1, mmd2=metrics["mmd2_accepted"], target=metrics["target_mmd2"],
-          gain=gain)
+    _emit("align", state["round"], done=_ALIGN_STEPS, total=_ALIGN_STEPS, mmd2=metrics["mmd2_accepted"],
+          target=metrics["target_mmd2"], gain=gain)
     return {"alignment": ref, "metrics": [metrics]}
+
+
+_ALIGN_STEPS = 3
+"""Progress units of ``align``: embedding the new texts, the selection, the held-out check."""
 
 
 @single_thread  # small per-label problems: spinning BLAS/OpenMP workers cost 5-38x with a busy core (_threads)
@@ -260,7 +347,7 @@ def _align(
     from synalign.alignment import align as kmm_align
     from synalign.divergence import fixed_set_noise_floor, mmd2_fixed_set, mmd2_unbiased, sinkhorn_divergence
 
-    ctx = runtime.context
+    ctx = _context(runtime)
     cfg = ctx.config
     round_ = state["round"]
     started = time.perf_counter()  # align_seconds: the step itself, after the new samples are embedded
@@ -268,6 +355,13 @@ def _align(
     real = ctx.real_embeddings
     novelty = _near_copies(ctx, samples, emb)
     eligible = None if cfg.allow_near_copies else ~novelty.mask
+    seed = _seed(cfg.seed, round_, 7919)
+    weights = None  # solved per label inside kmm_align, unless the KMM screen runs on Ray (--ray)
+    if cfg.ray is not None:
+        from synalign.graphs.ray_run import screen_weights
+
+        weights = screen_weights(emb, [s["label"] for s in samples], real, [r.label for r in ctx.real],
+                                 bandwidth=bandwidth, eligible=eligible, seed=seed, device=ctx.device)
     result = kmm_align(
         emb,
         [s["label"] for s in samples],
@@ -276,18 +370,19 @@ def _align(
         bandwidth=bandwidth,
         strategy=cfg.selection,
         accept_fraction=cfg.accept_fraction,
-        seed=_seed(cfg.seed, round_, 7919),
+        seed=seed,
         cv_seed=_seed(cfg.seed, 7919),  # the same folds every round: their real-set classifiers are fitted once
         cv_warm_start=True,
         device=ctx.device,
         compute_mmd=False,
         eligible=eligible,
+        weights=weights,
     )
     mask = np.asarray(result.accepted, dtype=bool)
     acc = emb[mask]
     nan = float("nan")  # nothing accepted (e.g. every text a near-copy): no divergence to measure
     floor, floor_std = (
-        fixed_set_noise_floor(real, len(acc), bandwidth, seed=_seed(cfg.seed, round_), device=ctx.device)
+        fixed_set_noise_floor(real, len(acc), bandwidth, seed=cfg.seed, device=ctx.device)  # = synalign compare's
         if len(acc) else (nan, nan)
     )
     metrics: RoundMetrics = {
@@ -310,6 +405,8 @@ def _align(
         metrics["mmd2_accepted_heldout"] = float(mmd2_fixed_set(acc, ctx.heldout_embeddings, bandwidth, device=ctx.device))
     metrics["near_copies"] = int(novelty.mask.sum())
     metrics["near_copies_accepted"] = int((novelty.mask & mask).sum())
+    if ctx.validation_embeddings is not None and len(ctx.validation):
+        _emit("align", round_, done=2, total=_ALIGN_STEPS, phase="held-out check")
     metrics.update(_held_out(ctx, samples, emb, mask, bandwidth, _seed(cfg.seed, round_, 104729)))
     metrics["align_seconds"] = round(time.perf_counter() - started, 3)
     metrics["stop"] = _stop_reason(metrics, state.get("metrics", []), round_, len(samples), cfg)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from synalign.divergence import FLOOR_DRAWS
 from synalign.graphs.report_sections import (
     LABEL_COLUMNS,
     REAL_FLOOR,
@@ -34,6 +35,7 @@ from synalign.graphs.report_sections import (
     utility_label_rows,
     utility_round_rows,
     verdict,
+    with_spread,
 )
 from synalign.records import SyntheticExample
 
@@ -229,8 +231,9 @@ def write_report(
     headline = [
         ("MMD² accepted set → real (fixed-set estimator)", summary.get("final_mmd2")),
         ("target MMD²", summary.get("target_mmd2")),
-        (SAME_SIZE_FLOOR, summary.get("noise_floor_same_size")),
-        (REAL_FLOOR, summary.get("noise_floor")),
+        (f"{SAME_SIZE_FLOOR}, mean ± std over {FLOOR_DRAWS} subsets",
+         with_spread(summary.get("noise_floor_same_size"), last.get("noise_floor_same_size_std"))),
+        (REAL_FLOOR, with_spread(summary.get("noise_floor"), summary.get("noise_floor_std"))),
         ("discriminator AUC, real vs accepted (0.5 = indistinguishable)", auc[0]["discriminator AUC"]),
         ("discriminator AUC, real vs real (the calibration)", auc[2]["discriminator AUC"]),
         ("label filter rejected (last round)", last.get("filtered")),
@@ -282,7 +285,7 @@ no bandwidth.</p>
 {maker_section(summary)}
 <h2>Divergence per round</h2>
 <p class="small">MMD² (RBF kernel, bandwidth σ = {bw_text}) between the distribution the synthetic set defines and
-the real data. The grey line is the {SAME_SIZE_FLOOR} (band: ± one std over 5 draws); a relative
+the real data. The grey line is the {SAME_SIZE_FLOOR} (band: ± one std over {FLOOR_DRAWS} draws); a relative
 <code>--target</code> is a multiple of it. The {REAL_FLOOR} is {_fmt_float(summary.get("noise_floor"))}, shown in
 the table above, not plotted.</p>
 <img alt="MMD² per round" src="data:image/png;base64,{_divergence_plot(metrics, target_flag(summary.get("target")))}">

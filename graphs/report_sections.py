@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from synalign.divergence import FLOOR_DRAWS
 from synalign.records import SyntheticExample
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "utility_label_rows",
     "utility_round_rows",
     "verdict",
+    "with_spread",
 ]
 
 LABEL_COLUMNS = ("label", "real", "generated", "accepted", "share not accepted", "MMD² accepted", "same-size floor",
@@ -67,6 +69,24 @@ def _fmt(value: Any) -> str:
             return "–"
         return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
     return html.escape("" if value is None else str(value))
+
+
+def with_spread(value: Any, std: Any) -> str:
+    """``"3.07e-03 ± 1.4e-04"``: a noise floor with its spread over the random real subsets behind it (``value``
+    alone when the spread is unknown)."""
+    if not isinstance(std, (int, float)) or math.isnan(float(std)):
+        return _fmt(value)
+    return f"{_fmt(value)} ± {float(std):.1e}"
+
+
+def ratio_with_spread(value: float, floor: float, std: Any, spec: str = ".2f") -> str:
+    """``value / floor`` with the floor's spread carried over (``"1.32 ± 0.06"``; ``"–"`` without a floor)."""
+    if not (floor == floor and floor > 0):
+        return "–"
+    ratio = value / floor
+    if not isinstance(std, (int, float)) or math.isnan(float(std)):
+        return format(ratio, spec)
+    return f"{ratio:{spec}} ± {ratio * float(std) / floor:{spec}}"
 
 
 def scroll(fragment: str) -> str:
@@ -160,13 +180,14 @@ def _divergence(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> tuple
     last = metrics[-1]
     final, target = float(last["mmd2_accepted"]), float(last["target_mmd2"])
     floor = float(last.get("noise_floor_same_size") or float("nan"))
+    floor_std = last.get("noise_floor_same_size_std")
     reached = final <= target
     first_hit = next((m["round"] for m in metrics if m["mmd2_accepted"] <= m["target_mmd2"]), None)
     best = min(metrics, key=lambda m: m["mmd2_accepted"])
     align_only = summary.get("command") == "align"
     spec = target_flag(summary.get("target"))
     target_text = f"{_fmt(target)} (<code>--target {html.escape(spec)}</code>"
-    target_text += f": {spec[:-1]} × the {SAME_SIZE_FLOOR}, {_fmt(floor)})" if spec.endswith("x") else ")"
+    target_text += f": {spec[:-1]} × the {SAME_SIZE_FLOOR}, {with_spread(floor, floor_std)})" if spec.endswith("x") else ")"
     ratio = f"{final / target:.2f}×" if target > 0 else "∞×"
     where = "" if align_only else f" in round {first_hit} of {len(metrics)}"
     if reached:
@@ -181,8 +202,9 @@ def _divergence(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> tuple
     stop = _STOPS.get(str(summary.get("stop_reason")), str(summary.get("stop_reason")))
     lines = [head, f"{'It' if align_only else 'The loop'} stopped because {stop}."]
     if floor == floor and floor > 0:
-        lines.append(f"A random real subset of the same size scores {_fmt(floor)}: the accepted set is "
-                     f"{final / floor:.2f}× as far from the real data as real data of its size.")
+        lines.append(f"A random real subset of the same size scores {with_spread(floor, floor_std)} (mean ± std over "
+                     f"{FLOOR_DRAWS} subsets): the accepted set is {ratio_with_spread(final, floor, floor_std)}× as "
+                     "far from the real data as real data of its size.")
     tips = _next_steps(metrics, summary, reached=reached, align_only=align_only, floor=floor)
     return lines, reached, tips
 
@@ -229,8 +251,9 @@ def _next_steps(
                 f"this run used {_code('--selection ' + selection)}.")
     if floor == floor and floor > 0:
         needed = math.ceil(final / floor * 10) / 10
+        spread = ratio_with_spread(final, floor, metrics[-1].get("noise_floor_same_size_std"))
         tips.append(f"A looser target: {_code(f'--target {needed:g}x')} is what this accepted set meets "
-                    f"(its MMD² is {final / floor:.2f}× the same-size noise floor).")
+                    f"(its MMD² is {spread}× the same-size noise floor).")
     return tips
 
 
@@ -295,9 +318,9 @@ def label_rows(
         a_texts = [s.text for s, keep in zip(synthetic, s_mask & acc) if keep]
         generated = int(s_mask.sum())
         mmd = _safe(mmd2_fixed_set, xa, xr, bandwidth) if len(xa) else float("nan")
-        floor = float("nan")
+        floor, floor_std = float("nan"), float("nan")
         if len(xa) and len(xr) >= 4:
-            floor = fixed_set_noise_floor(xr, len(xa), bandwidth, seed=seed)[0]
+            floor, floor_std = fixed_set_noise_floor(xr, len(xa), bandwidth, seed=seed)
         real_words, acc_words = _words(r_texts), _words(a_texts)
         rows.append({
             "label": label,
@@ -306,8 +329,8 @@ def label_rows(
             "accepted": len(xa),
             "share not accepted": (generated - len(xa)) / generated if generated else float("nan"),
             "MMD² accepted": mmd,
-            "same-size floor": floor,
-            "× floor": mmd / floor if floor == floor and floor > 0 else float("nan"),
+            "same-size floor": with_spread(floor, floor_std) if floor == floor else floor,
+            "× floor": ratio_with_spread(mmd, floor, floor_std) if mmd == mmd else float("nan"),
             "discriminator AUC": _safe(discriminator_auc, xr, xa, seed=seed) if len(xa) >= 2 else float("nan"),
             "words real": _mean_words(r_texts),
             "words accepted": _mean_words(a_texts),

@@ -20,7 +20,6 @@ is written last, so its presence marks a finished run.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import sqlite3
@@ -34,8 +33,9 @@ import numpy as np
 
 from synalign.backends import Backend
 from synalign.config import RunConfig
-from synalign.embeddings import Embedder
-from synalign.errors import SynalignError
+from synalign.embeddings import Embedder, encode_with_progress
+from synalign.errors import InputError
+from synalign.fileio import DiskFullError, disk_full_error
 from synalign.graphs.checkpoint import (
     CHECKPOINT_FILE,
     alignments_prunable,
@@ -43,13 +43,14 @@ from synalign.graphs.checkpoint import (
     open_checkpoints,
     open_store,
     read_state,
+    record_run_config,
     verify_checkpoints,
 )
 from synalign.graphs.context import SynAlignContext
 from synalign.graphs.graph import build_graph
 from synalign.graphs.rundir import CONFIG_FILE, RunDirLock, prepare_run_dir, remove_run_files
 from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
-from synalign.graphs.usage import record_usage, total_usage
+from synalign.graphs.usage import USAGE_FILE, record_usage, total_usage
 from synalign.offline import OFFLINE_RUN_NOTE
 from synalign.records import SyntheticExample
 from synalign.verdict import judge_round
@@ -102,6 +103,7 @@ def make_context(
     """
     from synalign.datafiles import load_dataset, validate_for_run
     from synalign.holdout import split_validation
+    from synalign.labeltypes import label_names_for_run
     from synalign.sampling import stratified_sample
     from synalign.selection import check_strategy
 
@@ -110,7 +112,12 @@ def make_context(
         from synalign.agents.backend import require_llm_extra
 
         require_llm_extra(f"--llm {config.llm}")  # a missing extra → InputError before any work
+    if config.ray is not None:
+        from synalign.ray_embed import require_ray
+
+        require_ray("--ray")  # likewise for the ray extra
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
+    label_names = label_names_for_run(dataset, config.label_names)
     for note in validate_for_run(dataset, cluster_size=config.cluster_size):
         _log.warning("note: %s", note)  # a few-shot label: its clusters shrink to its size
     fit, validation, validation_source = split_validation(
@@ -118,6 +125,11 @@ def make_context(
     )
     real = stratified_sample(fit, config.max_real, seed=config.seed, min_per_label=config.cluster_size)
     heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
+    if config.ray is not None:  # embedding, the KMM screen and generation on the cluster (graphs.ray_run)
+        from synalign.graphs.ray_run import connect, ray_embedder
+
+        connect(config.ray)
+        embedder = embedder or ray_embedder(config)
     embedder = embedder or Embedder(
         config.embedding_model, cache_dir=config.cache_dir, device=config.device, max_seq_length=config.max_seq_length
     )
@@ -125,11 +137,19 @@ def make_context(
     emit = on_event or (lambda event: None)
     total = len(real) + len(heldout) + len(validation)
     emit({"node": "embed", "round": 0, "done": 0, "total": total})
-    real_emb = embedder.encode([r.text for r in real])
-    heldout_emb = embedder.encode([r.text for r in heldout]) if heldout else None
-    validation_emb = embedder.encode([r.text for r in validation]) if validation else None
+    vectors = encode_with_progress(  # one call: one progress bar, per batch, over the three sets
+        embedder, [r.text for r in (*real, *heldout, *validation)],
+        lambda done, _: emit({"node": "embed", "round": 0, "done": done, "total": total}) if done < total else None,
+    )
+    real_emb, heldout_emb, validation_emb = np.split(vectors, [len(real), len(real) + len(heldout)])
+    heldout_emb = heldout_emb if heldout else None
+    validation_emb = validation_emb if validation else None
     emit({"node": "embed", "round": 0, "done": total, "total": total})
     labels = sorted({r.label for r in real})
+    if backend is None and config.ray is not None:
+        from synalign.graphs.ray_run import ray_generation_backend
+
+        backend = ray_generation_backend(config)  # None: nothing to fan out, built as locally below
     if backend is None:
         from synalign.agents import build_backend
 
@@ -141,13 +161,14 @@ def make_context(
         real_embeddings=real_emb,
         embedder=embedder,
         backend=backend,
-        task=config.task_description(labels),
+        task=config.task_description([label_names.get(label, label) for label in labels]),
         run_dir=config.out,
         heldout=heldout,
         heldout_embeddings=heldout_emb,
         validation=validation,
         validation_embeddings=validation_emb,
         validation_source=validation_source,
+        label_names=label_names,
     )
 
 
@@ -218,6 +239,7 @@ def _write_outputs(
         "labels": {label: sum(1 for s in accepted if s.label == label) for label in ctx.labels},
         "generated_per_label": {label: sum(1 for s in pool if s.label == label) for label in ctx.labels},
         "real_examples": len(ctx.real),
+        "label_names": ctx.label_names or None,
         "bandwidth": state.get("bandwidth"),
         "noise_floor": state.get("noise_floor"),
         "noise_floor_std": state.get("noise_floor_std"),
@@ -267,6 +289,11 @@ def _write_outputs(
     write_datacard(outputs["README.md"], config=ctx.config, real=ctx.real, summary=summary, metrics=metrics)
     # summary.json last: its presence marks a run whose outputs are complete
     atomic_write_text(outputs["summary.json"], json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    from synalign.agents.trace import TRACE_FILE
+
+    for name in (USAGE_FILE, TRACE_FILE):  # written along the way: usage of every process, the LLM calls
+        if (out / name).is_file():
+            outputs[name] = out / name
     return RunResult(run_dir=out, accepted=accepted, pool=pool, metrics=metrics, summary=summary, outputs=outputs)
 
 
@@ -288,6 +315,7 @@ def run(
     backend: Backend | None = None,
     embedder: Embedder | None = None,
     on_event: EventHandler | None = None,
+    extend: int = 0,
 ) -> RunResult:
     """Run (or resume) the SynAlign loop and write its outputs to ``config.out``.
 
@@ -300,7 +328,12 @@ def run(
             ``dspy.LM``); default: :func:`synalign.agents.build_backend` from ``config`` (offline when
             ``config.llm`` is None).
         embedder: a ready :class:`~synalign.embeddings.Embedder`; default from ``config``.
-        on_event: called with each progress event (``{"node", "round", "done", "total", ...}``).
+        on_event: called with each progress event (``{"node", "round", "done", "total", ...}``; first
+            ``{"node": "run", "round": rounds done, "max_rounds": ...}`` once the checkpoint is read).
+        extend: continue the finished run in ``config.out`` (``resume`` implied; pass its saved config) for up to
+            this many more rounds on the same thread: nothing is regenerated, the loop goes on from its final
+            state and ``config.json`` records the raised round budget. The other stops (target, ``max_samples``,
+            ``patience``) still apply.
 
     Returns:
         :class:`RunResult`.
@@ -310,23 +343,16 @@ def run(
         DiskFullError: no space left while writing a checkpoint or an output (no output is half-written;
             the run resumes once there is space).
     """
+    if config.out is None:
+        raise InputError("RunConfig.out is required to run: the run directory the outputs and checkpoints go to")
     try:
-        return _run(config, resume=resume, overwrite=overwrite, backend=backend, embedder=embedder, on_event=on_event)
+        return _run(config, resume=resume or extend > 0, overwrite=overwrite, backend=backend, embedder=embedder,
+                    on_event=on_event, extend=extend)
     except (OSError, sqlite3.OperationalError) as exc:
-        if not _is_disk_full(exc):
+        full = disk_full_error(exc, config.out / CHECKPOINT_FILE)  # SQLite names no file: the run's checkpoint
+        if full is None:
             raise
-        where = getattr(exc, "filename", None) or config.out / CHECKPOINT_FILE
-        raise DiskFullError(f"no space left on the device while writing {where} ({exc})") from None
-
-
-class DiskFullError(SynalignError):
-    """The disk filled up during a run; every file written so far is whole and the run can be resumed."""
-
-
-def _is_disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return True
-    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+        raise full from None
 
 
 def _run(
@@ -337,6 +363,7 @@ def _run(
     backend: Backend | None,
     embedder: Embedder | None,
     on_event: EventHandler | None,
+    extend: int = 0,
 ) -> RunResult:
     started = time.perf_counter()
     out = config.out
@@ -344,12 +371,14 @@ def _run(
     with RunDirLock(out):  # one process per run directory, taken before any work
         prepare_run_dir(out, resume=resume, overwrite=overwrite)  # again: another run may have just finished
         if resume:
-            verify_checkpoints(out, _thread(config))  # a corrupt checkpoint fails before any embedding
+            verify_checkpoints(out, _thread(config), config)  # a corrupt or foreign checkpoint fails before any work
+        if extend:
+            config = _extended_config(config, extend)
         ctx = make_context(config, backend=backend, embedder=embedder, on_event=on_event)
         try:
-            if not resume:
-                if overwrite:
-                    remove_run_files(out)
+            if overwrite and not resume:
+                remove_run_files(out)
+            if not resume or extend:
                 from synalign.fileio import atomic_write_text
 
                 atomic_write_text(out / CONFIG_FILE, config.model_dump_json(indent=2) + "\n")
@@ -359,6 +388,7 @@ def _run(
             raise
         with contextlib.closing(conn):
             try:
+                record_run_config(conn, config, replace=not resume or bool(extend))  # what the checkpoint is of
                 store_conn, store = open_store(out)
             except BaseException:
                 ctx.backend.close()
@@ -366,7 +396,7 @@ def _run(
             with contextlib.closing(store_conn):
                 ctx.prune_alignments = alignments_prunable(saver.keep)
                 try:
-                    final = _stream(config, ctx, saver, store, resume=resume, on_event=on_event)
+                    final = _stream(config, ctx, saver, store, resume=resume, on_event=on_event, extend=extend > 0)
                 finally:
                     ctx.backend.close()  # stops a local model server, whatever happened (the report needs no LLM)
                     with contextlib.suppress(OSError):  # e.g. a full disk: never hide the error that stopped the run
@@ -383,20 +413,52 @@ def _thread(config: RunConfig) -> dict[str, Any]:
     return {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": 10 + 6 * config.max_rounds}
 
 
+def _extended_config(config: RunConfig, extend: int) -> RunConfig:
+    """``config`` with its round budget raised to the finished run's rounds + ``extend``.
+
+    Raises:
+        InputError: the run has not finished, or it has spent its ``max_samples`` budget.
+    """
+    out = config.out
+    conn, saver = open_checkpoints(out, resume=True)
+    store_conn, store = open_store(out)
+    try:
+        graph = build_graph().compile(checkpointer=saver, store=store)
+        values = read_state(graph, _thread(config), out / CHECKPOINT_FILE, out).values
+    finally:
+        store_conn.close()
+        conn.close()
+    if not values.get("stop_reason"):
+        raise InputError(f"--extend continues a finished run; the run in {out} has not finished (finish it with --resume)")
+    generated = sum(int(b["count"]) for b in values.get("sample_batches", []))
+    if config.max_samples is not None and generated >= config.max_samples:
+        raise InputError(
+            f"--extend: the run in {out} has spent its --max-samples budget ({generated} texts generated, "
+            f"--max-samples {config.max_samples}); start a new run to generate more"
+        )
+    return config.model_copy(update={"max_rounds": int(values.get("round", 0)) + extend})
+
+
 def _stream(
-    config: RunConfig, ctx: SynAlignContext, saver: Any, store: Any, *, resume: bool, on_event: EventHandler | None
+    config: RunConfig, ctx: SynAlignContext, saver: Any, store: Any, *, resume: bool, on_event: EventHandler | None,
+    extend: bool = False,
 ) -> dict[str, Any]:
-    """Run the graph to its end from the last checkpoint; returns the final state values."""
+    """Run the graph to its end from the last checkpoint; returns the final state values. ``extend``: the
+    run has finished; a new run on its thread goes on from its final state."""
     out = config.out
     graph = build_graph().compile(checkpointer=saver, store=store)
     thread = _thread(config)
     snapshot = read_state(graph, thread, out / CHECKPOINT_FILE, out)
+    if on_event is not None:
+        on_event({"node": "run", "round": snapshot.values.get("round", 0), "max_rounds": config.max_rounds})
     # Finished means "finish recorded a stop reason", never "nothing is pending": a process interrupted right
     # after a node saved its writes (but before the step's checkpoint) has an empty live `next`.
-    if resume and snapshot.values.get("stop_reason"):
+    if resume and snapshot.values.get("stop_reason") and not extend:
         return snapshot.values  # already finished: just (re)write the outputs
     # A saved checkpoint: continue from it (its completed tasks' pending writes are applied first).
     stream_input = None if resume and snapshot.metadata is not None else {}
+    if extend:  # as a new run on a finished LangGraph thread (Studio does this): prepare keeps the state's values
+        stream_input = {"stop_reason": None}  # not finished any more, should this run be interrupted
     try:
         for mode, payload in graph.stream(
             stream_input, thread, context=ctx, stream_mode=["custom", "updates"], durability="sync"

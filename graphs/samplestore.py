@@ -13,11 +13,12 @@ the state keeps only a :class:`SampleBatch` per round and one :class:`AlignmentR
   weights of the whole pool (float64, base64) and its accepted mask (bits, base64), in pool order.
 
 Keys carry a digest of their content, so a node re-run after a crash writes the same item again (idempotent)
-and a forked thread that generated other texts never overwrites the items its parent's checkpoints refer to.
+and a forked thread that generated other texts never overwrites the items its parent's checkpoints refer to;
+every read checks the item against that digest, so an edited text or weight is never taken into the pool.
 An alignment is replaced every round; when pruning (the CLI run, whose saver keeps the latest two checkpoints)
 the one before the previous is deleted as the new one lands, so the store grows with the new
-samples only. Every read checks the item against its reference: a missing or shorter item is
-:class:`MissingItemError`, never a silently smaller pool.
+samples only. Every read checks the item against its reference: a missing, shorter, edited or undecodable
+item is :class:`MissingItemError`, never a silently smaller or altered pool.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ _DEFAULT_THREAD = "default"
 
 
 class MissingItemError(SynalignError):
-    """A reference in the state names a store item that is gone or does not match it (lost or truncated
-    store): the run cannot continue safely from this checkpoint."""
+    """A reference in the state names a store item that is gone or does not match it (lost, truncated or
+    edited store): the run cannot continue safely from this checkpoint."""
 
 
 def thread_of(runtime: Any) -> str | None:
@@ -90,10 +91,26 @@ def _key(round_: int, payload: bytes) -> str:
     return f"r{round_:04d}-{hashlib.sha256(payload).hexdigest()[:16]}"
 
 
+def _samples_key(round_: int, value: dict[str, Any]) -> str:
+    return _key(round_, json.dumps(value, sort_keys=True, ensure_ascii=False).encode())
+
+
+def _alignment_key(round_: int, value: dict[str, Any]) -> str:
+    return _key(round_, json.dumps(value, sort_keys=True).encode())
+
+
+def _read(what: str, read: Any) -> Any:
+    """``read()`` (a store lookup); a value the store cannot decode (invalid JSON) is :class:`MissingItemError`."""
+    try:
+        return read()
+    except ValueError as exc:  # json / orjson decode errors
+        raise MissingItemError(f"{what} cannot be read from the store ({type(exc).__name__})") from None
+
+
 def put_samples(store: BaseStore, prefix: tuple[str, ...], round_: int, samples: list[SampleRecord]) -> SampleBatch:
     """Store one round's new samples (one item); returns the reference the state keeps."""
     value = {"round": round_, "samples": samples}
-    key = _key(round_, json.dumps(value, sort_keys=True, ensure_ascii=False).encode())
+    key = _samples_key(round_, value)
     store.put((*prefix, "samples"), key, value, index=False)
     return SampleBatch(round=round_, key=key, count=len(samples))
 
@@ -111,19 +128,24 @@ def get_samples(
     never stale); the batches read here are added to it.
 
     Raises:
-        MissingItemError: an item is gone or holds another number of samples than its reference says.
+        MissingItemError: an item is gone, holds another number of samples than its reference says, does not
+            match the digest in its key (edited), or cannot be decoded.
     """
     known = cache if cache is not None else {}
     missing = [b for b in batches if b["key"] not in known]
-    items = store.batch([GetOp((*prefix, "samples"), b["key"]) for b in missing]) if missing else []
+    ops = [GetOp((*prefix, "samples"), b["key"]) for b in missing]
+    items = _read("the samples of a round", lambda: store.batch(ops)) if missing else []
     for batch, item in zip(missing, items, strict=True):
-        samples = None if item is None else item.value.get("samples")
-        if samples is None or len(samples) != batch["count"]:
-            found = "missing" if samples is None else f"{len(samples)} samples"
+        value = item.value if item is not None and isinstance(item.value, dict) else {}
+        samples = value.get("samples")
+        where = f"the samples of round {batch['round']} ({batch['key']})"
+        if not isinstance(samples, list) or len(samples) != batch["count"]:
+            found = "missing" if not isinstance(samples, list) else f"{len(samples)} samples"
             raise MissingItemError(
-                f"the samples of round {batch['round']} ({batch['key']}) are not in the store as the checkpoint "
-                f"says ({batch['count']} samples; found {found})"
+                f"{where} are not in the store as the checkpoint says ({batch['count']} samples; found {found})"
             )
+        if _samples_key(batch["round"], value) != batch["key"]:
+            raise MissingItemError(f"{where} were changed in the store since they were written (checksum mismatch)")
         known[batch["key"]] = samples
     return [s for b in batches for s in known[b["key"]]]
 
@@ -155,7 +177,7 @@ def put_alignment(
     w = np.ascontiguousarray(weights, dtype="<f8")
     mask = np.asarray(accepted, dtype=bool)
     value = {"round": round_, "count": len(w), "weights_f64": _b64(w), "accepted_bits": _b64(np.packbits(mask))}
-    key = _key(round_, json.dumps(value, sort_keys=True).encode())
+    key = _alignment_key(round_, value)
     ns = (*prefix, "alignment")
     store.put(ns, key, value, index=False)
     if prune and previous is not None and previous["previous"] not in (None, key):
@@ -173,21 +195,31 @@ def get_alignment(
     with 0 / False for the ``count - N`` samples generated since (zeros when ``ref`` is None).
 
     Raises:
-        MissingItemError: the item is gone or weights another number of samples than its reference says.
+        MissingItemError: the item is gone, weights another number of samples than its reference says, does not
+            match the digest in its key (edited), or cannot be decoded.
     """
     weights, accepted = np.zeros(count), np.zeros(count, dtype=bool)
     if ref is None:
         return weights, accepted
-    item = store.get((*prefix, "alignment"), ref["key"])
-    n = None if item is None else int(item.value.get("count", -1))
-    if item is None or n != ref["count"] or n > count:
-        found = "missing" if item is None else f"{n} samples"
+    where = f"the alignment of round {ref['round']} ({ref['key']})"
+    item = _read(where, lambda: store.get((*prefix, "alignment"), ref["key"]))
+    value = item.value if item is not None and isinstance(item.value, dict) else None
+    n = value.get("count") if value is not None else None
+    if value is None or n != ref["count"] or n > count:
+        found = "missing" if value is None else f"{n} samples"
         raise MissingItemError(
-            f"the alignment of round {ref['round']} ({ref['key']}) is not in the store as the checkpoint says "
-            f"({ref['count']} samples; found {found})"
+            f"{where} is not in the store as the checkpoint says ({ref['count']} samples; found {found})"
         )
-    weights[:n] = np.frombuffer(base64.b64decode(item.value["weights_f64"]), dtype="<f8")
-    accepted[:n] = np.unpackbits(np.frombuffer(base64.b64decode(item.value["accepted_bits"]), dtype=np.uint8))[:n]
+    if _alignment_key(ref["round"], value) != ref["key"]:
+        raise MissingItemError(f"{where} was changed in the store since it was written (checksum mismatch)")
+    try:
+        w = np.frombuffer(base64.b64decode(value["weights_f64"], validate=True), dtype="<f8")
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(value["accepted_bits"], validate=True), dtype=np.uint8))
+        if len(w) != n or len(bits) < n:
+            raise ValueError(f"{len(w)} weights and {len(bits)} accepted flags for {n} samples")
+    except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+        raise MissingItemError(f"{where} cannot be decoded ({' '.join(str(exc).split())})") from None
+    weights[:n], accepted[:n] = w, bits[:n]
     return weights, accepted
 
 

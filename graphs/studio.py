@@ -110,7 +110,8 @@ def context_for(config: StudioConfig | dict[str, Any] | None, thread_id: str | N
         if ctx is not None:
             _contexts.move_to_end(key)
             return ctx
-        run_config.out.mkdir(parents=True, exist_ok=True)
+        if studio.write_outputs:
+            run_config.out.mkdir(parents=True, exist_ok=True)
         ctx = make_context(run_config)
         ctx.prune_alignments = False  # the server keeps every checkpoint (time travel): keep every alignment
         _contexts[key] = ctx

@@ -15,6 +15,12 @@ _os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from synalign.config import RunConfig  # noqa: E402
 from synalign.errors import InputError, SynalignError  # noqa: E402
 
-__version__ = "0.1.0"
+try:  # one source of truth: the version in pyproject.toml, read from the installed package's metadata
+    from importlib.metadata import PackageNotFoundError as _NotInstalled
+    from importlib.metadata import version as _version
+
+    __version__ = _version("synalign")
+except _NotInstalled:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = ["RunConfig", "InputError", "SynalignError", "__version__"]

@@ -63,7 +63,10 @@ class Summarizer(Protocol):
 
 @runtime_checkable
 class Generator(Protocol):
-    """Writes new label-conditioned texts (one :class:`Generation` per request, in order)."""
+    """Writes new label-conditioned texts (one :class:`Generation` per request, in order).
+
+    A ``generate`` (or a summariser's ``summarize``) that also takes a keyword ``on_done(i, result)``, called
+    as each request finishes, gets per-cluster progress in a run; one without it reports once per batch."""
 
     name: str
 

@@ -4,8 +4,9 @@
 
 - ``mmd2``: :func:`synalign.divergence.mmd2_fixed_set` of B to A — the estimator the run report uses for the
   accepted set (V-statistic on B, U-statistic on A), RBF kernel with the median-heuristic bandwidth of A;
-- ``noise_floor``: the same quantity for a random subset of A as large as B against the rest of A
-  (:func:`synalign.divergence.fixed_set_noise_floor`): "as close as real data of that size";
+- ``noise_floor`` ± ``noise_floor_std``: the same quantity for a random subset of A as large as B against the
+  rest of A (:func:`synalign.divergence.fixed_set_noise_floor`, the run report's estimator, same draws): "as close
+  as real data of that size"; ``mmd2_over_floor`` ± ``mmd2_over_floor_std`` (the floor's spread carried over);
 - ``sinkhorn``: debiased Sinkhorn divergence (Feydy et al. 2019; POT) between the two embedding clouds, and
   ``sinkhorn_floor``, the same for a random subset of A as large as B against the rest of A;
 - ``discriminator_auc``: cross-validated ROC AUC of a logistic regression telling B from A on the embeddings
@@ -22,6 +23,7 @@ compare --heldout``), as a run judges its accepted set: utility (a classifier on
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,13 +31,56 @@ from pydantic import BaseModel, ConfigDict
 
 from synalign._threads import single_blas_thread
 from synalign.errors import InputError
+from synalign.records import RealExample
 from synalign.utility import UtilityEstimate
 from synalign.verdict import Fidelity, Novelty, Verdict
 
 __all__ = [
     "discriminator_auc", "compare_embeddings", "compare_sets", "heldout_fidelity", "HeldoutAssessment",
-    "assess_with_heldout",
+    "assess_with_heldout", "read_compare_side", "check_enough_texts", "MIN_TEXTS_TO_MEASURE",
 ]
+
+
+def read_compare_side(path: Path | str, *, text_field: str = "text", label_field: str = "label") -> list[RealExample]:
+    """The labelled texts of one side of ``synalign compare``, whatever synalign output or data it is given.
+
+    - a synalign output directory, of ``synalign run`` or ``synalign align`` (``synthetic.jsonl`` beside
+      ``summary.json`` or ``config.json``): its accepted samples, in the run's own ``text`` / ``label`` fields;
+    - an export directory (``synalign export --to-dir``: ``data/train-*.parquet`` and a card): its accepted samples,
+      in the column names the card records (the user's, ``synalign.text_field`` / ``synalign.label_field``);
+    - anything else :func:`synalign.datafiles.load_dataset` reads (a data file, a dataset directory's train split,
+      a Hugging Face dataset folder), with ``text_field`` / ``label_field``.
+
+    Raises:
+        InputError: see :func:`synalign.datafiles.load_dataset`.
+    """
+    from synalign.datafiles import load_dataset
+
+    path = Path(path)
+    if path.is_dir() and (path / "synthetic.jsonl").is_file() and any(
+        (path / name).is_file() for name in ("summary.json", "config.json")
+    ):
+        return load_dataset(path / "synthetic.jsonl").train
+    if path.is_dir() and (path / "data").is_dir():
+        recorded = _card_fields(path / "README.md")
+        if recorded is not None:
+            text_field, label_field = recorded
+    return load_dataset(path, text_field=text_field, label_field=label_field).train
+
+
+def _card_fields(card: Path) -> tuple[str, str] | None:
+    """``(text_field, label_field)`` recorded in a synalign dataset card's YAML header, else ``None``."""
+    import yaml
+
+    try:
+        text = card.read_text(encoding="utf-8")
+        meta = yaml.safe_load(text.split("---\n", 2)[1]) if text.startswith("---\n") else None
+    except (OSError, UnicodeDecodeError, IndexError, yaml.YAMLError):
+        return None
+    fields = (meta or {}).get("synalign") if isinstance(meta, dict) else None
+    if not isinstance(fields, dict) or not fields.get("text_field") or not fields.get("label_field"):
+        return None
+    return str(fields["text_field"]), str(fields["label_field"])
 
 
 @single_blas_thread
@@ -118,33 +163,56 @@ def heldout_fidelity(
     )
 
 
+MIN_TEXTS_TO_MEASURE = 10
+"""Fewest texts on each side of a comparison (and in a pool ``synalign align`` measures): the discriminator's
+5 folds get 2 texts of each set, the noise floor a subset of A as large as B."""
+
+
+def check_enough_texts(n_a: int, n_b: int) -> None:
+    """Refuse a comparison of ``n_a`` reference and ``n_b`` candidate texts when a side has fewer than
+    :data:`MIN_TEXTS_TO_MEASURE` (its MMD², floor and AUC would be noise reported as a result).
+
+    Raises:
+        InputError: too few texts on a side.
+    """
+    if min(n_a, n_b) < MIN_TEXTS_TO_MEASURE:
+        raise InputError(
+            f"compare: too few texts to measure: A has {n_a}, B has {n_b}; each side needs at least "
+            f"{MIN_TEXTS_TO_MEASURE}"
+        )
+
+
 def compare_embeddings(a: np.ndarray, b: np.ndarray, *, seed: int = 0, device: str = "auto") -> dict[str, Any]:
     """The comparison of :func:`compare_sets` on ready embeddings.
 
     Args:
-        a: (n, d) reference (real) embeddings, n ≥ 4; b: (m, d) candidate embeddings, m ≥ 2.
+        a: (n, d) reference (real) embeddings; b: (m, d) candidate embeddings; each at least
+            :data:`MIN_TEXTS_TO_MEASURE` rows.
 
     Returns:
-        ``{"n_a", "n_b", "bandwidth", "mmd2", "noise_floor", "noise_floor_std", "mmd2_over_floor", "sinkhorn",
-        "sinkhorn_floor", "discriminator_auc", "discriminator_auc_floor"}`` (kernel units for MMD², squared embedding distance
-        for Sinkhorn).
+        ``{"n_a", "n_b", "bandwidth", "mmd2", "noise_floor", "noise_floor_std", "noise_floor_draws",
+        "mmd2_over_floor", "mmd2_over_floor_std", "sinkhorn", "sinkhorn_floor", "discriminator_auc",
+        "discriminator_auc_floor"}`` (kernel units for MMD², squared embedding distance for Sinkhorn). The floor is
+        the run's (:func:`synalign.divergence.fixed_set_noise_floor` at B's size, seeded with ``seed``): a run's
+        real set and accepted set compared with the run's seed give the floor its report shows.
 
     Raises:
         InputError: too few rows or mismatched dimensions.
     """
     from synalign.divergence import (
+        FLOOR_DRAWS,
         fixed_set_noise_floor,
         median_bandwidth,
         mmd2_fixed_set,
         sinkhorn_divergence,
     )
 
-    if len(a) < 4 or len(b) < 2:
-        raise InputError(f"compare: need at least 4 reference and 2 candidate texts, got {len(a)} and {len(b)}")
+    check_enough_texts(len(a), len(b))
     bandwidth = float(median_bandwidth(a, seed=seed))
     mmd2 = float(mmd2_fixed_set(b, a, bandwidth, device=device))
     m = min(len(b), len(a) - 2)
-    floor, floor_std = fixed_set_noise_floor(a, m, bandwidth, seed=seed, device=device)
+    floor, floor_std = fixed_set_noise_floor(a, len(b), bandwidth, seed=seed, device=device)
+    ratio = mmd2 / floor if floor > 0 else None
     rng = np.random.default_rng(seed)
     half = rng.permutation(len(a))
     subset = rng.permutation(len(a))
@@ -155,7 +223,9 @@ def compare_embeddings(a: np.ndarray, b: np.ndarray, *, seed: int = 0, device: s
         "mmd2": mmd2,
         "noise_floor": float(floor),
         "noise_floor_std": float(floor_std),
-        "mmd2_over_floor": mmd2 / floor if floor > 0 else None,
+        "noise_floor_draws": FLOOR_DRAWS,
+        "mmd2_over_floor": ratio,
+        "mmd2_over_floor_std": ratio * floor_std / floor if ratio is not None else None,
         "sinkhorn": float(sinkhorn_divergence(b, a, seed=seed)),
         # in 384-d the discrete OT cost between two samples of one distribution is far from 0, so the
         # divergence is only readable next to the value a real subset of B's size gets against the rest of A

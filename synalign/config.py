@@ -12,13 +12,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from synalign.errors import InputError
 
-__all__ = ["RunConfig", "Target", "parse_target", "parse_llm", "DEFAULT_LLM", "option_flag", "config_error"]
+__all__ = ["RunConfig", "Target", "parse_target", "parse_llm", "DEFAULT_LLM", "MAX_SEED", "option_flag", "config_error",
+           "resume_safe_fields"]
 
 DEFAULT_LLM = "local"
 """Backend of a run without ``--llm`` (and without ``$SYNALIGN_LLM``), decided by measurement
 (``evals/backend_choice.py``, README "Which backend is the default"): on the bundled SST-2 demo and on AG News
 the embedded local LM's accepted set reached ≥ 85 % label fidelity (0.94 on both) and real + its accepted set
 beat real + the EDA accepted set in downstream accuracy at equal size (+1.7 and +0.5 points, paired p < 0.01)."""
+
+
+MAX_SEED = 2**32 - 1
+"""Largest ``--seed``: the seed reaches NumPy and scikit-learn generators that take 32 bits."""
+
+MAX_TOKENS = 131_072
+"""Largest ``--max-tokens``: above any reply length an OpenAI-compatible server accepts today (128 Ki)."""
 
 
 def _default_llm() -> str:
@@ -37,7 +45,7 @@ class Target(BaseModel):
     real data of the same size".
     """
 
-    value: float = Field(ge=0)
+    value: float = Field(ge=0, allow_inf_nan=False)
     relative: bool
 
     def resolve(self, noise_floor: float) -> float:
@@ -57,6 +65,8 @@ def parse_target(text: str) -> Target:
     match = _TARGET_RE.match(text)
     if not match:
         raise ValueError(f"target must be a number (absolute MMD²) or a multiple of the noise floor like '2x', got {text!r}")
+    if not math.isfinite(float(match["value"])):
+        raise ValueError(f"target must be a finite number, got {text!r}")
     return Target(value=float(match["value"]), relative=bool(match["unit"]))
 
 
@@ -86,6 +96,64 @@ def parse_llm(spec: str) -> tuple[str, str]:
     return "openai", model.strip()
 
 
+def parse_endpoints(value: str) -> list[str]:
+    """The OpenAI-compatible endpoints of ``--base-url``: one URL, or several separated by commas (the one parser
+    of the option; :attr:`RunConfig.endpoints` reads it back). Each must be an http(s) URL on one line, without
+    a user name or password; none may repeat.
+
+    Raises:
+        ValueError: an empty or malformed endpoint, credentials in one, or a repeated one.
+    """
+    from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
+
+    urls = [part.strip() for part in value.split(",")]
+    for part in urls:
+        try:
+            url = TypeAdapter(AnyHttpUrl).validate_python(part)
+        except ValidationError:
+            got = f"{part!r} in {value!r}" if len(urls) > 1 else repr(value)
+            raise ValueError(f"must be an http:// or https:// URL such as http://localhost:8000/v1 (several: "
+                             f"separated by commas), got {got}") from None
+        if any(ch.isspace() or not ch.isprintable() for ch in part):
+            raise ValueError(f"must not contain spaces or control characters, got {value!r}")
+        if url.username or url.password:  # never echo it: the password would reach config.json, traces and logs
+            raise ValueError(
+                "must not hold a user name or password (it would be written to config.json, the checkpoints and "
+                "the LLM trace); put the key in an environment variable and name it with --api-key-env"
+            )
+    stripped = [u.rstrip("/") for u in urls]
+    repeated = next((u for u, bare in zip(urls, stripped, strict=True) if stripped.count(bare) > 1), None)
+    if repeated is not None:
+        raise ValueError(f"endpoint {repeated!r} is named twice")
+    return urls
+
+
+def _parse_ray_address(value: str) -> str:
+    """``--ray``: ``"auto"``, or a Ray cluster's address ``HOST:PORT`` (the head's GCS port, 6379 by default)
+    or ``ray://HOST:PORT`` (Ray Client, 10001 by default). Returns the value (``auto`` in lower case).
+
+    Raises:
+        ValueError: anything else.
+    """
+    from urllib.parse import urlsplit
+
+    text = value.strip()
+    if text.lower() == "auto":
+        return "auto"
+    scheme, sep, rest = text.rpartition("://")
+    try:
+        parts = urlsplit("//" + rest)
+        valid = bool(parts.hostname and parts.port) and not (
+            parts.username or parts.password or parts.path or parts.query or parts.fragment
+        )
+    except ValueError:  # a port out of range or not a number
+        valid = False
+    if not valid or (sep and scheme.lower() != "ray") or any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ValueError(f"must be 'auto' or a Ray cluster address HOST:PORT (e.g. head:6379) or ray://HOST:PORT, "
+                         f"got {value!r}")
+    return text
+
+
 class RunConfig(BaseModel):
     """Everything a run needs; defaults suit a 2-core CPU machine and a few hundred real examples per label.
 
@@ -98,27 +166,37 @@ class RunConfig(BaseModel):
     computes).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # a refused value may be a secret
 
     data: Path = Field(description="Real data: JSONL/CSV/Parquet file or a directory with train/test splits.")
-    out: Path = Field(description="Run directory (created; must not exist unless --resume/--overwrite).")
+    out: Path | None = Field(
+        default=None, description="Run directory (created; must not exist unless --resume/--overwrite).",
+        json_schema_extra={"cli_required": True},
+    )
+    """Required by ``synalign run`` and :func:`synalign.graphs.run`; a graph embedded in an app
+    (``make_context(RunConfig(data=...))``) needs none: it writes nothing, and an LLM backend keeps no trace."""
     text_field: str = Field(default="text", description="Text field/column.")
     label_field: str = Field(default="label", description="Label field/column.")
+    label_names: dict[str, str] | None = Field(
+        default=None, description="Names of the label values, e.g. '0=negative,1=positive': what the prompts "
+        "and the card call each label (the outputs keep the values). Default: the data's ClassLabel names, if any."
+    )
     task: str | None = Field(default=None, description="Task description for the summariser and generator "
                              "(default: one naming the labels).")
     embedding_model: str | None = Field(
         default=None, description="sentence-transformers name or path (default: the bundled all-MiniLM-L6-v2)."
     )
     max_seq_length: int | None = Field(
-        default=None, ge=1, description="Embedding truncation length in tokens (default: the encoder's own, 256 "
-        "for all-MiniLM-L6-v2; longer texts are cut)."
+        default=None, ge=1, description="Embedding truncation length in tokens, at most the encoder's positions "
+        "(default: the encoder's own, 256 for all-MiniLM-L6-v2, which has 512 positions; longer texts are cut)."
     )
     max_real: int = Field(default=2000, ge=2, description="Real examples used (a stratified sample).")
     clusters_per_label: int = Field(default=2, ge=1, description="Demonstration clusters per label per round.")
     cluster_size: int = Field(default=8, ge=1, description="Pick + nearest neighbours per cluster.")
     samples_per_cluster: int = Field(default=16, ge=1, description="Texts generated per cluster.")
     max_rounds: int = Field(default=4, ge=1, description="Maximum rounds.", json_schema_extra={"cli_flag": "--rounds"})
-    max_samples: int | None = Field(default=None, ge=1, description="Maximum synthetic samples generated "
+    max_samples: int | None = Field(default=None, ge=1, description="Maximum synthetic samples generated; a "
+                                    "round that would pass it splits the rest across the labels by their share "
                                     "(default: no limit).")
     target: str = Field(
         default="1x", description="Stop at this MMD²: absolute ('0.002') or a multiple of the same-size noise "
@@ -149,6 +227,15 @@ class RunConfig(BaseModel):
     )
     seed: int = Field(default=0, description="Random seed.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto, cpu or cuda.")
+    ray: str | None = Field(
+        default=None, description="Run on a Ray cluster (needs the ray extra): 'auto' ($RAY_ADDRESS or the "
+        "cluster 'ray start' began on this machine, else a new local one) or the head's address HOST:6379 / "
+        "ray://HOST:10001. Embedding, the KMM screen of large pools and generation over the --base-url endpoints "
+        "run on the cluster."
+    )
+    """Not ``resume_safe``: Ray's embeddings and screened weights agree with the local path's to float rounding,
+    not bit for bit, so ``--resume`` keeps the run's setting (a resumed run then computes what the interrupted
+    one would have)."""
     cache_dir: Path | None = Field(default=None, description="Embedding and LLM response caches (default: "
                                    "$SYNALIGN_CACHE_DIR, else $XDG_CACHE_HOME/synalign or ~/.cache/synalign).")
     llm: str | None = Field(  # None: a config saved before the local LM existed, = "eda" (see backend_kind)
@@ -166,7 +253,8 @@ class RunConfig(BaseModel):
         "continuation lines); auto = completion for --llm local, chat otherwise."
     )
     base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. "
-                                 "http://localhost:8000/v1.")
+                                 "http://localhost:8000/v1; several, separated by commas, with --ray (generation "
+                                 "is spread over them).")
     api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the API key.",
                              json_schema_extra={"resume_safe": True})
     temperature: float = Field(default=0.8, description="LLM sampling temperature.")
@@ -186,6 +274,25 @@ class RunConfig(BaseModel):
         if isinstance(data, dict) and "holdout" not in data and {"api_key_env", "llm_cache", "witness_guided"} <= set(data):
             return {**data, "holdout": 0.0, "patience": None, "allow_near_copies": True}
         return data
+
+    @field_validator("label_names", mode="before")
+    @classmethod
+    def _parse_label_names(cls, value: object) -> object:
+        """``"0=negative,1=positive"`` (the command line) or a mapping (``config.json``) → ``{value: name}``."""
+        if isinstance(value, str):
+            pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+            if not pairs or any(not sep for _, sep, _ in pairs):
+                raise ValueError(f"expected VALUE=NAME pairs separated by commas (0=negative,1=positive), got {value!r}")
+            keys = [key.strip() for key, _, _ in pairs]
+            duplicate = next((key for key in keys if keys.count(key) > 1), None)
+            if duplicate is not None:
+                raise ValueError(f"label value {duplicate!r} is named twice")
+            value = {key: name.strip() for key, (_, _, name) in zip(keys, pairs, strict=True)}
+        if isinstance(value, dict):
+            for key, name in value.items():
+                if not str(key).strip() or not str(name).strip() or any(c in f"{key}{name}" for c in "\n\r"):
+                    raise ValueError(f"each label value and name must be non-empty and on one line, got {key!r}={name!r}")
+        return value
 
     @field_validator("patience", mode="before")
     @classmethod
@@ -211,8 +318,8 @@ class RunConfig(BaseModel):
     @field_validator("seed")
     @classmethod
     def _check_seed(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError(f"must be >= 0, got {value}")
+        if not 0 <= value <= MAX_SEED:
+            raise ValueError(f"must be >= 0 and <= {MAX_SEED} (2**32 - 1), got {value}")
         return value
 
     @field_validator("temperature")
@@ -232,14 +339,51 @@ class RunConfig(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
+        """One endpoint, or several separated by commas (each checked; stored as ``URL1,URL2``)."""
+        return None if value is None else ",".join(parse_endpoints(value))
+
+    @field_validator("ray")
+    @classmethod
+    def _check_ray(cls, value: str | None) -> str | None:
+        return None if value is None else _parse_ray_address(value)
+
+    @field_validator("max_tokens")
+    @classmethod
+    def _check_max_tokens(cls, value: int | None) -> int | None:
+        if value is not None and value > MAX_TOKENS:
+            raise ValueError(f"must be at most {MAX_TOKENS} (tokens of one reply), got {value}")
+        return value
+
+    @field_validator("item_name")
+    @classmethod
+    def _check_item_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or not value.isprintable()):
+            raise ValueError(f"must be a non-empty name on one line, without control characters, got {value!r}")
+        return value
+
+    @field_validator("out")
+    @classmethod
+    def _check_out(cls, value: Path | None) -> Path | None:
+        from synalign.filecheck import check_path_fits
+
         if value is None:
             return value
-        from pydantic import AnyHttpUrl, TypeAdapter, ValidationError
-
         try:
-            TypeAdapter(AnyHttpUrl).validate_python(value)
-        except ValidationError:
-            raise ValueError(f"must be an http:// or https:// URL such as http://localhost:8000/v1, got {value!r}") from None
+            check_path_fits(value, "--out")
+        except InputError as exc:
+            raise ValueError(str(exc).removeprefix("--out ")) from None
+        return value
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _check_cache_dir(cls, value: Path | None) -> Path | None:
+        from synalign.filecheck import check_creatable_dir
+
+        if value is not None:
+            try:
+                check_creatable_dir(value, "--cache-dir")
+            except InputError as exc:
+                raise ValueError(str(exc).removeprefix("--cache-dir ")) from None
         return value
 
     @model_validator(mode="after")
@@ -249,6 +393,11 @@ class RunConfig(BaseModel):
             raise ValueError(
                 f"--base-url needs --llm openai:MODEL (an OpenAI-compatible server); the {self.backend_kind} "
                 "backend would ignore it"
+            )
+        if len(self.endpoints) > 1 and self.ray is None:
+            raise ValueError(
+                f"--base-url names {len(self.endpoints)} endpoints; spreading generation over several needs --ray "
+                "auto|ADDRESS (the ray extra), or give one endpoint"
             )
         if self.backend_kind == "eda":
             if self.prompts is not None:
@@ -269,6 +418,11 @@ class RunConfig(BaseModel):
         return (self.llm or "eda").split(":", 1)[0].strip().lower()
 
     @property
+    def endpoints(self) -> list[str]:
+        """The ``base_url`` endpoints (:func:`parse_endpoints`); ``[]`` without one."""
+        return parse_endpoints(self.base_url) if self.base_url else []
+
+    @property
     def parsed_target(self) -> Target:
         return parse_target(self.target)
 
@@ -285,6 +439,15 @@ def option_flag(name: str) -> str:
     field = RunConfig.model_fields.get(name)
     extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
     return str(extra.get("cli_flag") or "--" + name.replace("_", "-"))
+
+
+def resume_safe_fields() -> frozenset[str]:
+    """RunConfig fields marked ``resume_safe``: ``--resume`` may change them (how the run talks to the LLM, never
+    what it computes); every other field but ``out`` defines the run (what its checkpoint was written under)."""
+    return frozenset(
+        name for name, field in RunConfig.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("resume_safe")
+    )
 
 
 def config_error(exc: Exception) -> str:

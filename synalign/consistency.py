@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from synalign._threads import single_blas_thread
-from synalign.errors import InputError
 
 __all__ = ["FILTER_C", "TAU_GRID", "consistency_mask", "fit_filter_classifier", "label_consistency_scores"]
 
@@ -81,29 +80,33 @@ def label_consistency_scores(
 ) -> np.ndarray:
     """p_other(x) for every pool row: the largest probability of a label other than the generated one.
 
+    A row whose label has no example in ``real`` cannot be judged and scores 0 (kept); so do all rows when
+    ``real`` holds fewer than two labels. That happens inside a cross-validation fold when a label has a single
+    real example (it lands in the fold's held-out part); the run itself checks that every synthetic label has
+    real examples (:func:`synalign.alignment.align`).
+
     Args:
-        real: (n, d) real embeddings; real_labels: n labels (at least two distinct).
-        pool: (m, d) synthetic embeddings; pool_labels: m generated labels (each must occur in real_labels).
+        real: (n, d) real embeddings; real_labels: n labels.
+        pool: (m, d) synthetic embeddings; pool_labels: m generated labels.
 
     Returns:
         (m,) float array in [0, 1].
-
-    Raises:
-        InputError: fewer than two real labels, or a pool label absent from the real labels.
     """
     y = np.asarray([str(v) for v in real_labels], dtype=object)
-    if len(set(y.tolist())) < 2:
-        raise InputError("the label-consistency filter needs real examples of at least two labels")
+    labels = np.asarray([str(v) for v in pool_labels], dtype=object)
+    p_other = np.zeros(len(labels))
+    if len(set(y.tolist())) < 2 or not len(labels):
+        return p_other
     model = fit_filter_classifier(real, y, FILTER_C)
-    classes = [str(c) for c in model.classes_]
-    col = {c: i for i, c in enumerate(classes)}
-    missing = sorted({str(lab) for lab in pool_labels} - set(col))
-    if missing:
-        raise InputError(f"synthetic label(s) {missing} have no real examples")
-    proba = model.predict_proba(np.asarray(pool, np.float64))
-    own = np.asarray([col[str(lab)] for lab in pool_labels], dtype=np.int64)
+    col = {str(c): i for i, c in enumerate(model.classes_)}
+    seen = np.asarray([lab in col for lab in labels.tolist()], dtype=bool)
+    if not seen.any():
+        return p_other
+    proba = model.predict_proba(np.asarray(pool, np.float64)[seen])
+    own = np.asarray([col[lab] for lab in labels[seen].tolist()], dtype=np.int64)
     proba[np.arange(len(own)), own] = -1.0
-    return proba.max(axis=1) if len(own) else np.zeros(0)
+    p_other[seen] = proba.max(axis=1)
+    return p_other
 
 
 def consistency_mask(

@@ -11,7 +11,10 @@ Input formats (one labelled text per row, field names configurable):
 
 A dataset is either one file (train split only) or a directory with ``train.{jsonl,csv,parquet}`` and an
 optional ``test.*`` and ``validation.*`` / ``dev.*`` (:func:`validation_splits`; the run's validation slice,
-:mod:`synalign.holdout`). :func:`validate_for_run` checks that a dataset can feed a SynAlign run.
+:mod:`synalign.holdout`). A directory may also be a Hugging Face dataset as ``datasets`` saves it
+(``save_to_disk`` folders, or ``data/{split}-*.parquet`` shards: :mod:`synalign.hflayout`); a ``ClassLabel``
+label column gives the labels' names (:attr:`Dataset.label_names`). :func:`validate_for_run` checks that a
+dataset can feed a SynAlign run.
 
 Every problem with user input raises :class:`synalign.errors.InputError` with a one-line message such as
 ``"data/train.jsonl:17: malformed JSON (Expecting ',' delimiter at column 12)"``.
@@ -22,7 +25,7 @@ from __future__ import annotations
 import csv
 import io as _stdio
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from synalign.errors import InputError
-from synalign.filecheck import COMPRESSED_SUFFIXES, check_not_compressed
+from synalign.filecheck import COMPRESSED_SUFFIXES, check_not_compressed, check_regular_file
+from synalign.hflayout import class_label_names, hf_split_files, read_hf_table
 from synalign.records import RealExample
 
 __all__ = ["SUPPORTED_SUFFIXES", "VALIDATION_SPLITS", "Dataset", "load_dataset", "load_examples", "validation_splits",
@@ -63,6 +67,8 @@ class Dataset(BaseModel):
         path: the file or directory the user gave.
         train_path: the file the train split was read from (used in error messages).
         test_path: the file the test split was read from, or ``None``.
+        label_names: label value → name, from a ``ClassLabel`` label column (``{"0": "negative"}``); ``None``
+            when the data names no labels (``--label-names`` may: :func:`synalign.labeltypes.label_names_for_run`).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -74,6 +80,7 @@ class Dataset(BaseModel):
     test_path: Path | None = None
     validation: list[RealExample] | None = None
     validation_path: Path | None = None
+    label_names: dict[str, str] | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -123,10 +130,13 @@ def load_examples(
     if not path.exists():
         raise InputError(f"no such file or directory: {path}")
     if path.is_dir():
-        found = _find_split(path, split)
+        found = _locate(path, split)
         if found is None:
             raise InputError(f"{path}: no {split} split (expected {_expected_names(split)})")
-        path = found
+        if found[1] is not None:  # a Hugging Face layout
+            return _hf_examples(*found, text_field=text_field, label_field=label_field, split=split)
+        path = found[0]
+    check_regular_file(path)  # a FIFO would block the first read forever
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".csv") or suffix in COMPRESSED_SUFFIXES:
         check_not_compressed(path)
@@ -165,28 +175,36 @@ def load_dataset(path: Path | str, *, text_field: str = "text", label_field: str
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file or directory: {path}")
-    if path.is_dir():
-        train_path = _find_split(path, "train")
-        if train_path is None:
-            raise InputError(f"{path}: no train split (expected {_expected_names('train')})")
-        test_path = _find_split(path, "test")
-        found = validation_splits(path)
-        validation_path = found[0] if found else None
-    else:
-        train_path, test_path, validation_path = path, None, None
-    train = load_examples(train_path, text_field=text_field, label_field=label_field, split="train")
-    test = (
-        load_examples(test_path, text_field=text_field, label_field=label_field, split="test")
-        if test_path is not None
-        else None
+    fields = {"text_field": text_field, "label_field": label_field}
+    if not path.is_dir():
+        train = load_examples(path, **fields, split="train")
+        return Dataset(train=train, path=path, train_path=path, label_names=class_label_names([path], label_field))
+    train_split = _locate(path, "train")
+    if train_split is None:
+        raise InputError(f"{path}: no train split (expected {_expected_names('train')})")
+    test_split = _locate(path, "test")
+    plain_validation = [p for p in validation_splits(path) if p.is_file() and p.parent == path]
+    validation_split = (
+        (plain_validation[0], None) if plain_validation
+        else next((found for name in VALIDATION_SPLITS if (found := hf_split_files(path, name))), None)
     )
-    validation = (
-        load_examples(validation_path, text_field=text_field, label_field=label_field, split="validation")
-        if validation_path is not None
-        else None
+
+    def read(found: tuple[Path, list[Path] | None] | None, split: str) -> list[RealExample] | None:
+        if found is None:
+            return None
+        where, shards = found
+        if shards is None:
+            return load_examples(where, **fields, split=split)
+        return _hf_examples(where, shards, **fields, split=split)
+
+    train = read(train_split, "train")
+    assert train is not None
+    return Dataset(
+        train=train, test=read(test_split, "test"), path=path, train_path=train_split[0],
+        test_path=test_split[0] if test_split else None, validation=read(validation_split, "validation"),
+        validation_path=validation_split[0] if validation_split else None,
+        label_names=class_label_names(train_split[1] or [train_split[0]], label_field),
     )
-    return Dataset(train=train, test=test, path=path, train_path=train_path, test_path=test_path,
-                   validation=validation, validation_path=validation_path)
 
 
 def validation_splits(path: Path | str) -> list[Path]:
@@ -209,7 +227,35 @@ def validation_splits(path: Path | str) -> list[Path]:
         and child.stem.lower() in VALIDATION_SPLITS
         and child.suffix.lower() in SUPPORTED_SUFFIXES
     ]
-    return sorted(found, key=lambda child: VALIDATION_SPLITS.index(child.stem.lower()))
+    hf = [where for name in VALIDATION_SPLITS if (split := hf_split_files(path, name)) for where in split[:1]]
+    return sorted(found, key=lambda child: VALIDATION_SPLITS.index(child.stem.lower())) + hf
+
+
+def _split_name(path: Path) -> str:
+    """The split a path of :func:`validation_splits` (or ``Dataset.*_path``) holds: ``"dev"`` for ``dev.csv``,
+    ``"validation"`` for a ``save_to_disk`` folder ``validation/`` or a shard ``data/validation-00000-of-00001.parquet``."""
+    return path.stem.split("-")[0] if path.parent.name == "data" else path.name if path.is_dir() else path.stem
+
+
+def _locate(directory: Path, split: str) -> tuple[Path, list[Path] | None] | None:
+    """``(where, shards)`` of a split of a dataset directory: a plain ``{split}.*`` file (``shards`` None), else a
+    Hugging Face layout's shards (:func:`synalign.hflayout.hf_split_files`); ``None`` when absent."""
+    plain = _find_split(directory, split)
+    return (plain, None) if plain is not None else hf_split_files(directory, split)
+
+
+def _hf_examples(
+    where: Path, shards: list[Path], *, text_field: str, label_field: str, split: str
+) -> list[RealExample]:
+    """The examples of a Hugging Face split (``where`` names it; ``source`` is ``WHERE:ROW``, 1-based)."""
+    table = read_hf_table(shards, [text_field, label_field])
+    rows = list(_table_rows(table, where, text_field, label_field))
+    if not rows:
+        raise InputError(f"{where} is empty")
+    return [
+        RealExample(id=f"{split}-{i}", text=text, label=label, source=f"{where}:{row}")
+        for i, (row, text, label) in enumerate(rows)
+    ]
 
 
 def _expected_names(split: str) -> str:
@@ -252,6 +298,7 @@ def _label_str(value: Any, where: str, label_field: str) -> str:
         )
     if not label.strip():
         raise InputError(f"{where}: empty label (field {label_field!r})")
+    _check_encodable(label, where, label_field)
     return label
 
 
@@ -262,7 +309,19 @@ def _check_text(value: Any, where: str, text_field: str) -> str:
         raise InputError(f"{where}: text must be a string, got {type(value).__name__} (field {text_field!r})")
     if not value.strip():
         raise InputError(f"{where}: empty text")
+    _check_encodable(value, where, text_field)
     return value
+
+
+def _check_encodable(value: str, where: str, field: str) -> None:
+    """Refuse a lone UTF-16 surrogate (a JSON ``\\ud800`` escape with no pair): no UTF-8 file can hold it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{where}: field {field!r} holds a lone surrogate \\u{ord(value[exc.start]):04x} at character "
+            f"{exc.start + 1} (half of a UTF-16 pair; not valid Unicode text)"
+        ) from None
 
 
 def _utf8_error(path: Path, line: int, exc: UnicodeDecodeError, line_bytes: bytes) -> InputError:
@@ -335,6 +394,10 @@ def _read_csv(path: Path, text_field: str, label_field: str) -> Iterator[tuple[i
     text = _decode_utf8_file(path)
     if not text.strip():
         raise InputError(f"{path} is empty")
+    nul = text.find("\0")
+    if nul >= 0:  # the csv module reads it as data: a binary or corrupt file would pass as text
+        line_no, column = text.count("\n", 0, nul) + 1, nul - text.rfind("\n", 0, nul)
+        raise InputError(f"{path}:{line_no}: NUL byte at column {column} (a binary or corrupt file, not CSV text)")
     reader = csv.reader(_stdio.StringIO(text, newline=""), strict=True)
     previous_end = 0
     header: list[str] | None = None
@@ -350,6 +413,11 @@ def _read_csv(path: Path, text_field: str, label_field: str) -> Iterator[tuple[i
                     if field not in header:
                         raise InputError(
                             f"{path}:{header_line}: missing field {field!r} (fields: {', '.join(header)})"
+                        )
+                    if header.count(field) > 1:
+                        raise InputError(
+                            f"{path}:{header_line}: column {field!r} appears {header.count(field)} times in the "
+                            "header; rename the others"
                         )
                 text_idx, label_idx = header.index(text_field), header.index(label_field)
                 continue
@@ -385,6 +453,10 @@ def _read_parquet(path: Path, text_field: str, label_field: str) -> Iterator[tup
         table = parquet.read(columns=[text_field, label_field])
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({_one_line(str(exc))})") from None
+    yield from _table_rows(table, path, text_field, label_field)
+
+
+def _table_rows(table: Any, path: Path, text_field: str, label_field: str) -> Iterator[tuple[int, str, str]]:
     texts = table.column(text_field).to_pylist()
     labels = table.column(label_field).to_pylist()
     for row, (text, label) in enumerate(zip(texts, labels, strict=True), start=1):
@@ -395,6 +467,24 @@ def _read_parquet(path: Path, text_field: str, label_field: str) -> Iterator[tup
 # --------------------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------------------
+
+
+def _check_varied(groups: dict[str, list[RealExample]], where: Path) -> None:
+    """Refuse a label whose examples are mostly one text: when most pairs of them are identical, their median
+    distance is 0 and the explorer's kernel cannot tell any two apart (it would fail as a too-small length-scale)."""
+    for label, members in groups.items():
+        counts = Counter(example.text for example in members)
+        n = len(members)
+        same_pairs = sum(c * (c - 1) for c in counts.values())  # ordered pairs, as n * (n - 1) below
+        if n < 2 or 2 * same_pairs <= n * (n - 1):
+            continue
+        text, top = counts.most_common(1)[0]
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        if top == n:
+            raise InputError(f"{where}: all {n} examples of label {label!r} are the same text ({shown!r}); the "
+                             "explorer needs different texts to pick demonstrations from")
+        raise InputError(f"{where}: {top} of the {n} examples of label {label!r} are the same text ({shown!r}); "
+                         "remove the duplicates so the explorer can tell the examples apart")
 
 
 def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
@@ -413,7 +503,8 @@ def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
         holds (the run's validation slice); empty when every label fills a cluster and there is no such file.
 
     Raises:
-        InputError: no examples, or fewer than two labels ("only one label 'x' in FILE; need at least two").
+        InputError: no examples, fewer than two labels ("only one label 'x' in FILE; need at least two"), or a
+            label whose examples are mostly one text.
     """
     groups = dataset.by_label()
     where = dataset.train_path
@@ -422,8 +513,9 @@ def validate_for_run(dataset: Dataset, *, cluster_size: int) -> list[str]:
             raise InputError(f"{where} has no examples")
         (label,) = groups
         raise InputError(f"only one label {label!r} in {where}; need at least two")
+    _check_varied(groups, where)
     notes = [
-        f"{split}: the {split.stem} split is the run's validation slice (held out from generation and "
+        f"{split}: the {_split_name(split)} split is the run's validation slice (held out from generation and "
         "selection; it measures whether the data helps)"
         for split in validation_splits(dataset.path)[:1]
     ]

@@ -140,9 +140,16 @@ class EDAGenerator:
         self.texts = 0
         self.dropped: Counter[str] = Counter()
 
-    def generate(self, requests: list[GenerationRequest]) -> list[Generation]:
-        """One :class:`Generation` per request, in order, each with ``request.n`` new texts when possible."""
-        out = [self._generate_one(request) for request in requests]
+    def generate(
+        self, requests: list[GenerationRequest], *, on_done: Callable[[int, Generation], None] | None = None
+    ) -> list[Generation]:
+        """One :class:`Generation` per request, in order, each with ``request.n`` new texts when possible;
+        ``on_done(i, generation)`` after each request (progress)."""
+        out = []
+        for i, request in enumerate(requests):
+            out.append(self._generate_one(request))
+            if on_done is not None:
+                on_done(i, out[-1])
         self.requests += len(requests)
         self.texts += sum(len(g.texts) for g in out)
         for generation in out:

@@ -12,6 +12,7 @@ a vector that fails its checksum is re-embedded, and a corrupt cache file is mov
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -24,7 +25,7 @@ import numpy as np
 
 from synalign.errors import InputError
 
-__all__ = ["Embedder", "default_model_path", "default_cache_dir"]
+__all__ = ["Embedder", "default_model_path", "default_cache_dir", "encode_with_progress"]
 
 _log = logging.getLogger("synalign.embeddings")
 _MODELS: dict[tuple[str, str], Any] = {}
@@ -111,7 +112,48 @@ def _load_model(name: str, device: str) -> Any:
     return model
 
 
+def _position_limit(model: Any) -> int | None:
+    """The most tokens the encoder can embed: its position embeddings (``max_position_embeddings`` in the
+    transformer's config; all-MiniLM-L6-v2 has 512, though it was trained on 256), less the 2 positions
+    RoBERTa-style models reserve (their tokenizer's ``model_max_length`` says so); None if the model does not say."""
+    try:
+        first = model[0]
+        positions = getattr(getattr(first.auto_model, "config", None), "max_position_embeddings", None)
+        tokenizer_max = getattr(first.tokenizer, "model_max_length", None)
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    if not isinstance(positions, int) or positions < 1:
+        return None
+    if isinstance(tokenizer_max, int) and positions - 2 <= tokenizer_max < positions:
+        return tokenizer_max
+    return positions
+
+
 _SCHEMA = "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vec BLOB NOT NULL, digest BLOB NOT NULL)"
+
+
+def _release_freed_memory() -> None:
+    """Hand the C heap's freed pages back to the system (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Each encoder batch frees tens to hundreds of MB of activations; glibc keeps freed memory in per-thread arenas,
+    and a run encodes on a new worker thread each round, so without this the resident set grew by ~200 MB per
+    round and with the size of the pool (``evals/bench_memory.py``).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where there is none (musl, macOS, Windows)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _digest(key: bytes, vec: bytes) -> bytes:
@@ -176,19 +218,28 @@ class Embedder:
     def model(self) -> Any:
         """The loaded ``SentenceTransformer`` (loaded on first use, shared per process)."""
         device = self.device
-        if device == "auto":
+        if device in ("auto", "cuda"):
             import torch
 
+            if device == "cuda" and not torch.cuda.is_available():
+                build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+                raise InputError(f"--device cuda: {build} (torch {torch.__version__}); use --device cpu or auto")
             device = "cuda" if torch.cuda.is_available() else "cpu"
         return _load_model(self.model_name, device)
 
     def check(self) -> None:
-        """Load the model now so that a bad name fails before any output is written.
+        """Load the model now so that a bad name, device or truncation length fails before any output is written.
 
         Raises:
-            InputError: unknown model.
+            InputError: unknown model, ``cuda`` without CUDA, or ``max_seq_length`` past the encoder's positions.
         """
-        _ = self.model
+        model = self.model
+        limit = _position_limit(model)
+        if self.max_seq_length is not None and limit is not None and self.max_seq_length > limit:
+            raise InputError(
+                f"--max-seq-length {self.max_seq_length} is more than the embedding model's {limit} positions; "
+                f"use at most {limit}"
+            )
 
     @property
     def truncation(self) -> int:
@@ -251,12 +302,20 @@ class Embedder:
         return action(db) if db is not None else default
 
     # -- encode -------------------------------------------------------------------------------
-    def encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        show_progress: bool = False,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         """Embed ``texts``.
 
         Args:
             texts: n strings.
             show_progress: show the encoder's progress bar for the texts not in the cache.
+            on_progress: called as ``on_progress(done, n)`` once the cache has been read (its hits are done)
+                and after each encoded batch, so that a caller can show progress on a cold cache.
 
         Returns:
             float32 array of shape (n, d), each row of unit L2 norm.
@@ -270,20 +329,16 @@ class Embedder:
         missing = [i for i, k in enumerate(keys) if k not in cached] if use_cache else list(range(len(texts)))
         # encode each distinct missing text once
         todo = list(dict.fromkeys(texts[i] for i in missing))
+        hits = len(texts) - len(missing)
+        if on_progress is not None:
+            on_progress(hits, len(texts))
         fresh: dict[str, np.ndarray] = {}
         if todo:
-            model = self.model  # shared per process: set this embedder's truncation for this call only
-            own, model.max_seq_length = model.max_seq_length, self.truncation
-            try:
-                vecs = model.encode(
-                    todo,
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=show_progress,
-                ).astype(np.float32, copy=False)
-            finally:
-                model.max_seq_length = own
+            def batch_done(encoded: int) -> None:  # progress in input texts (a repeated text counts each time)
+                if on_progress is not None:
+                    on_progress(hits + len(missing) * encoded // len(todo), len(texts))
+
+            vecs = self._encode_batches(todo, show_progress, batch_done)
             fresh = dict(zip(todo, vecs))
             self.stats["encoded"] += len(todo)
             if use_cache:
@@ -299,8 +354,52 @@ class Embedder:
                 out[i] = np.frombuffer(cached[keys[i]], dtype=np.float32)
         return out
 
+    def _encode_batches(self, todo: list[str], show_progress: bool, batch_done: Callable[[int], None]) -> np.ndarray:
+        """(len(todo), d) float32 unit vectors of ``todo``, encoded one batch at a time, longest texts first
+        (each batch holds texts of similar length, as the encoder's own sorting would), ``batch_done(encoded)``
+        after each batch."""
+        model = self.model  # shared per process: set this embedder's truncation for this call only
+        order = sorted(range(len(todo)), key=lambda i: -len(todo[i]))
+        out: np.ndarray | None = None
+        own, model.max_seq_length = model.max_seq_length, self.truncation
+        try:
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                vecs = model.encode(
+                    [todo[i] for i in batch],
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=show_progress,
+                ).astype(np.float32, copy=False)
+                if out is None:
+                    out = np.empty((len(todo), vecs.shape[1]), dtype=np.float32)
+                out[batch] = vecs
+                _release_freed_memory()  # the batch's activations: freed, but kept by the thread's arena
+                batch_done(start + len(batch))
+        finally:
+            model.max_seq_length = own
+        assert out is not None  # todo is not empty
+        return out
+
     def close(self) -> None:
         """Close the cache connection."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def encode_with_progress(
+    embedder: Embedder, texts: Sequence[str], on_progress: Callable[[int, int], None] | None
+) -> np.ndarray:
+    """``embedder.encode(texts)``, reporting ``on_progress(done, n)`` per batch when the embedder can (an
+    :class:`Embedder` subclass whose ``encode`` takes no ``on_progress`` reports once, at the end)."""
+    import inspect
+
+    if on_progress is None:
+        return embedder.encode(texts)
+    if "on_progress" in inspect.signature(embedder.encode).parameters:
+        return embedder.encode(texts, on_progress=on_progress)
+    vectors = embedder.encode(texts)
+    on_progress(len(vectors), len(vectors))
+    return vectors

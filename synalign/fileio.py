@@ -2,14 +2,18 @@
 
 Every write goes to a temporary file in the target directory, is fsynced, then renamed with
 :func:`os.replace`, so a failed write never leaves a half-written file and never clobbers the previous one.
-Reading errors are one-line :class:`synalign.errors.InputError` messages naming the file and line.
+Reading errors are one-line :class:`synalign.errors.InputError` messages naming the file and line. A write that
+fails names its file (``OSError.filename``), and :func:`disk_full_error` turns a full disk into one
+:class:`DiskFullError` line naming that file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -18,9 +22,12 @@ from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from synalign.errors import InputError, first_validation_error
+from synalign.errors import InputError, SynalignError, first_validation_error
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "read_examples", "read_json", "write_examples"]
+__all__ = [
+    "DiskFullError", "atomic_write_bytes", "atomic_write_text", "disk_full_error", "read_examples", "read_json",
+    "write_examples",
+]
 
 _OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 
@@ -60,10 +67,42 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        if exc.filename is None and exc.errno is not None:  # a failed write(): name the file it was for
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+class DiskFullError(SynalignError):
+    """The disk filled up while writing a file; every file written so far is whole (atomic writes)."""
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) or (
+            exc.errno is None and "No space left on device" in str(exc)  # pyarrow's IO errors carry no errno
+        )
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+
+
+def disk_full_error(exc: BaseException, default: Path | str, then: str = "") -> DiskFullError | None:
+    """The one-line error for ``exc`` if it says the disk is full (else None): names the file that failed
+    (``exc.filename``, else ``default``: SQLite errors name no file), then ``then``.
+
+    Example: ``no space left on the device while writing runs/x/pool.parquet ([Errno 28] No space left on
+    device); nothing was written``.
+    """
+    if not _is_disk_full(exc):
+        return None
+    where = getattr(exc, "filename", None) or default
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+    return DiskFullError(f"no space left on the device while writing {where} ({reason}){then}")
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

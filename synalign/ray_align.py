@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from synalign.alignment import AlignmentResult
 
-__all__ = ["ray_align", "ray_kmm_weights"]
+__all__ = ["ray_align", "ray_kmm_weights", "ray_kmm_weights_by_label"]
 
 
 class _PoolShard:
@@ -322,6 +322,62 @@ def ray_kmm_weights(
         weights = _solve(held, None, r, sigma, solver=solver, n_iter=n_iter, n_features=n_features, seed=seed,
                          working_set=working_set, block=block_size, device=device, tol=tol)
         return held.ids, weights
+
+
+def ray_kmm_weights_by_label(
+    pool: ray.data.Dataset,
+    real: np.ndarray,
+    real_labels: Sequence[str],
+    *,
+    bandwidth: float,
+    label_column: str = "label",
+    column: str = "embedding",
+    id_column: str = "id",
+    solver: Literal["frank_wolfe", "eg"] = "frank_wolfe",
+    n_iter: int = 200,
+    n_features: int | None = None,
+    seed: int = 0,
+    shards: int = 2,
+    cpus_per_shard: float = 1.0,
+    working_set: int | None = None,
+    device: str = "auto",
+    tol: float = 1e-8,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ray_kmm_weights` of each label's rows against that label's real rows, at one ``bandwidth`` (a
+    run's fixed one), with the pool split once over the shards, which keep it for every label.
+
+    Args:
+        pool: Dataset with ``id_column`` (unique ints), ``label_column`` and the embedding ``column``.
+        real, real_labels: (n, d) real embeddings and their n labels.
+        bandwidth, solver, n_iter, n_features, seed, shards, cpus_per_shard, working_set, device, tol: as
+            :func:`ray_kmm_weights`.
+
+    Returns:
+        (ids, labels, weights): the pool's (m,) sorted ids, their labels and float64 weights, each label's
+        ≥ 0 and summing to 1.
+
+    Raises:
+        InputError: as :func:`ray_kmm_weights`, or a label of the pool with no real rows.
+    """
+    require_ray("ray_kmm_weights_by_label")
+    from synalign._torch import as_matrix, bandwidth_list
+
+    r = as_matrix(real, "real")
+    real_lab = np.asarray([str(v) for v in real_labels], dtype=object)
+    (sigma,) = bandwidth_list(bandwidth)
+    _check(solver, shards, n_iter, n_features)
+    with _Shards(pool, shards, cpus_per_shard, column, id_column, label_column) as held:
+        assert held.labels is not None
+        weights = np.zeros(len(held.ids))
+        for label in dict.fromkeys(held.labels.tolist()):
+            xr = r[real_lab == label]
+            if not len(xr):
+                raise InputError(f"synthetic label {label!r} has no real examples to align to")
+            weights[held.labels == label] = _solve(
+                held, label, xr, sigma, solver=solver, n_iter=n_iter, n_features=n_features, seed=seed,
+                working_set=working_set, block=4096, device=device, tol=tol,
+            )
+        return held.ids, held.labels, weights
 
 
 def ray_align(

@@ -21,18 +21,19 @@ starts a local one on first use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from synalign.embeddings import Embedder
 from synalign.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data
 
-__all__ = ["collect_embeddings", "embed_dataset", "embed_texts", "embedding_matrix", "require_ray"]
+__all__ = ["RayEmbedder", "collect_embeddings", "embed_dataset", "embed_texts", "embedding_matrix", "require_ray"]
 
 _ID = "id"
 """Row-id column :func:`embed_texts` adds (input position), and the default id column of :func:`collect_embeddings`."""
@@ -248,3 +249,65 @@ def collect_embeddings(dataset: ray.data.Dataset, *, column: str = "embedding", 
     out = np.empty_like(stacked)
     out[order] = stacked
     return out
+
+
+class RayEmbedder(Embedder):
+    """An :class:`~synalign.embeddings.Embedder` whose cache misses are encoded on Ray (:func:`embed_texts`):
+    what ``synalign run --ray`` embeds with (the real, held-out and validation sets, then each round's new
+    texts).
+
+    The cache is the driver's, as for the local embedder: :meth:`encode` reads the hits there, sends only the
+    distinct misses to the actors (which keep no cache of their own) and stores their vectors there, so a
+    resumed run, the report and any later run re-read them instead of embedding again. A cached vector is
+    whichever path embedded its text first; Ray's and the local encoder's agree to 3e-7 per coordinate (module
+    docstring), so the cache key (the model and truncation, as locally) does not tell them apart.
+
+    The actors are sized to the cluster at each call: one per free GPU when the cluster has one and ``device``
+    is not ``"cpu"`` (encoding on ``cuda``), else one per free CPU (at least one; Ray queues it until a CPU is
+    free). The encoder itself is loaded on the driver's CPU only for its dimension and truncation length.
+
+    Args:
+        model, cache_dir, batch_size, max_seq_length: as :class:`~synalign.embeddings.Embedder` (``batch_size``
+            is each actor's encoder batch).
+        device: where the actors encode (``"auto"``: GPU actors on a cluster with GPUs).
+        max_actors: at most this many actors per call.
+
+    Raises:
+        InputError: Ray Data is not installed (the message names the extra).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        cache_dir: Path | str | None | bool = None,
+        batch_size: int = 64,
+        device: str = "auto",
+        max_seq_length: int | None = None,
+        max_actors: int = 64,
+    ) -> None:
+        require_ray("--ray")
+        super().__init__(model, cache_dir=cache_dir, batch_size=batch_size, device="cpu",
+                         max_seq_length=max_seq_length)
+        self._model = model
+        self._actor_device = device
+        self._max_actors = max(1, max_actors)
+
+    def _actors(self) -> dict[str, Any]:
+        """:func:`embed_dataset` options for the cluster's free resources now."""
+        import ray
+
+        free = ray.available_resources()
+        gpus = int(free.get("GPU", 0))
+        if self._actor_device != "cpu" and gpus:
+            return {"actors": min(gpus, self._max_actors), "gpus_per_actor": 1.0, "device": "cuda"}
+        return {"actors": max(1, min(int(free.get("CPU", 0)), self._max_actors)), "device": "cpu"}
+
+    def _encode_batches(self, todo: list[str], show_progress: bool, batch_done: Callable[[int], None]) -> np.ndarray:
+        """The vectors of the cache misses ``todo``, embedded on Ray (one progress report, at the end)."""
+        plan = self._actors()
+        rows = max(1, min(1024, -(-len(todo) // plan["actors"])))  # every actor gets a share of a small batch
+        vectors = embed_texts(todo, model=self._model, max_seq_length=self.max_seq_length,
+                              encoder_batch_size=self.batch_size, batch_size=rows, block_rows=rows, **plan)
+        batch_done(len(todo))
+        return vectors

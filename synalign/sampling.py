@@ -1,16 +1,43 @@
-"""Stratified random subsets of labelled examples: keep every label's share, and a minimum per label."""
+"""Stratified random subsets of labelled examples: keep every label's share, and a minimum per label; the
+largest-remainder apportionment behind them (:func:`apportion`)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 
 from synalign.errors import InputError
 from synalign.records import RealExample
 
-__all__ = ["stratified_sample"]
+__all__ = ["apportion", "stratified_sample"]
+
+K = TypeVar("K")
+
+
+def apportion(sizes: Mapping[K, int], n: int) -> dict[K, int]:
+    """Split ``n`` seats in proportion to ``sizes`` by the largest-remainder (Hamilton) method.
+
+    Key ``k`` of ``N = sum(sizes)`` gets ``floor(n·sizes[k]/N)``, plus one more for the keys with the largest
+    remainders (ties broken by key order; keys must be sortable). With ``n >= N`` every key gets its size.
+
+    Raises:
+        ValueError: ``n < 0`` or a negative size.
+    """
+    if n < 0 or any(size < 0 for size in sizes.values()):
+        raise ValueError(f"seats and sizes must be >= 0, got {n} and {dict(sizes)}")
+    total = sum(sizes.values())
+    if n >= total:
+        return dict(sizes)
+    keys = sorted(sizes)  # type: ignore[type-var]
+    exact = {key: n * sizes[key] / total for key in keys}
+    quota = {key: int(exact[key]) for key in keys}
+    leftover = n - sum(quota.values())
+    for key in sorted(keys, key=lambda k: (-(exact[k] - quota[k]), k))[:leftover]:
+        quota[key] += 1
+    return quota
 
 
 def stratified_sample(
@@ -18,7 +45,7 @@ def stratified_sample(
 ) -> list[RealExample]:
     """A size-``n`` random subset that keeps every label's proportion.
 
-    Per-label quotas follow the largest-remainder (Hamilton) method: label ``l`` with ``c_l`` of ``N``
+    Per-label quotas follow the largest-remainder (Hamilton) method (:func:`apportion`): label ``l`` with ``c_l`` of ``N``
     examples gets ``floor(n·c_l/N)`` plus one more for the labels with the largest remainders (ties broken
     by label name). Then every label is raised to at least ``min(min_per_label, c_l)``, the seats taken one
     at a time from the label with the most above its own minimum (ties by label name), so rare labels are
@@ -46,12 +73,7 @@ def stratified_sample(
     for index, example in enumerate(examples):
         groups[example.label].append(index)
     labels = sorted(groups)
-    exact = {label: n * len(groups[label]) / total for label in labels}
-    quota = {label: int(exact[label]) for label in labels}
-    leftover = n - sum(quota.values())
-    by_remainder = sorted(labels, key=lambda label: (-(exact[label] - quota[label]), label))
-    for label in by_remainder[:leftover]:
-        quota[label] += 1
+    quota = apportion({label: len(groups[label]) for label in labels}, n)
     floor = {label: min(min_per_label, len(groups[label])) for label in labels}
     if sum(floor.values()) > n:
         raise InputError(

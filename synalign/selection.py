@@ -221,9 +221,15 @@ def parse_strategy(name: str) -> Strategy:
     """
     if name == "filter":
         return FilterThen(parse_strategy("random"))
-    if name.startswith("filter+"):
-        return FilterThen(_entry(name.removeprefix("filter+")))
-    return _entry(name)
+    try:
+        if name.startswith("filter+"):
+            return FilterThen(_entry(name.removeprefix("filter+")))
+        return _entry(name)
+    except InputError:
+        known = ", ".join(sorted(SELECTION_STRATEGIES))
+        raise InputError(
+            f"unknown selection strategy {name!r}; known: filter, filter+NAME, {known} (NAME: any of these but filter)"
+        ) from None
 
 
 def _entry(name: str) -> Strategy:

@@ -97,7 +97,8 @@ def test_align_bad_input_is_one_line(demo_dir: Path, pool: Path, tmp_path: Path)
     missing = tmp_path / "no-such-pool.jsonl"
     _assert_one_line_error(_invoke("--real", str(demo_dir), "--pool", str(missing), "--out", str(out)), str(missing))
     foreign = tmp_path / "foreign.jsonl"
-    foreign.write_text('{"text": "a fine film", "label": "neutral"}\n', encoding="utf-8")
+    foreign.write_text("".join(f'{{"text": "a fine film, take {i}", "label": "neutral"}}\n' for i in range(12)),
+                       encoding="utf-8")  # enough rows to measure: the unknown label is what is refused
     _assert_one_line_error(_invoke("--real", str(demo_dir), "--pool", str(foreign), "--out", str(out)), "'neutral'")
     _assert_one_line_error(
         _invoke("--real", str(demo_dir), "--pool", str(pool), "--out", str(out), "--accept-fraction", "0"),

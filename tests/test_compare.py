@@ -30,8 +30,8 @@ def test_real_halves_sit_at_the_floor_and_eda_text_does_not(demo_rows) -> None:
 
 
 def test_compare_needs_enough_rows() -> None:
-    with pytest.raises(InputError, match="at least 4 reference"):
-        compare_embeddings(np.zeros((3, 4)), np.zeros((5, 4)))
+    with pytest.raises(InputError, match="too few texts to measure: A has 3, B has 12"):
+        compare_embeddings(np.zeros((3, 4)), np.zeros((12, 4)))
 
 
 def test_compare_command_reads_a_run_directory_and_prints_json(tmp_path, demo_dir) -> None:

@@ -22,7 +22,7 @@ from synalign.app.cli import main
 main(sys.argv[1:])
 '''
 
-FAST = ["--clusters-per-label", "1", "--cluster-size", "4", "--samples-per-cluster", "4", "--rounds", "1",
+FAST = ["--clusters-per-label", "1", "--cluster-size", "4", "--samples-per-cluster", "10", "--rounds", "1",
         "--allow-near-copies"]  # EDA texts are near-copies of real ones: kept, so the accepted set can be compared
 
 

@@ -125,7 +125,9 @@ def test_card_yaml_and_sections(run: dict[str, Any]) -> None:
     assert meta["tags"] == ["synthetic", "synalign"] and meta["license"] == "other"
     assert "language" not in meta  # not known from the run
     assert meta["synalign"] == {"text_field": "sentence", "label_field": "label", "label_dtype": "int",
-                                "backend": "offline:eda", "selection": "filter"}
+                                "backend": "offline:eda", "selection": "filter",
+                                "features": {"sentence": {"dtype": "string", "_type": "Value"},
+                                             "label": {"dtype": "int64", "_type": "Value"}}}
     summary = run["summary"]
     for fragment in (
         "## Source data", "`0` 40, `1` 40", "## Backend and model", "`offline:eda`", "## Selection strategy",

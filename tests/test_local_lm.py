@@ -210,3 +210,42 @@ def test_optimize_a_base_model_prompt_then_run_with_it(small_data: Path, tmp_pat
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["generated"] > 0
+
+
+def _ok_calls(trace: Path) -> int:
+    try:
+        lines = trace.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0
+    return sum(1 for line in lines if line.endswith("}") and json.loads(line).get("status") == "ok")
+
+
+def test_a_run_killed_mid_generate_resumes_to_the_samples_of_an_uninterrupted_run(small_data: Path, tmp_path: Path) -> None:
+    """The resumed run replays the calls made before the kill from the response cache and asks a fresh server
+    for the rest; with llama.cpp's prompt cache those came out different (issue 21, "local LM interrupted")."""
+    args = ["--data", str(small_data), "--llm", "local", "--rounds", "1", "--clusters-per-label", "1",
+            "--cluster-size", "4", "--samples-per-cluster", "4", "--seed", "0"]
+    reference = tmp_path / "reference"  # uninterrupted, alongside the run that gets killed
+    # an embedding cache of its own too, cold like the killed run's: a vector depends in its last bits on the
+    # texts it was encoded with (padding), so a cache warmed by other tests would shift the KMM weights
+    uninterrupted = subprocess.Popen([*SYNALIGN, "run", *args, "--out", str(reference), "--no-llm-cache",
+                                      "--cache-dir", str(tmp_path / "reference-cache")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "run"  # a response cache of its own: only the calls made before the kill are in it
+    proc = subprocess.Popen([*SYNALIGN, "run", *args, "--out", str(out), "--cache-dir", str(tmp_path / "cache")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while _ok_calls(out / "llm_trace.jsonl") < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(30)
+    made = _ok_calls(out / "llm_trace.jsonl")
+    _, stderr = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, stderr[-2000:]
+    assert 2 <= made < _ok_calls(reference / "llm_trace.jsonl") and not (out / "synthetic.jsonl").exists()
+    resumed = subprocess.run([*SYNALIGN, "run", "--out", str(out), "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    import pandas as pd
+
+    assert pd.read_parquet(out / "pool.parquet")["text"].tolist() == pd.read_parquet(reference / "pool.parquet")["text"].tolist()
+    assert (out / "synthetic.jsonl").read_bytes() == (reference / "synthetic.jsonl").read_bytes()

@@ -209,6 +209,11 @@ def test_generation_over_two_endpoints_matches_one_local_endpoint(cluster, small
         shares = {"first": first.completions() - before["first"], "second": second.completions() - before["second"]}
         fanned_run = run(config, backend=backend)  # closes the backend at the end
         calls = {"first": first.completions() - before["first"], "second": second.completions() - before["second"]}
+        # the same from the run's options alone (synalign run --ray auto --base-url URL1,URL2)
+        both = f"{first.url},{second.url}"
+        run(RunConfig(out=tmp_path / "configured", **{**options, "base_url": both, "ray": "auto"}))
+        configured = {"first": first.completions() - before["first"] - calls["first"],
+                      "second": second.completions() - before["second"] - calls["second"]}
 
     assert isinstance(backend.generator, RayGenerator)
     assert got == expected
@@ -224,6 +229,9 @@ def test_generation_over_two_endpoints_matches_one_local_endpoint(cluster, small
     summary = json.loads((tmp_path / "ray" / "summary.json").read_text(encoding="utf-8"))
     assert summary["backend"]["endpoints"] == [first.url, second.url]
     assert summary["usage"]["llm_calls"] == calls["first"] + calls["second"]
+    assert _accepted(tmp_path / "configured") == _accepted(tmp_path / "local") and configured["second"] > 0
+    summary = json.loads((tmp_path / "configured" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["backend"]["endpoints"] == [first.url, second.url] and summary["backend"]["generator"] == "ray"
 
     with pytest.raises(InputError, match="distinct endpoint"):
         RayGenerator(config, [first.url, first.url + "/"], tmp_path)
@@ -232,3 +240,97 @@ def test_generation_over_two_endpoints_matches_one_local_endpoint(cluster, small
     bad.write_text('{"format": "something else"}', encoding="utf-8")
     with pytest.raises(InputError, match=r"endpoint http://127\.0\.0\.1:9/v1: .*not a synalign optimised-prompt"):
         RayGenerator(config.model_copy(update={"prompts": bad}), ["http://127.0.0.1:9/v1"], tmp_path)
+
+
+def _accepted(run_dir: Path) -> list[tuple[str, str, str]]:
+    """(id, text, label) of each row of ``synthetic.jsonl``, in file order."""
+    rows = [json.loads(line) for line in (run_dir / "synthetic.jsonl").read_text(encoding="utf-8").splitlines()]
+    return [(r["id"], r["text"], r["label"]) for r in rows]
+
+
+def test_run_with_ray_accepts_what_the_local_run_accepts(cluster, small_data: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``RunConfig(ray="auto")`` (the module's ``ray.init(num_cpus=2)``): every text embedded by Ray actors (a cache
+    of its own), each label's KMM weights from the Ray screen (a 2-row working set so that it runs), and the same
+    accepted set as the local run, id by id."""
+    from synalign import kmm, ray_align, ray_embed
+    from synalign.config import RunConfig
+    from synalign.graphs import run
+
+    options = dict(data=small_data, llm="eda", max_rounds=1, clusters_per_label=2, cluster_size=4,
+                   samples_per_cluster=8, target="0")
+    local = run(RunConfig(out=tmp_path / "local", **options))
+
+    embedded: list[int] = []
+    screened: list[set[str]] = []
+    embed_texts, screen = ray_embed.embed_texts, ray_align.ray_kmm_weights_by_label
+
+    def counted_embed(texts, **options):  # noqa: ANN001, ANN202
+        embedded.append(len(texts))
+        return embed_texts(texts, **options)
+
+    def counted_screen(*args, **options):  # noqa: ANN002, ANN202
+        result = screen(*args, **options)
+        screened.append(set(result[1].tolist()))
+        return result
+
+    monkeypatch.setattr(ray_embed, "embed_texts", counted_embed)
+    monkeypatch.setattr(ray_align, "ray_kmm_weights_by_label", counted_screen)
+    monkeypatch.setattr(kmm, "NYSTROM_WORKING_SET", 2)  # so that the screen runs on these small pools
+    fanned = run(RunConfig(out=tmp_path / "ray", ray="auto", cache_dir=tmp_path / "cache", **options))
+
+    assert _accepted(tmp_path / "ray") == _accepted(tmp_path / "local") == [
+        (s.id, s.text, s.label) for s in local.accepted
+    ]
+    assert len(fanned.accepted) == len(local.accepted) > 0 and len(fanned.pool) == 32
+    # two Ray embedding calls: the real and validation sets (120 texts), then the round's 32 new texts; the
+    # report re-read them from the run's cache
+    assert embedded == [120, 32]
+    assert screened == [set(LABELS)]  # one screen, both labels' eligible pools above the 2-row working set
+    weights = np.asarray([s.kmm_weight for s in fanned.pool])
+    assert (weights > 0).sum() <= 4 and weights.sum() == pytest.approx(2.0)  # at most 2 rows per label
+    assert json.loads((tmp_path / "ray" / "config.json").read_text(encoding="utf-8"))["ray"] == "auto"
+
+
+def _run_cli(*args: str):  # noqa: ANN202
+    from typer.testing import CliRunner
+
+    from synalign.app.cli import app
+
+    return CliRunner().invoke(app, ["run", *args])
+
+
+@pytest.mark.parametrize(("options", "fragments"), [
+    (["--llm", "openai:m", "--base-url", "http://127.0.0.1:9/v1,http://127.0.0.1:10/v1"],
+     ["--base-url names 2 endpoints", "needs --ray"]),
+    (["--llm", "openai:m", "--base-url", "http://127.0.0.1:9/v1,http://127.0.0.1:9/v1/", "--ray", "auto"],
+     ["invalid option --base-url", "named twice"]),
+    (["--llm", "openai:m", "--base-url", "http://127.0.0.1:9/v1,ftp://x", "--ray", "auto"],
+     ["invalid option --base-url", "'ftp://x'"]),
+    (["--ray", "head"], ["invalid option --ray", "HOST:PORT"]),
+    (["--ray", "http://head:6379"], ["invalid option --ray"]),
+    (["--ray", "127.0.0.1:9"], ["--ray 127.0.0.1:9: no Ray head answers at 127.0.0.1:9", "ray start --head"]),
+])
+def test_run_refuses_bad_ray_and_endpoint_options(small_data: Path, tmp_path: Path, options: list[str],
+                                                  fragments: list[str]) -> None:
+    out = tmp_path / "run"
+    result = _run_cli("--data", str(small_data), "--out", str(out), *options)
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("synalign: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert not out.exists()
+
+
+def test_run_with_ray_without_the_extra_names_it(small_data: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as without the ray extra
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    result = _run_cli("--data", str(small_data), "--out", str(tmp_path / "run"), "--ray", "auto")
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--ray needs Ray Data" in lines[0] and "pip install 'synalign[ray]'" in lines[0], lines
+    assert not (tmp_path / "run").exists()

@@ -52,6 +52,44 @@ def test_same_loop_as_build_graph() -> None:
     )
 
 
+def test_the_graph_embeds_in_an_app_without_a_run_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21 item 4: the graph as a node of a user's app. Without a context: one line naming what to pass
+    (not an AttributeError); with make_context(RunConfig(data=...)) no ``out`` is needed and nothing is
+    written; the Studio graph is a drop-in subgraph whose context is a plain dict."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.store.memory import InMemoryStore
+
+    from synalign.config import RunConfig
+    from synalign.errors import InputError
+    from synalign.graphs import load_pool, make_context, namespace_for
+    from synalign.graphs.state import SynAlignState
+
+    monkeypatch.chdir(tmp_path)
+    store = InMemoryStore()
+    plain = build_graph().compile(checkpointer=InMemorySaver(), store=store)
+    with pytest.raises(InputError, match=r"got no context: pass context=make_context\(RunConfig"):
+        plain.invoke({}, {"configurable": {"thread_id": "t0"}})
+    fields = {k: v for k, v in SMALL.items() if k != "max_real"}
+    config = RunConfig(data=DEMO_DATA, llm="eda", max_real=200, **fields)
+    assert config.out is None
+    state = plain.invoke({}, {"configurable": {"thread_id": "t1"}}, context=make_context(config))
+    samples, _, accepted = load_pool(store, namespace_for("t1"), state)
+    assert len(samples) == 12 and accepted.any() and state["stop_reason"]
+    parent = StateGraph(SynAlignState)
+    parent.add_node("synalign", graph)  # the Studio graph as a subgraph
+    parent.add_edge(START, "synalign")
+    parent.add_edge("synalign", END)
+    app = parent.compile(checkpointer=InMemorySaver(), store=InMemoryStore())
+    out = app.invoke({}, {"configurable": {"thread_id": "p1"}}, context={**SMALL, "write_outputs": False})
+    assert out["stop_reason"] and len(out["metrics"]) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written by either
+    with pytest.raises(InputError, match="RunConfig.out is required"):
+        from synalign.graphs import run
+
+        run(config)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -97,21 +97,37 @@ def _cmdline(pid: int) -> str:
         return "llama-server"  # no /proc (not Linux): trust the pid file
 
 
+_NO_REPLY = -1  # _get_json's status when the request timed out (connect or read)
+
+
 def _get_json(url: str, timeout: float) -> tuple[int, Any]:
+    """``(HTTP status, JSON body or None)``; status 0 when no HTTP answer came (refused, bad URL, bad JSON),
+    :data:`_NO_REPLY` when the connect or the reply timed out."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as reply:
             return reply.status, json.load(reply)
     except urllib.error.HTTPError as exc:
         return exc.code, None
+    except TimeoutError:
+        return _NO_REPLY, None
+    except urllib.error.URLError as exc:
+        return (_NO_REPLY if isinstance(exc.reason, TimeoutError) else 0), None
     except (OSError, ValueError):
         return 0, None
 
 
 def server_slots(base_url: str, timeout: float = 2.0) -> int | None:
     """``total_slots`` of a llama.cpp server at ``base_url`` (``http://HOST:PORT[/v1]``) from its ``/props``,
-    or None when the endpoint is not a llama.cpp server or does not answer within ``timeout`` seconds."""
+    or None when the endpoint is not a llama.cpp server (any other answer, or no server listening).
+
+    Raises:
+        TimeoutError: no connection or no answer within ``timeout`` seconds (a host that drops packets, or
+            a socket that accepts and never answers): no request of a run would get an answer either.
+    """
     root = base_url.rstrip("/").removesuffix("/v1")
     status, props = _get_json(root + "/props", timeout=timeout)
+    if status == _NO_REPLY:
+        raise TimeoutError(f"no answer from {root} within {timeout:g} s")
     if status != 200 or not isinstance(props, dict):
         return None
     slots = props.get("total_slots")
