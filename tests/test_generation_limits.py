@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -98,28 +95,6 @@ def test_the_consistency_filter_keeps_rows_of_a_label_it_has_no_real_example_of(
 
 
 # -- an endpoint that accepts connections and never answers ----------------------------------------------------
-
-
-@pytest.fixture
-def black_hole() -> Iterator[int]:
-    """Port of a TCP server that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield server.getsockname()[1]
-    server.close()
-    for conn in held:
-        conn.close()
 
 
 def test_a_black_hole_endpoint_ends_in_one_line(
