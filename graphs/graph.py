@@ -1,9 +1,9 @@
 """The SynAlign LangGraph: prepare → explore → summarize → generate → align → (explore | finish).
 
 ``build_graph()`` returns the uncompiled :class:`~langgraph.graph.StateGraph`; compile it with any
-checkpointer and a LangGraph store (the samples live there: :mod:`synalign.graphs.samplestore`). ``graph`` is
-that graph compiled without either (its context: a :class:`SynAlignContext`; pass a store to run it); ``langgraph.json`` exposes :data:`synalign.graphs.studio.graph` to LangGraph Studio /
-``langgraph dev`` instead, the same loop with a JSON config as its context.
+checkpointer and a LangGraph store (the samples live there: :mod:`synalign.graphs.samplestore`); its context
+is a :class:`SynAlignContext`. ``langgraph.json`` exposes :data:`synalign.graphs.studio.graph` to LangGraph
+Studio / ``langgraph dev``: the same loop, compiled, with a JSON config as its context.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from synalign.graphs import nodes
 from synalign.graphs.context import SynAlignContext
 from synalign.graphs.state import SynAlignState
 
-__all__ = ["build_graph", "graph"]
+__all__ = ["build_graph"]
 
 
 def build_graph(
@@ -50,6 +50,3 @@ def build_graph(
     builder.add_conditional_edges("align", nodes.route, {"explore": "explore", "finish": "finish"})
     builder.add_edge("finish", END)
     return builder
-
-
-graph = build_graph().compile()
