@@ -87,16 +87,11 @@ def require_store(runtime: Any) -> BaseStore:
     return store
 
 
-def _key(round_: int, payload: bytes) -> str:
+def _key(round_: int, value: dict[str, Any]) -> str:
+    """An item's key: its round and a digest of its value (what every read checks the value against). An
+    alignment's value is ASCII, so ``ensure_ascii`` changes none of its keys written before."""
+    payload = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
     return f"r{round_:04d}-{hashlib.sha256(payload).hexdigest()[:16]}"
-
-
-def _samples_key(round_: int, value: dict[str, Any]) -> str:
-    return _key(round_, json.dumps(value, sort_keys=True, ensure_ascii=False).encode())
-
-
-def _alignment_key(round_: int, value: dict[str, Any]) -> str:
-    return _key(round_, json.dumps(value, sort_keys=True).encode())
 
 
 def _read(what: str, read: Any) -> Any:
@@ -110,7 +105,7 @@ def _read(what: str, read: Any) -> Any:
 def put_samples(store: BaseStore, prefix: tuple[str, ...], round_: int, samples: list[SampleRecord]) -> SampleBatch:
     """Store one round's new samples (one item); returns the reference the state keeps."""
     value = {"round": round_, "samples": samples}
-    key = _samples_key(round_, value)
+    key = _key(round_, value)
     store.put((*prefix, "samples"), key, value, index=False)
     return SampleBatch(round=round_, key=key, count=len(samples))
 
@@ -144,7 +139,7 @@ def get_samples(
             raise MissingItemError(
                 f"{where} are not in the store as the checkpoint says ({batch['count']} samples; found {found})"
             )
-        if _samples_key(batch["round"], value) != batch["key"]:
+        if _key(batch["round"], value) != batch["key"]:
             raise MissingItemError(f"{where} were changed in the store since they were written (checksum mismatch)")
         known[batch["key"]] = samples
     return [s for b in batches for s in known[b["key"]]]
@@ -177,7 +172,7 @@ def put_alignment(
     w = np.ascontiguousarray(weights, dtype="<f8")
     mask = np.asarray(accepted, dtype=bool)
     value = {"round": round_, "count": len(w), "weights_f64": _b64(w), "accepted_bits": _b64(np.packbits(mask))}
-    key = _alignment_key(round_, value)
+    key = _key(round_, value)
     ns = (*prefix, "alignment")
     store.put(ns, key, value, index=False)
     if prune and previous is not None and previous["previous"] not in (None, key):
@@ -210,7 +205,7 @@ def get_alignment(
         raise MissingItemError(
             f"{where} is not in the store as the checkpoint says ({ref['count']} samples; found {found})"
         )
-    if _alignment_key(ref["round"], value) != ref["key"]:
+    if _key(ref["round"], value) != ref["key"]:
         raise MissingItemError(f"{where} was changed in the store since it was written (checksum mismatch)")
     try:
         w = np.frombuffer(base64.b64decode(value["weights_f64"], validate=True), dtype="<f8")
