@@ -191,7 +191,7 @@ def _follow_server_slots(settings: LLMSettings) -> LLMSettings:
     from dataclasses import replace
     from urllib.parse import urlsplit
 
-    from synalign.local.server import server_slots
+    from synalign.agents.llamacpp.server import server_slots
 
     try:
         slots = server_slots(settings.base_url, timeout=settings.connect_timeout_s)

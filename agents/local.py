@@ -1,7 +1,7 @@
 """``--llm local``: the embedded local LM (or any GGUF) behind the same client path as a remote endpoint.
 
-The backend starts ``llama-server`` (:class:`synalign.local.LocalServer`; built once and cached, see
-:func:`synalign.local.build_server`), points an OpenAI-compatible ``/v1/completions`` client at it and builds
+The backend starts ``llama-server`` (:class:`synalign.agents.llamacpp.LocalServer`; built once and cached, see
+:func:`synalign.agents.llamacpp.build_server`), points an OpenAI-compatible ``/v1/completions`` client at it and builds
 the usual LLM backend with base-model prompting (:mod:`synalign.agents.completion`). Concurrency follows
 the server: never more requests in flight than its ``total_slots``. ``Backend.close`` stops the server; the
 runner calls it when the run ends, fails or is interrupted, and the server dies with its parent otherwise.
@@ -35,7 +35,7 @@ def ensure_server_binary(log: Callable[[str], None] = _stderr) -> Path:
     Raises:
         SynalignError: the build failed or cannot run here (no cmake / compiler).
     """
-    from synalign.local import build_server
+    from synalign.agents.llamacpp import build_server
 
     return build_server(log=log)  # returns the cached binary at once when it exists
 
@@ -59,8 +59,8 @@ def build_local_backend(
         SynalignError: the server binary cannot be built or the server does not start.
     """
     from synalign.agents.backend import build_llm_backend
-    from synalign.local import GEMMA_TERMS_NOTE, LocalServer, resolve_model
-    from synalign.local.model import file_sha256
+    from synalign.agents.llamacpp import GEMMA_TERMS_NOTE, LocalServer, resolve_model
+    from synalign.agents.llamacpp.model import file_sha256
 
     _, path = parse_llm(config.llm or "local")
     model_path = resolve_model(path or None)

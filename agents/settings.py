@@ -194,7 +194,7 @@ class LLMSettings:
             raise InputError("--llm eda is not a language model")
         local = kind == "local"
         if local:
-            from synalign.local.model import EMBEDDED_MODEL
+            from synalign.agents.llamacpp.model import EMBEDDED_MODEL
 
             model = Path(model).stem if model else EMBEDDED_MODEL
         style = getattr(config, "prompt_style", "auto") or "auto"

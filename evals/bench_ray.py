@@ -1,12 +1,12 @@
 """Benchmark: the Ray scale-out paths against the local ones, same inputs, on a local cluster (issue 13).
 
 * embeddings: ``Embedder.encode`` (torch on 2 threads, the default here, and on 1) vs
-  :func:`synalign.ray_embed.embed_texts` with 1 and 2 actors (1 CPU, 1 torch thread each) on
+  :func:`synalign.scaleout.embed.embed_texts` with 1 and 2 actors (1 CPU, 1 torch thread each) on
   ``ray.init(num_cpus=2)``; end-to-end time (Ray's includes starting the actors and loading the encoder in each,
   measured alone on 64 texts as "startup"), max |Δ| of the vectors and the MMD² to the real SST-2 test set;
 * alignment: ``kmm_weights(features="nystrom")`` on the local embeddings vs
-  :func:`synalign.ray_align.ray_kmm_weights` (the screen on 1 and 2 shard actors) on the Ray-embedded pool;
-* generation: the local generator on one endpoint vs :class:`synalign.agents.ray_generation.RayGenerator` on 1
+  :func:`synalign.scaleout.align.ray_kmm_weights` (the screen on 1 and 2 shard actors) on the Ray-embedded pool;
+* generation: the local generator on one endpoint vs :class:`synalign.scaleout.generation.RayGenerator` on 1
   and 2 endpoints, each a scripted OpenAI-compatible server that answers after ``--latency`` seconds (an LLM
   server's time per call), ``max_concurrency`` 4 per endpoint.
 
@@ -49,7 +49,7 @@ def _embeddings(texts: list[str], real: list[str]) -> tuple[list[tuple], dict]:
 
     from synalign.divergence import median_bandwidth, mmd2_unbiased
     from synalign.embeddings import Embedder
-    from synalign.ray_embed import embed_texts
+    from synalign.scaleout.embed import embed_texts
 
     embedder = Embedder(cache_dir=False, device="cpu")
     embedder.encode(texts[:64])  # load and warm the encoder: the local rows time encoding only
@@ -88,7 +88,7 @@ def _alignment(texts: list[str], emb: dict) -> list[tuple]:
 
     from synalign.divergence import mmd2_weighted
     from synalign.kmm import kmm_weights
-    from synalign.ray_align import ray_kmm_weights
+    from synalign.scaleout.align import ray_kmm_weights
 
     real, bw = emb["real"], emb["bw"]
     start = time.perf_counter()
@@ -117,10 +117,10 @@ def _alignment(texts: list[str], emb: dict) -> list[tuple]:
 
 def _generation(n_requests: int, latency: float, tmp: Path) -> list[tuple]:
     from synalign.agents.backend import build_llm_backend
-    from synalign.agents.ray_generation import RayGenerator
     from synalign.agents.testing import FaultPlan, OpenAITestServer
     from synalign.backends import GenerationRequest, SummaryRequest
     from synalign.config import RunConfig
+    from synalign.scaleout.generation import RayGenerator
     from synalign.statsummary import StatisticalSummarizer
 
     with open(demo_dir() / "train.jsonl", encoding="utf-8") as handle:

@@ -322,8 +322,8 @@ def _local_lm(settings: LLMSettings, model: str) -> tuple[Any, Any]:
     from dataclasses import replace
 
     from synalign.agents.backend import make_completion_lm
+    from synalign.agents.llamacpp import LocalServer, resolve_model
     from synalign.agents.local import ensure_server_binary
-    from synalign.local import LocalServer, resolve_model
 
     path = resolve_model(model or None)
     server = LocalServer.start(path, binary=ensure_server_binary(), threads=settings.local_threads,

@@ -51,7 +51,7 @@ class _NoGeneration:
 
 def _check_out(out: Path, overwrite: bool) -> None:
     """``out`` must be new (or empty), or an earlier synalign output with ``overwrite``; and writable."""
-    from synalign.graphs.rundir import LOCK_FILE, prepare_run_dir
+    from synalign.artifacts.rundir import LOCK_FILE, prepare_run_dir
 
     entries = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
     if entries and not overwrite:
@@ -143,11 +143,11 @@ def align_pool(
     from langgraph.runtime import Runtime
     from langgraph.store.memory import InMemoryStore
 
+    from synalign.artifacts.rundir import RunDirLock, remove_run_files
     from synalign.compare import MIN_TEXTS_TO_MEASURE
     from synalign.datafiles import load_dataset
     from synalign.graphs.context import SynAlignContext
     from synalign.graphs.nodes import align, prepare
-    from synalign.graphs.rundir import RunDirLock, remove_run_files
     from synalign.graphs.runner import write_outputs
     from synalign.graphs.samplestore import namespace_for, put_samples
     from synalign.records import SyntheticExample

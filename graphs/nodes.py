@@ -358,7 +358,7 @@ def _align(
     seed = _seed(cfg.seed, round_, 7919)
     weights = None  # solved per label inside kmm_align, unless the KMM screen runs on Ray (--ray)
     if cfg.ray is not None:
-        from synalign.graphs.ray_run import screen_weights
+        from synalign.scaleout.cluster import screen_weights
 
         weights = screen_weights(emb, [s["label"] for s in samples], real, [r.label for r in ctx.real],
                                  bandwidth=bandwidth, eligible=eligible, seed=seed, device=ctx.device)

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from synalign.artifacts.rundir import CONFIG_FILE, RunDirLock, prepare_run_dir, remove_run_files
+from synalign.artifacts.usage import USAGE_FILE, record_usage, total_usage
 from synalign.backends import Backend
 from synalign.config import RunConfig
 from synalign.embeddings import Embedder, encode_with_progress
@@ -48,9 +50,7 @@ from synalign.graphs.checkpoint import (
 )
 from synalign.graphs.context import SynAlignContext
 from synalign.graphs.graph import build_graph
-from synalign.graphs.rundir import CONFIG_FILE, RunDirLock, prepare_run_dir, remove_run_files
 from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
-from synalign.graphs.usage import USAGE_FILE, record_usage, total_usage
 from synalign.offline import OFFLINE_RUN_NOTE
 from synalign.records import SyntheticExample
 from synalign.verdict import judge_round
@@ -113,7 +113,7 @@ def make_context(
 
         require_llm_extra(f"--llm {config.llm}")  # a missing extra → InputError before any work
     if config.ray is not None:
-        from synalign.ray_embed import require_ray
+        from synalign.scaleout.embed import require_ray
 
         require_ray("--ray")  # likewise for the ray extra
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
@@ -125,8 +125,8 @@ def make_context(
     )
     real = stratified_sample(fit, config.max_real, seed=config.seed, min_per_label=config.cluster_size)
     heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
-    if config.ray is not None:  # embedding, the KMM screen and generation on the cluster (graphs.ray_run)
-        from synalign.graphs.ray_run import connect, ray_embedder
+    if config.ray is not None:  # embedding, the KMM screen and generation on the cluster (synalign.scaleout.cluster)
+        from synalign.scaleout.cluster import connect, ray_embedder
 
         connect(config.ray)
         embedder = embedder or ray_embedder(config)
@@ -147,7 +147,7 @@ def make_context(
     emit({"node": "embed", "round": 0, "done": total, "total": total})
     labels = sorted({r.label for r in real})
     if backend is None and config.ray is not None:
-        from synalign.graphs.ray_run import ray_generation_backend
+        from synalign.scaleout.cluster import ray_generation_backend
 
         backend = ray_generation_backend(config)  # None: nothing to fan out, built as locally below
     if backend is None:
@@ -192,9 +192,9 @@ def _write_outputs(
     Raises:
         MissingItemError: the store lacks an item the state refers to.
     """
+    from synalign.artifacts.datacard import write_datacard
+    from synalign.artifacts.report import write_report
     from synalign.fileio import atomic_write_text, write_examples
-    from synalign.graphs.datacard import write_datacard
-    from synalign.graphs.report import write_report
 
     out = ctx.run_dir
     samples, weights, mask = load_pool(store, prefix, state)

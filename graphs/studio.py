@@ -123,8 +123,8 @@ def context_for(config: StudioConfig | dict[str, Any] | None, thread_id: str | N
 def _write_outputs(
     ctx: SynAlignContext, state: SynAlignState, update: dict[str, Any], wall: float, runtime: Runtime[Any]
 ) -> None:
+    from synalign.artifacts.rundir import CONFIG_FILE
     from synalign.fileio import atomic_write_text
-    from synalign.graphs.rundir import CONFIG_FILE
     from synalign.graphs.runner import write_outputs
 
     atomic_write_text(ctx.run_dir / CONFIG_FILE, ctx.config.model_dump_json(indent=2) + "\n")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Static checks CI runs before the tests: ruff on the whole tree, then the import contracts of pyproject.toml
-# ([tool.importlinter]: the floors core <- prompts <- agents <- graphs <- evals <- app, and no LLM framework in
+# ([tool.importlinter]: the floors core <- prompts <- agents <- artifacts | scaleout <- graphs <- evals <- app, and no LLM framework in
 # the core). The package's folders are mapped into one import name, so lint-imports reads an installed copy.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -163,7 +163,7 @@ def align(
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         compute_mmd: also report per-label unbiased MMD² (kernel units) of the pool and of the accepted set.
         weights: (m,) KMM weights computed elsewhere (each label's ≥ 0 and summing to 1, e.g. by
-            :func:`synalign.ray_align.ray_kmm_weights` on a Ray-embedded pool); ``None`` = solve them here.
+            :func:`synalign.scaleout.align.ray_kmm_weights` on a Ray-embedded pool); ``None`` = solve them here.
         eligible: (m,) bool, the rows that may be weighted and accepted (e.g. not near-copies of real texts,
             :mod:`synalign.novelty`); the others get weight 0 and are never accepted, and each label's quota is
             ``accept_fraction`` of its eligible rows. ``None`` = every row.

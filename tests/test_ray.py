@@ -64,7 +64,7 @@ def ray_pool(cluster, pool_rows: list[dict[str, str]]):
     """The pool embedded on two actors: a materialised Dataset with id, text, label and embedding columns."""
     import pyarrow as pa
 
-    from synalign.ray_embed import embed_dataset
+    from synalign.scaleout.embed import embed_dataset
 
     blocks = [
         pa.table({
@@ -78,7 +78,7 @@ def ray_pool(cluster, pool_rows: list[dict[str, str]]):
 
 
 def test_ray_embeddings_match_the_local_encoder(ray_pool, local_pool, pool_rows, real_set) -> None:
-    from synalign.ray_embed import collect_embeddings, embed_texts
+    from synalign.scaleout.embed import collect_embeddings, embed_texts
 
     got = collect_embeddings(ray_pool)
     assert got.shape == local_pool.shape == (400, 384) and got.dtype == np.float32
@@ -99,7 +99,7 @@ def test_ray_embeddings_match_the_local_encoder(ray_pool, local_pool, pool_rows,
 def test_collect_embeddings_and_embed_dataset_refuse_bad_input(cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from synalign.ray_embed import collect_embeddings, embed_dataset, embed_texts
+    from synalign.scaleout.embed import collect_embeddings, embed_dataset, embed_texts
 
     with pytest.raises(InputError, match="no text column 'text'"):
         embed_dataset(ray_data.from_items([{"sentence": "a fine film"}]))
@@ -119,8 +119,8 @@ def test_ray_nystrom_screen_gives_the_local_weights_and_selection(ray_pool, loca
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A 100-row working set (the local constant scaled down with the pool): the screen really discards rows."""
     from synalign import kmm
-    from synalign.ray_align import ray_align, ray_kmm_weights
-    from synalign.ray_embed import collect_embeddings
+    from synalign.scaleout.align import ray_align, ray_kmm_weights
+    from synalign.scaleout.embed import collect_embeddings
 
     monkeypatch.setattr(kmm, "NYSTROM_WORKING_SET", 100)
     real, real_labels = real_set
@@ -186,10 +186,10 @@ def test_generation_over_two_endpoints_matches_one_local_endpoint(cluster, small
     """Request by request (the generator alone) and in the whole loop (``synalign.graphs.run`` with
     :func:`ray_backend`): two endpoints on Ray give what one local endpoint gives."""
     from synalign.agents.backend import build_llm_backend
-    from synalign.agents.ray_generation import RayGenerator, ray_backend
     from synalign.agents.testing import OpenAITestServer
     from synalign.config import RunConfig
     from synalign.graphs import run
+    from synalign.scaleout.generation import RayGenerator, ray_backend
 
     requests = _requests()
     with OpenAITestServer() as first, OpenAITestServer() as second:
@@ -253,9 +253,11 @@ def test_run_with_ray_accepts_what_the_local_run_accepts(cluster, small_data: Pa
     """``RunConfig(ray="auto")`` (the module's ``ray.init(num_cpus=2)``): every text embedded by Ray actors (a cache
     of its own), each label's KMM weights from the Ray screen (a 2-row working set so that it runs), and the same
     accepted set as the local run, id by id."""
-    from synalign import kmm, ray_align, ray_embed
+    from synalign import kmm
     from synalign.config import RunConfig
     from synalign.graphs import run
+    from synalign.scaleout import align as ray_align
+    from synalign.scaleout import embed as ray_embed
 
     options = dict(data=small_data, llm="eda", max_rounds=1, clusters_per_label=2, cluster_size=4,
                    samples_per_cluster=8, target="0")

@@ -199,7 +199,7 @@ def test_summary_usage_sums_every_process_of_a_resumed_run(
 _HOLD_LOCK = r'''
 import sys, time
 from pathlib import Path
-from synalign.graphs.rundir import RunDirLock
+from synalign.artifacts.rundir import RunDirLock
 lock = RunDirLock(Path(sys.argv[1]))
 lock.acquire()
 print("locked", flush=True)

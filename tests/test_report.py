@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synalign.artifacts.report import write_report
+from synalign.artifacts.report_sections import REAL_FLOOR, SAME_SIZE_FLOOR, utility_label_rows, verdict
 from synalign.config import RunConfig
 from synalign.graphs import run
-from synalign.graphs.report import write_report
-from synalign.graphs.report_sections import REAL_FLOOR, SAME_SIZE_FLOOR, utility_label_rows, verdict
 from synalign.records import SyntheticExample
 
 

@@ -81,15 +81,15 @@ def put_checkpoint(self, metadata):
 
 _loop.PregelLoop._put_checkpoint = put_checkpoint
 
-import synalign.graphs.report
-_write_report = synalign.graphs.report.write_report
+import synalign.artifacts.report
+_write_report = synalign.artifacts.report.write_report
 
 def write_report(*args, **kwargs):
     if KIND == "outputs":
         die()
     return _write_report(*args, **kwargs)
 
-synalign.graphs.report.write_report = write_report
+synalign.artifacts.report.write_report = write_report
 
 from synalign.app.cli import main
 sys.argv = ["synalign", *sys.argv[1:]]

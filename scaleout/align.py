@@ -1,7 +1,7 @@
 """Alignment (SynAlign stage 3) of a Ray-embedded pool: the Nyström KMM screen on sharded Ray actors.
 
 The one job of this module is running ``kmm_weights(features="nystrom")`` (:mod:`synalign.kmm`) on a pool that
-lives in a ``ray.data.Dataset`` (embedded by :mod:`synalign.ray_embed`), and handing the weights to
+lives in a ``ray.data.Dataset`` (embedded by :mod:`synalign.scaleout.embed`), and handing the weights to
 :func:`synalign.alignment.align` for the selection. :func:`ray_kmm_weights` is the same algorithm as the local
 path, step for step:
 
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from synalign.errors import InputError
-from synalign.ray_embed import embedding_matrix, require_ray
+from synalign.scaleout.embed import embedding_matrix, require_ray
 
 if TYPE_CHECKING:  # pragma: no cover
     import ray.data

@@ -34,7 +34,7 @@ from synalign.agents.usage import merge_usage
 from synalign.backends import Backend, Generation, GenerationRequest
 from synalign.config import RunConfig
 from synalign.errors import InputError
-from synalign.ray_embed import require_ray
+from synalign.scaleout.embed import require_ray
 
 __all__ = ["RayGenerator", "ray_backend"]
 

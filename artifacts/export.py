@@ -35,9 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from synalign.errors import InputError, SynalignError
-from synalign.fileio import DiskFullError, disk_full_error
-from synalign.graphs.datacard import (
+from synalign.artifacts.datacard import (
     CARD_FILE,
     RUN_DATA_FILES,
     card_parts,
@@ -45,6 +43,8 @@ from synalign.graphs.datacard import (
     render_card,
     size_category,
 )
+from synalign.errors import InputError, SynalignError
+from synalign.fileio import DiskFullError, disk_full_error
 from synalign.labeltypes import LABEL_DTYPES, detect_label_dtype, source_features
 
 __all__ = ["COLUMN_SETS", "EXPORT_DATA_FILES", "ExportResult", "HubError", "export_to_dir", "export_to_hub",

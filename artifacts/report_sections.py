@@ -1,4 +1,4 @@
-"""Sections of the HTML run report (:mod:`synalign.graphs.report`): the verdict, the per-label tables, the
+"""Sections of the HTML run report (:mod:`synalign.artifacts.report`): the verdict, the per-label tables, the
 calibrated discriminator, held-out utility, what generated the data, and samples. Each returns an HTML fragment.
 
 Nothing here re-derives what a run recorded: the verdict reads ``summary.json``'s ``verdict``

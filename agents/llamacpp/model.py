@@ -11,8 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from synalign.agents.llamacpp.build import sha256_file, tools_dir
 from synalign.errors import InputError
-from synalign.local.build import sha256_file, tools_dir
 
 __all__ = ["EMBEDDED_MODEL", "GEMMA_TERMS_NOTE", "embedded_model_path", "resolve_model", "file_sha256"]
 

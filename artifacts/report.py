@@ -1,6 +1,6 @@
 """HTML run report: a verdict (should you train on this? fidelity, novelty and held-out utility), per-label
 real-vs-synthetic figures, a calibrated discriminator, what made the data, divergence and held-out utility per
-round and a 2-D projection of real vs synthetic embeddings (sections: :mod:`synalign.graphs.report_sections`).
+round and a 2-D projection of real vs synthetic embeddings (sections: :mod:`synalign.artifacts.report_sections`).
 
 Self-contained: plots are PNGs (matplotlib, Agg backend) embedded as base64, so the file can be mailed or
 opened from any directory.
@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from synalign.divergence import FLOOR_DRAWS
-from synalign.graphs.report_sections import (
+from synalign.artifacts.report_sections import (
     LABEL_COLUMNS,
     REAL_FLOOR,
     SAME_SIZE_FLOOR,
@@ -37,6 +36,7 @@ from synalign.graphs.report_sections import (
     verdict,
     with_spread,
 )
+from synalign.divergence import FLOOR_DRAWS
 from synalign.records import SyntheticExample
 
 __all__ = ["write_report"]

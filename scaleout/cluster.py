@@ -3,16 +3,16 @@
 What runs where, given ``RunConfig.ray``:
 
 - **embedding** (the real, held-out and validation sets, then each round's new texts):
-  :class:`synalign.ray_embed.RayEmbedder`, an embedder whose cache misses are encoded by ``ray.data`` actors and
+  :class:`synalign.scaleout.embed.RayEmbedder`, an embedder whose cache misses are encoded by ``ray.data`` actors and
   whose cache stays the driver's (hits are read there, Ray's vectors are stored there);
 - **the KMM screen**: the labels whose eligible pool is larger than the working set
   (:data:`synalign.kmm.NYSTROM_WORKING_SET`, 2,048 rows) get their weights from the Nyström screen on sharded
-  actors (:func:`synalign.ray_align.ray_kmm_weights_by_label`, one set of shards per round); smaller pools, where
+  actors (:func:`synalign.scaleout.align.ray_kmm_weights_by_label`, one set of shards per round); smaller pools, where
   both paths would solve the same exact problem on the driver, are solved there as locally. The selection then runs on the driver with these weights
   (``align(..., weights=...)``); the default ``filter`` selection does not read them, so its accepted set is the
   local path's;
 - **generation** with ``--llm openai:MODEL --base-url URL[,URL...]``: one actor per endpoint
-  (:func:`synalign.agents.ray_generation.ray_backend`); the summariser calls the first endpoint from the driver.
+  (:func:`synalign.scaleout.generation.ray_backend`); the summariser calls the first endpoint from the driver.
   The embedded local LM and the EDA backend generate on the driver.
 
 Everything else (the explorer, the divergences, the held-out check, the checkpoints and outputs) stays on the
@@ -30,7 +30,7 @@ import numpy as np
 from synalign.backends import Backend
 from synalign.config import RunConfig
 from synalign.errors import InputError
-from synalign.ray_embed import RayEmbedder, require_ray
+from synalign.scaleout.embed import RayEmbedder, require_ray
 
 __all__ = ["connect", "ray_embedder", "ray_generation_backend", "screen_weights"]
 
@@ -86,25 +86,25 @@ def _check_reachable(address: str) -> None:
 
 
 def ray_embedder(config: RunConfig) -> RayEmbedder:
-    """The run's embedder with its cache misses encoded on the cluster (:class:`~synalign.ray_embed.RayEmbedder`,
+    """The run's embedder with its cache misses encoded on the cluster (:class:`~synalign.scaleout.embed.RayEmbedder`,
     the model, truncation, cache and device of ``config``)."""
     return RayEmbedder(config.embedding_model, cache_dir=config.cache_dir, device=config.device,
                        max_seq_length=config.max_seq_length)
 
 
 def ray_generation_backend(config: RunConfig) -> Backend | None:
-    """Generation fanned out over ``config``'s endpoints (:func:`~synalign.agents.ray_generation.ray_backend`),
+    """Generation fanned out over ``config``'s endpoints (:func:`~synalign.scaleout.generation.ray_backend`),
     or None where there is nothing to fan out: a backend other than ``openai:MODEL``, or api.openai.com (no
     ``--base-url``); the run then builds its backend as locally.
 
     Raises:
-        InputError: as :func:`~synalign.agents.ray_generation.ray_backend` (an endpoint whose backend cannot
+        InputError: as :func:`~synalign.scaleout.generation.ray_backend` (an endpoint whose backend cannot
             be built, a missing extra or key).
     """
     if config.backend_kind != "openai" or not config.endpoints:
         return None
     from synalign.agents.backend import require_llm_extra
-    from synalign.agents.ray_generation import ray_backend
+    from synalign.scaleout.generation import ray_backend
 
     require_llm_extra(f"--llm {config.llm}")
     return ray_backend(config, config.endpoints, config.out)
@@ -123,7 +123,7 @@ def screen_weights(
 ) -> np.ndarray | None:
     """KMM weights of the pool (per label, over its eligible rows), with the Nyström screen on Ray for the labels
     whose eligible pool exceeds the working set (one set of shard actors for all of them,
-    :func:`synalign.ray_align.ray_kmm_weights_by_label`); None when no label does (the run then solves every
+    :func:`synalign.scaleout.align.ray_kmm_weights_by_label`); None when no label does (the run then solves every
     label locally, bit for bit as without ``--ray``).
 
     Returns:
@@ -131,7 +131,7 @@ def screen_weights(
         :func:`synalign.alignment.align` takes as ``weights`` (with the same ``eligible``).
     """
     from synalign import kmm
-    from synalign.ray_align import ray_kmm_weights_by_label
+    from synalign.scaleout.align import ray_kmm_weights_by_label
 
     lab = np.asarray(labels, dtype=object)
     real_lab = np.asarray(real_labels, dtype=object)
