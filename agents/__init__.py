@@ -18,6 +18,11 @@ import os
 from importlib import import_module
 from typing import Any
 
+# The one place this is set. LiteLLM (under DSPy, which the generator and ``synalign optimize`` use) reads it
+# once, at import, and otherwise fetches its model cost map from GitHub: a network request in every process,
+# and a stall where there is no network. This package runs before any ``synalign.agents.*`` module, so anything
+# that imports DSPy, LiteLLM or LangChain-OpenAI goes through it first: modules here, and modules above this
+# floor that import ``synalign.agents`` (``synalign.evals.optimize``) before those frameworks.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 __all__ = [

@@ -10,7 +10,6 @@ passed instead. With no LLM configured the offline backend runs, and says so.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from synalign.agents.runner import LLMRunner
 from synalign.agents.settings import LLMSettings
 from synalign.agents.trace import TRACE_FILE, Redactor, TraceWriter
 from synalign.backends import Backend
-from synalign.config import RunConfig
+from synalign.config import LLMSpec, RunConfig
 from synalign.errors import InputError
 
 __all__ = [
@@ -56,8 +55,8 @@ def build_backend(
     """The run's backend.
 
     Args:
-        config: run configuration; ``config.llm`` (``"openai:MODEL"``) selects the LLM backend, None the
-            offline backend (unless ``chat_model``/``lm`` are given).
+        config: run configuration; ``config.llm`` (``"openai:MODEL"``, ``"local"``) selects the LLM backend,
+            ``"eda"`` the offline backend (unless ``chat_model``/``lm`` are given).
         run_dir: the run directory; the LLM trace goes to ``run_dir/llm_trace.jsonl``.
         reference: real texts per label, passed to the offline backend's summariser.
         chat_model: any LangChain chat model for the summariser (overrides the one ``config.llm`` builds).
@@ -73,9 +72,9 @@ def build_backend(
             prompt state optimised for another spec.
     """
     custom = chat_model is not None or lm is not None or settings is not None
-    kind = config.backend_kind
+    kind = config.llm.kind
     if kind != "eda" or custom:
-        require_llm_extra(f"--llm {config.llm}" if kind != "eda" else "an LLM backend")
+        require_llm_extra(f"`llm` {config.llm}" if kind != "eda" else "an LLM backend")
     if kind == "eda" and not custom:
         from synalign.offline import offline_backend
 
@@ -126,11 +125,11 @@ def _settings_for(config: RunConfig, chat_model: Any, lm: Any) -> LLMSettings:
     after the model and with provider ``custom`` (chat style, the LLM summariser), unless ``config.llm`` names an
     OpenAI-compatible endpoint: the default ``local`` (or ``eda``) never labels a passed-in model as the
     embedded Gemma, nor sends it completion prompts."""
-    if config.llm and config.backend_kind == "openai":
+    if config.llm.kind == "openai":
         return LLMSettings.from_config(config)
     name = getattr(lm, "model", None) or getattr(chat_model, "model_name", None) or "custom"
     model = str(name).split("/", 1)[-1]
-    return LLMSettings.from_config(config.model_copy(update={"llm": f"openai:{model}"}), provider="custom")
+    return LLMSettings.from_config(config, llm=LLMSpec(kind="openai", model=model), provider="custom")
 
 
 def _api_key(settings: LLMSettings, needed: bool) -> str:
@@ -139,8 +138,8 @@ def _api_key(settings: LLMSettings, needed: bool) -> str:
         return key
     if needed and settings.base_url is None:
         raise InputError(
-            f"--llm {settings.name} needs an API key in ${settings.api_key_env}; set it, "
-            "or point --base-url at a server that needs none"
+            f"`llm` {settings.name} needs an API key in ${settings.api_key_env}; set it, "
+            "or point `base_url` at a server that needs none"
         )
     return _PLACEHOLDER_KEY
 
@@ -163,7 +162,6 @@ def make_chat_model(settings: LLMSettings, api_key: str) -> Any:
 
 def make_dspy_lm(settings: LLMSettings, api_key: str) -> Any:
     """``dspy.LM("openai/MODEL")`` for the generator: DSPy cache and retries off (the runner does both)."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import dspy
 
     kwargs: dict[str, Any] = {"api_key": api_key, "timeout": settings.timeout_s}
@@ -200,7 +198,7 @@ def _follow_server_slots(settings: LLMSettings) -> LLMSettings:
         shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # never the userinfo
         raise InputError(
             f"the LLM endpoint {shown} sent no answer within {settings.connect_timeout_s:g} s "
-            "(SYNALIGN_LLM_CONNECT_TIMEOUT); check --base-url and that the server is up"
+            "(SYNALIGN_LLM_CONNECT_TIMEOUT); check `base_url` and that the server is up"
         ) from None
     if slots is not None and slots < settings.max_concurrency:
         _log.info("%s has %d slot(s): concurrency %d -> %d", settings.base_url, slots, settings.max_concurrency, slots)
@@ -230,7 +228,7 @@ def make_completion_lm(settings: LLMSettings, api_key: str) -> Any:
     from synalign.agents.completion import CompletionEngine
 
     if not settings.base_url:
-        raise InputError("--prompt-style completion needs --base-url (an OpenAI-compatible /v1/completions server)")
+        raise InputError("`prompt_style` completion needs `base_url` (an OpenAI-compatible /v1/completions server)")
     # the extra prompt pass that makes a resumed run replay-exact only on the embedded llama-server: a remote
     # endpoint would bill it, and its caching is not ours to control
     engine = CompletionEngine(

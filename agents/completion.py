@@ -20,15 +20,12 @@ Pretrained Language Models") and Ye et al. (2022, ZeroGen).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import dspy
 
-import dspy  # noqa: E402
-
-from synalign.prompts import CompletionTemplate, PromptSpec  # noqa: E402
+from synalign.prompts import CompletionTemplate, PromptSpec
 
 __all__ = ["ContinuationAdapter", "CompletionEngine", "render_continuation"]
 
@@ -82,7 +79,7 @@ class ContinuationAdapter(dspy.Adapter):
         spec: a prompt spec with a ``completion`` template and the inputs ``label`` and ``demonstrations``.
         item: what one example is called in the lines (``"Movie review"``); None = the template's ``item``.
             On Gemma 3 270M a task noun gave higher label fidelity than the generic ``"Text"``
-            (``evals/local_lm_prompts.py``, RESULTS.md).
+            (``evals/scripts/local_lm_prompts.py``, RESULTS.md).
 
     Raises:
         ValueError: the spec has no completion template.

@@ -2,14 +2,16 @@
 attribute-conditioned generation; Ren et al., WWW 2025, §3.2).
 
 :class:`SampleGenerator` is a ``dspy.Module`` around ``dspy.Predict`` of the ``generate_samples`` spec
-(task, label, attributes, demonstrations, n → ``texts: list[str]``); DSPy optimisers tune its instructions
-and few-shot demos (``synalign optimize``). :class:`DSPyGenerator` runs it as the loop's
-:class:`~synalign.backends.Generator`: through the shared :class:`~synalign.agents.llm.LLMRunner`
-(cache, retries, adaptive concurrency, trace), then :func:`filter_texts`; when filtering leaves fewer than
-``n`` texts it asks again for the missing ones (``max_topups`` times, each with a new seed).
+(task, label, attributes, demonstrations, n → ``texts: list[str]``), then
+:func:`~synalign.dedup.filter_texts`; DSPy optimisers tune its instructions and few-shot demos (``synalign
+optimize``). :class:`DSPyGenerator` runs
+the *same* ``forward`` as the loop's :class:`~synalign.backends.Generator`: each LM call of ``forward`` goes
+through the shared :class:`~synalign.agents.runner.LLMRunner` (cache, retries, adaptive concurrency, trace);
+when filtering leaves fewer than ``n`` texts it calls ``forward`` again for the missing ones (``max_topups``
+times, each with a new seed, the texts kept so far as ``existing``).
 
-:func:`filter_texts` drops, and counts by reason: ``empty`` texts, exact ``duplicate`` s (after
-normalising case and whitespace), ``near_duplicate`` s of an earlier kept text and
+:func:`~synalign.dedup.filter_texts` (pure, in the core) drops, and counts by reason: ``empty`` texts, exact
+``duplicate`` s (after normalising case and whitespace), ``near_duplicate`` s of an earlier kept text and
 ``copy_of_demonstration`` s (exact or near copies of a demonstration), and ``surplus`` texts beyond ``n``.
 "Near" means a ``difflib.SequenceMatcher`` ratio ≥ 0.9 on the normalised strings (Ratcliff–Obershelp
 similarity, 2·matches / total length; 0.9 ≈ one changed word in a 10-word sentence).
@@ -18,24 +20,27 @@ similarity, 2·matches / total length; 0.9 ≈ one changed word in a 10-word sen
 from __future__ import annotations
 
 import logging
-import os
-import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import dspy
 
-import dspy  # noqa: E402
+from synalign.agents.errors import MalformedReply
+from synalign.agents.runner import CallResult, LLMRunner
+from synalign.agents.specs import to_signature
+from synalign.backends import Generation, GenerationRequest
+from synalign.dedup import NEAR_DUPLICATE_RATIO, candidate_texts, filter_texts
+from synalign.prompts import PromptSpec, load_spec
 
-from synalign.agents.errors import MalformedReply  # noqa: E402
-from synalign.agents.runner import CallResult, LLMRunner  # noqa: E402
-from synalign.agents.specs import to_signature  # noqa: E402
-from synalign.backends import Generation, GenerationRequest  # noqa: E402
-from synalign.dedup import NEAR_DUPLICATE_RATIO, SeenTexts  # noqa: E402
-from synalign.prompts import PromptSpec, load_spec  # noqa: E402
+__all__ = ["filter_texts", "SampleGenerator", "DSPyGenerator", "LMCall", "lm_identity"]
 
-__all__ = ["filter_texts", "SampleGenerator", "DSPyGenerator", "lm_identity"]
+LMCall = Callable[[Any, dict[str, Any], int | None], list[str] | None]
+"""How :meth:`SampleGenerator.forward` makes its one LM call, when not by calling its predictor directly:
+``lm_call(predictor, inputs, seed)`` returns the candidate texts, or None for a reply cut at ``max_tokens``
+that is dropped (counted as ``truncated``). :class:`DSPyGenerator` passes one that runs the predictor through
+the run's cache, retries and trace."""
 
 class _DropHandledTruncationWarning(logging.Filter):
     """DSPy warns on every reply cut at ``max_tokens``; the generator handles those (retried for chat models,
@@ -47,56 +52,13 @@ class _DropHandledTruncationWarning(logging.Filter):
 
 logging.getLogger("dspy.clients.lm").addFilter(_DropHandledTruncationWarning())
 
-_LIST_MARK = re.compile(r"^\s*(?:\d{1,3}[.):]|[-*•])\s+")
-
-
-def _clean(text: Any) -> str:
-    text = " ".join(str(text).split())
-    text = _LIST_MARK.sub("", text)
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        text = text[1:-1].strip()
-    return text
-
-
-def filter_texts(
-    candidates: Iterable[Any],
-    demonstrations: Sequence[str],
-    *,
-    existing: Sequence[str] = (),
-    limit: int | None = None,
-    threshold: float = NEAR_DUPLICATE_RATIO,
-) -> tuple[list[str], Counter[str]]:
-    """Keep the usable candidates, in order.
-
-    Candidates are cleaned first (whitespace collapsed, a leading list marker such as ``"3. "`` or ``"- "``
-    and enclosing quotes removed). Then each is dropped as ``empty``, ``copy_of_demonstration``,
-    ``duplicate`` (of an ``existing`` or earlier kept text), ``near_duplicate`` (ratio ≥ ``threshold``) or
-    ``surplus`` (beyond ``limit`` kept texts).
-
-    Returns:
-        (kept texts, Counter of dropped candidates by reason).
-    """
-    kept: list[str] = []
-    dropped: Counter[str] = Counter()
-    seen = SeenTexts(demonstrations, existing, threshold=threshold)
-    for candidate in candidates:
-        text = _clean(candidate) if candidate is not None else ""
-        reason = seen.reason(text)
-        if reason is None and limit is not None and len(kept) >= limit:
-            reason = "surplus"
-        if reason is None:
-            kept.append(text)
-            seen.add(text)
-        else:
-            dropped[reason] += 1
-    return kept, dropped
-
-
 class SampleGenerator(dspy.Module):
-    """DSPy module: ``dspy.Predict`` of the ``generate_samples`` spec, then :func:`filter_texts`.
+    """DSPy module: ``dspy.Predict`` of the ``generate_samples`` spec, then
+    :func:`~synalign.dedup.filter_texts`.
 
     ``forward(task, label, attributes, demonstrations, n, seed=None)`` returns
-    ``dspy.Prediction(texts=[...], dropped={reason: count})`` with at most ``n`` texts.
+    ``dspy.Prediction(texts=[...], dropped={reason: count})`` with at most ``n`` texts. ``synalign optimize``
+    tunes it and ``synalign run`` executes it (through :class:`DSPyGenerator`).
 
     Args:
         spec: the prompt spec (default ``generate_samples``); it must have inputs task, label,
@@ -128,21 +90,41 @@ class SampleGenerator(dspy.Module):
         demonstrations: list[str],
         n: int,
         seed: int | None = None,
+        *,
+        existing: Sequence[str] = (),
+        lm_call: LMCall | None = None,
     ) -> dspy.Prediction:
-        kwargs: dict[str, Any] = {"config": {"seed": seed}} if seed is not None else {}
-        prediction = self.generate(
-            task=task, label=label, attributes=attributes, demonstrations=list(demonstrations), n=n, **kwargs
+        """Ask the predictor for ``n`` texts, then keep at most ``n`` usable ones (:func:`filter_texts`).
+
+        Args:
+            task, label, attributes, demonstrations, n: the signature's inputs.
+            seed: sampling seed of the LM call (None: the LM's default).
+            existing: texts kept earlier for the same request (a top-up); a candidate repeating one is
+                dropped.
+            lm_call: how to make the LM call (see :data:`LMCall`); None calls the predictor in the current
+                DSPy context (as DSPy optimisers do).
+
+        Returns:
+            ``dspy.Prediction(texts=[...], dropped={reason: count})``.
+        """
+        inputs = {
+            "task": task,
+            "label": label,
+            "attributes": attributes,
+            "demonstrations": list(demonstrations),
+            "n": n,
+        }
+        if lm_call is None:
+            kwargs: dict[str, Any] = {"config": {"seed": seed}} if seed is not None else {}
+            candidates: list[Any] | None = candidate_texts(self.generate(**inputs, **kwargs).texts)
+        else:
+            candidates = lm_call(self.generate, inputs, seed)
+        if candidates is None:
+            return dspy.Prediction(texts=[], dropped={"truncated": 1})
+        texts, dropped = filter_texts(
+            candidates, demonstrations, existing=existing, limit=n, threshold=self.threshold
         )
-        texts, dropped = filter_texts(_as_list(prediction.texts), demonstrations, limit=n, threshold=self.threshold)
         return dspy.Prediction(texts=texts, dropped=dict(dropped))
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [line for line in value.splitlines() if line.strip()]
-    return list(value)
 
 
 def lm_identity(lm: Any) -> dict[str, Any]:
@@ -174,7 +156,8 @@ def _finish_reason(response: Any) -> str | None:
 
 
 class DSPyGenerator:
-    """:class:`~synalign.backends.Generator` running :class:`SampleGenerator` on a ``dspy.LM``.
+    """:class:`~synalign.backends.Generator` running :class:`SampleGenerator` on a ``dspy.LM``: each call is
+    the module's ``forward`` (the program ``synalign optimize`` tunes), its LM call made through the runner.
 
     Args:
         lm: any ``dspy.LM`` / ``dspy.BaseLM`` (disable its own cache and retries: ``cache=False``,
@@ -239,15 +222,13 @@ class DSPyGenerator:
             if need <= 0:
                 break
             seed = request.seed if topup == 0 else request.seed * 1_000 + topup
-            texts = self._call(index, request, attributes, need, seed, topup)
-            if texts is None:
-                dropped["truncated"] += 1
-                continue
-            new, lost = filter_texts(
-                texts, request.demonstrations, existing=kept, limit=need, threshold=self.module.threshold
+            prediction = self.module(
+                task=request.task, label=request.label, attributes=attributes,
+                demonstrations=list(request.demonstrations), n=need, seed=seed, existing=tuple(kept),
+                lm_call=partial(self._call, index, request, topup),
             )
-            kept.extend(new)
-            dropped.update(lost)
+            kept.extend(prediction.texts)
+            dropped.update(prediction.dropped)
         shortfall = request.n - len(kept)
         if shortfall > 0:
             self.runner.usage.add("generate", shortfall=shortfall)
@@ -262,17 +243,17 @@ class DSPyGenerator:
         return max(min(48, cap), min(cap, 3 * longest))
 
     def _call(
-        self, index: int, request: GenerationRequest, attributes: str, n: int, seed: int, topup: int
+        self,
+        index: int,
+        request: GenerationRequest,
+        topup: int,
+        predict: Any,
+        inputs: dict[str, Any],
+        seed: int | None,
     ) -> list[str] | None:
-        """The texts of one call, or None for a completion cut at ``max_tokens`` (chat: retried instead)."""
-        predict = self.module.generate
-        inputs = {
-            "task": request.task,
-            "label": request.label,
-            "attributes": attributes,
-            "demonstrations": list(request.demonstrations),
-            "n": n,
-        }
+        """:data:`LMCall` of :meth:`SampleGenerator.forward` in a run: ``predict`` on ``inputs`` through the
+        runner (cache, retries, trace); the texts, or None for a completion cut at ``max_tokens`` (chat:
+        retried)."""
         messages = self.adapter.format(predict.signature, predict.demos, inputs)
         payload = {
             "node": "generate",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from synalign.agents.settings import LLMSettings
 from synalign.backends import Backend
-from synalign.config import RunConfig, parse_llm
+from synalign.config import RunConfig
 
 __all__ = ["build_local_backend", "ensure_server_binary"]
 
@@ -62,8 +62,7 @@ def build_local_backend(
     from synalign.agents.llamacpp import GEMMA_TERMS_NOTE, LocalServer, resolve_model
     from synalign.agents.llamacpp.model import file_sha256
 
-    _, path = parse_llm(config.llm or "local")
-    model_path = resolve_model(path or None)
+    model_path = resolve_model(config.llm.model or None)
     sha256 = file_sha256(model_path)
     settings = LLMSettings.from_config(config)
     binary = ensure_server_binary()
@@ -86,7 +85,7 @@ def build_local_backend(
         gguf_sha256=sha256,
         server={"binary": str(binary), "url": server.base_url.removesuffix("/v1"), "threads": server.threads,
                 "slots": server.total_slots, "n_ctx": server.n_ctx, "startup_s": round(server.startup_s, 2)},
-        terms=GEMMA_TERMS_NOTE if not path else None,
+        terms=GEMMA_TERMS_NOTE if not config.llm.model else None,
     )
     backend.close = server.stop
     _log.info("local LM %s served by llama-server pid %d (%d slot(s))", settings.model, server.pid, server.total_slots)

@@ -17,7 +17,6 @@ reordered spec would otherwise silently get the wrong descriptions.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,8 +29,6 @@ from synalign.prompts import FieldSpec, PromptSpec, load_spec
 if TYPE_CHECKING:
     import dspy
     from langchain_core.prompts import ChatPromptTemplate
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 __all__ = [
     "STATE_FORMAT",

@@ -151,7 +151,7 @@ def format_trace(
     rounds = sorted({r["round"] for r in records if isinstance(r.get("round"), int)})
     if round is not None and round not in rounds:
         held = f"rounds {', '.join(map(str, rounds))}" if rounds else "no rounds"
-        raise InputError(f"--round {round}: the trace holds {held}")
+        raise InputError(f"`round` {round}: the trace holds {held}")
     status = Counter(r.get("status") for r in records)
     kinds = Counter(r.get("error_kind") for r in records if r.get("status") == "error")
     tokens_in = sum(r.get("tokens_in") or 0 for r in records if r.get("status") == "ok")

@@ -1,8 +1,9 @@
 """``synalign ablate``: re-run the study tables of ``evals/RESULTS.md`` from the committed pools (issue 10).
 
 * ``--table ablation``: the generation ablation (:mod:`synalign.evals.ablation_eval`): per task, the pools that
-  ``evals/ablation_generate.py`` wrote with the embedded Gemma 3 270M (zerogen / random demonstrations / GP
-  demonstrations / GP + attributes), each selected five ways plus IMP-Loss weighting, scored downstream.
+  ``evals/scripts/ablation_generate.py`` wrote with the embedded Gemma 3 270M (zerogen / random
+  demonstrations / GP demonstrations / GP + attributes), each selected five ways plus IMP-Loss weighting,
+  scored downstream.
 * ``--table baselines``: DSIR and IMP-Loss against random, the filter and herding on the shared LM pools under
   ``synalign eval``'s protocol (:mod:`synalign.evals.baselines_eval`; resumable per seed).
 

@@ -21,12 +21,10 @@ import typer
 from synalign.app import options as _options
 from synalign.app.commands import fail, register
 from synalign.app.helpformat import HelpCommand
-from synalign.config import config_error, option_flag
+from synalign.app.options import config_error, option_flag
 from synalign.errors import InputError, SynalignError
 
 __all__ = ["app", "main"]
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 app = typer.Typer(
     name="synalign",
@@ -84,7 +82,9 @@ _RUN_EXAMPLES = (
 
 def _resume_hint(out: Path) -> str:
     """How to go on after a stopped run: ``--resume`` only when ``out`` holds a run to resume."""
-    if (out / "config.json").is_file():
+    from synalign.artifacts.rundir import RunDir
+
+    if RunDir(out).is_run():
         return f"continue with: synalign run --out {out} --resume"
     return "the run had not started, nothing was written; run the same command again"
 
@@ -94,15 +94,17 @@ def _resumed_config(out: Path, given: dict[str, Any], flag: str = "--resume") ->
     given option is refused (exit 2). ``flag``: the option that continues the run, for the messages."""
     from pydantic import ValidationError
 
+    from synalign.artifacts.rundir import InvalidRunConfig, RunDir
     from synalign.config import RunConfig
 
-    saved = out / "config.json"
-    if not saved.is_file():
-        fail(f"{flag}: no synalign run in {out} (missing config.json)")
+    run_dir = RunDir(out)
+    saved = run_dir.config_file
     try:
-        config = RunConfig.model_validate_json(saved.read_text(encoding="utf-8"))
-    except (ValidationError, ValueError) as exc:
-        fail(f"{flag}: {saved} is not a valid run config ({config_error(exc)})")
+        config = run_dir.read_config()
+    except InvalidRunConfig as exc:
+        fail(f"{flag}: {saved} is not a valid run config ({config_error(exc.error)})")
+    except InputError as exc:  # no config.json
+        fail(f"{flag}: {exc}")
     given = {name: value for name, value in given.items() if name != "out"}
     refused = [option_flag(name) for name in given if name not in _options.resume_safe_fields()]
     if refused:
@@ -174,26 +176,27 @@ def run(
 
 def _print_result(console: Any, result: Any) -> None:
     s = result.summary
-    verdict = s.get("verdict")
+    verdict = s.verdict
     console.print(
-        f"[bold]done[/bold]: {s['rounds']} rounds, {s['generated']} generated, {s['accepted']} accepted; "
-        f"{_target_verdict(s)}" + (f"; verdict {verdict['level'].upper()}" if verdict else "") + "; "
-        f"stop: {s['stop_reason']}; MMD² {s['final_mmd2']:.3e} (target {s['target_mmd2']:.3e}; a random real "
-        f"subset of that size scores {s['noise_floor_same_size']:.3e}, two real halves {s['noise_floor']:.3e}); "
-        f"{s['wall_seconds']:.0f} s"
+        f"[bold]done[/bold]: {s.rounds} rounds, {s.generated} generated, {s.accepted} accepted; "
+        f"{_target_verdict(s)}" + (f"; verdict {verdict.level.upper()}" if verdict else "") + "; "
+        f"stop: {s.stop_reason}; MMD² {s.final_mmd2:.3e} (target {s.target_mmd2:.3e}; a random real "
+        f"subset of that size scores {s.noise_floor_same_size:.3e}, two real halves {s.noise_floor:.3e}); "
+        f"{s.wall_seconds:.0f} s"
     )
     if verdict:
-        color = {"green": "green", "amber": "yellow", "red": "red"}.get(verdict["level"], "white")
-        console.print(f"[bold {color}]verdict {verdict['level'].upper()}[/bold {color}]: {verdict['headline']}",
+        color = {"green": "green", "amber": "yellow", "red": "red"}.get(verdict.level, "white")
+        console.print(f"[bold {color}]verdict {verdict.level.upper()}[/bold {color}]: {verdict.headline}",
                       soft_wrap=True, highlight=False)
-        for line in verdict.get("evidence", []):
+        for line in verdict.evidence:
             console.print(f"  {line}", soft_wrap=True, highlight=False)
-    if s["backend"].get("note"):
-        console.print(f"note: synthetic data {s['backend']['note']}")
-    if s["backend"]["is_llm"]:
-        u = s.get("usage", {})
+    backend = s.backend or {}
+    if backend.get("note"):
+        console.print(f"note: synthetic data {backend['note']}")
+    if backend.get("is_llm"):
+        u = s.usage or {}
         console.print(
-            f"LLM {s['backend']['name']}: {u.get('llm_calls', 0)} calls, {u.get('retries', 0)} retries, "
+            f"LLM {backend['name']}: {u.get('llm_calls', 0)} calls, {u.get('retries', 0)} retries, "
             f"{u.get('failures', 0)} failed attempts, cache hit rate {u.get('cache_hit_rate') or 0:.0%}, "
             f"tokens {u.get('tokens_in', 0)} in / {u.get('tokens_out', 0)} out"
             + (f", cost ${u['cost_usd']:.4f}" if u.get("cost_usd") is not None else "")
@@ -203,9 +206,13 @@ def _print_result(console: Any, result: Any) -> None:
         typer.echo(f"  {name:<18} {path}")
 
 
-def _target_verdict(summary: dict[str, Any]) -> str:
-    """``target met (0.8×)`` / ``target missed (4.1×)``: the final MMD² against the target, as a ratio."""
-    final, target = summary.get("final_mmd2"), summary.get("target_mmd2")
+def _target_verdict(summary: Any) -> str:
+    """``target met (0.8×)`` / ``target missed (4.1×)``: the final MMD² against the target, as a ratio
+    (``summary``: a :class:`~synalign.artifacts.summary.RunSummary` or its content)."""
+    from synalign.artifacts.summary import as_summary
+
+    summary = as_summary(summary)
+    final, target = summary.final_mmd2, summary.target_mmd2
     if final is None or target is None or math.isnan(final):
         return "target missed (nothing accepted)"
     met = "met" if final <= target else "missed"
@@ -252,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("synalign: error: interrupted", err=True)
         sys.exit(130)
     except InputError as exc:  # raised outside a command body (should not happen, kept as a safety net)
-        typer.echo(f"synalign: error: {exc}", err=True)
+        typer.echo(f"synalign: error: {_options.cli_message(str(exc))}", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

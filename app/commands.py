@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, Optional
 import typer
 
 from synalign.app.helpformat import HelpCommand
-from synalign.app.options import field_help
+from synalign.app.options import cli_message, config_option, run_default, spec_option
 from synalign.config import MAX_SEED
 from synalign.errors import InputError, SynalignError
+from synalign.evals.specs import EvalSpec, FinetuneConfig, OptimizeSpec
 
 if TYPE_CHECKING:
     from synalign.records import RealExample
@@ -28,8 +29,9 @@ __all__ = ["fail", "register"]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``synalign: error: MESSAGE`` on stderr and exit with ``code`` (2 = bad input)."""
-    typer.echo(f"synalign: error: {message}", err=True)
+    """Print ``synalign: error: MESSAGE`` on stderr and exit with ``code`` (2 = bad input): the CLI's one error
+    printer, which names each setting the message mentions by its flag (:func:`synalign.app.options.cli_message`)."""
+    typer.echo(f"synalign: error: {cli_message(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -63,23 +65,23 @@ def _trial_printer(stream: Any) -> Callable[[int, Optional[float]], None]:
 def optimize(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Real data: JSONL/CSV/Parquet file or a directory with a train split."),
-    llm: Optional[str] = typer.Option(None, "--llm", help=field_help("llm")),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help=field_help("base_url")),
-    api_key_env: str = typer.Option("OPENAI_API_KEY", "--api-key-env", help=field_help("api_key_env"), show_default=False),
-    out: Path = typer.Option(Path("synalign-prompts.json"), "--out", help="Where to write the optimised generator state."),
-    optimizer: str = typer.Option("bootstrap", "--optimizer", help="bootstrap, mipro or gepa."),
-    train: int = typer.Option(16, "--train", help="Training examples (demonstration clusters)."),
-    val: int = typer.Option(8, "--val", help="Validation examples (candidate selection; as many again are held out)."),
-    cluster_size: int = typer.Option(6, "--cluster-size", help="Demonstrations per example."),
-    n: int = typer.Option(4, "-n", help="Texts requested per example."),
-    task: Optional[str] = typer.Option(None, help=field_help("task")),
-    temperature: float = typer.Option(0.8, help=field_help("temperature"), show_default=False),
-    max_tokens: Optional[int] = typer.Option(None, help=field_help("max_tokens")),
-    threads: int = typer.Option(1, help="Parallel evaluation threads of the optimiser."),
-    seed: int = typer.Option(0, help="Random seed."),
-    metric_embeddings: str = typer.Option("minilm", help="Embedding of the metric: minilm (bundled) or tfidf (fast)."),
-    text_field: str = typer.Option("text", help=field_help("text_field"), show_default=False),
-    label_field: str = typer.Option("label", help=field_help("label_field"), show_default=False),
+    llm: Optional[str] = config_option("llm"),
+    base_url: Optional[str] = config_option("base_url"),
+    api_key_env: str = config_option("api_key_env", default=run_default("api_key_env")),
+    out: Path = spec_option(OptimizeSpec, "out"),
+    optimizer: str = spec_option(OptimizeSpec, "optimizer"),
+    train: int = spec_option(OptimizeSpec, "train_size"),
+    val: int = spec_option(OptimizeSpec, "val_size"),
+    cluster_size: int = spec_option(OptimizeSpec, "cluster_size"),
+    n: int = spec_option(OptimizeSpec, "n"),
+    task: Optional[str] = config_option("task"),
+    temperature: float = config_option("temperature", default=run_default("temperature")),
+    max_tokens: Optional[int] = config_option("max_tokens"),
+    threads: int = spec_option(OptimizeSpec, "threads"),
+    seed: int = spec_option(OptimizeSpec, "seed"),
+    metric_embeddings: str = spec_option(OptimizeSpec, "metric_embeddings"),
+    text_field: str = config_option("text_field", default=run_default("text_field")),
+    label_field: str = config_option("label_field", default=run_default("label_field")),
 ) -> None:
     """Optimise the generator prompt with DSPy; use the result with 'synalign run --prompts FILE'."""
     from synalign.agents.backend import require_llm_extra
@@ -145,11 +147,11 @@ def trace(
 
 
 def _compare_examples(path: Path, text_field: str, label_field: str, limit: int, seed: int) -> list[RealExample]:
-    """Labelled examples of one side (:func:`synalign.compare.read_compare_side`: a data file or dataset directory,
-    a run, align or export directory), a seeded random ``limit`` of them at most."""
+    """Labelled examples of one side (:func:`synalign.artifacts.rundir.read_compare_side`: a data file or dataset
+    directory, a run, align or export directory), a seeded random ``limit`` of them at most."""
     import random
 
-    from synalign.compare import read_compare_side
+    from synalign.artifacts.rundir import read_compare_side
 
     rows = read_compare_side(path, text_field=text_field, label_field=label_field)
     if limit and len(rows) > limit:
@@ -287,35 +289,32 @@ def local_lm_status() -> None:
 
 
 def eval_(
-    data: Path = typer.Option(..., "--data", help="Real dataset directory with train and test splits."),
-    pool: str = typer.Option(..., "--pool", help="Synthetic pool(s): files, directories, synalign run directories (their pool.parquet) or glob patterns, comma-separated."),
-    out: Path = typer.Option(..., "--out", help="Output directory (results.json, results.md, results.png)."),
-    k: int = typer.Option(32, "--k", help="Real labelled examples per class, drawn from train."),
-    m: int = typer.Option(1000, "--m", help="Synthetic examples selected per strategy."),
-    seeds: int = typer.Option(5, "--seeds", help="Number of seeds (few-shot draws)."),
-    strategy: Optional[str] = typer.Option(
-        None, "--strategy", help="Selection strategies, comma-separated: filter, filter+NAME or a NAME such as "
-        "herding, top_weight, proportional or random (default: all compared).",
-    ),
-    classifier: str = typer.Option("lr", "--classifier", help="lr (logistic regression on frozen MiniLM) or finetune."),
-    n_unlabelled: int = typer.Option(1000, "--n-unlabelled", help="Unlabelled real texts strategies may use."),
-    unlabelled_split: str = typer.Option("train", "--unlabelled-split", help="Unlabelled texts from train or dev."),
-    cap_per_source: int = typer.Option(2500, "--cap-per-source", help="Rows per pool file, label-stratified (0 = all)."),
-    no_whole_pool: bool = typer.Option(False, "--no-whole-pool", help="Skip the real + whole pool condition."),
-    max_test: Optional[int] = typer.Option(None, "--max-test", help="Score on a stratified subset of the test split."),
-    epochs: int = typer.Option(3, "--epochs", help="Fine-tuning epochs (--classifier finetune)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    data: Path = spec_option(EvalSpec, "data"),
+    pool: str = spec_option(EvalSpec, "pools"),
+    out: Path = spec_option(EvalSpec, "out", default=...),  # required: the spec's None (write nothing) is for Python
+    k: int = spec_option(EvalSpec, "k"),
+    m: int = spec_option(EvalSpec, "m"),
+    seeds: int = spec_option(EvalSpec, "seeds"),
+    strategy: Optional[str] = spec_option(EvalSpec, "strategies", default=None),  # None: the spec's default set
+    classifier: str = spec_option(EvalSpec, "classifier"),
+    n_unlabelled: int = spec_option(EvalSpec, "n_unlabelled"),
+    unlabelled_split: str = spec_option(EvalSpec, "unlabelled_split"),
+    cap_per_source: int = spec_option(EvalSpec, "cap_per_source"),
+    no_whole_pool: bool = spec_option(EvalSpec, "whole_pool", default=not EvalSpec.whole_pool),
+    max_test: Optional[int] = spec_option(EvalSpec, "max_test"),
+    epochs: int = spec_option(FinetuneConfig, "epochs"),
+    device: str = spec_option(EvalSpec, "device"),
 ) -> None:
     """Downstream evaluation: real only vs real + selected synthetic (per strategy) vs real + whole pool."""
     try:
-        from synalign.evals.downstream import EvalSpec, markdown_table, run_eval, write_outputs
+        from synalign.evals.downstream import markdown_table, run_eval, write_outputs
         from synalign.evals.taskdata import resolve_pool_paths
         from synalign.filecheck import check_creatable_dir
 
         check_creatable_dir(out, "--out")  # e.g. an existing file: refused before the evaluation, not after
         spec = EvalSpec(
             data=data, pools=resolve_pool_paths(pool), out=None, k=k, m=m, seeds=seeds,
-            strategies=[s.strip() for s in strategy.split(",") if s.strip()] if strategy else (),
+            strategies=[s.strip() for s in (strategy or "").split(",") if s.strip()],  # none: the default set
             classifier=classifier, n_unlabelled=n_unlabelled, unlabelled_split=unlabelled_split,
             cap_per_source=cap_per_source or None, whole_pool=not no_whole_pool, max_test=max_test, device=device,
             finetune={"epochs": epochs, "device": device},

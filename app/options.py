@@ -6,11 +6,19 @@ boolean field is a ``--name/--no-name`` switch. Every option defaults to None ("
 passes on only what the user typed and pydantic fills in and validates the rest. Fields marked
 ``json_schema_extra["resume_safe"]`` are the ones ``--resume`` may change: they change how the run talks to
 the LLM, never what it computes.
+
+The other commands build their options the same way: :func:`config_option` for a RunConfig field (``align``,
+``optimize --llm``), :func:`spec_option` for a field of a spec in :mod:`synalign.evals.specs` (``eval``,
+``optimize``), so each default is stated once. This module is also the only place that knows the flags: the
+lower floors name settings by field in backticks (:mod:`synalign.errors`), and :func:`cli_message` turns each
+into its flag when the CLI prints an error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import re
 import types
 import typing
 from pathlib import Path
@@ -19,9 +27,38 @@ from typing import Any, Optional
 import typer
 from pydantic.fields import FieldInfo
 
-from synalign.config import DEFAULT_LLM, RunConfig, option_flag
+from synalign.config import DEFAULT_LLM, RunConfig
+from synalign.errors import invalid_field_message
 
-__all__ = ["field_help", "given_fields", "resume_safe_fields", "run_parameters", "unused_option_notes"]
+__all__ = ["cli_message", "config_error", "config_option", "field_help", "given_fields", "option_flag",
+           "resume_safe_fields", "run_default", "run_parameters", "spec_option", "unused_option_notes"]
+
+_PARAMETER_FLAGS = {"repo_id": "--to-hub"}
+"""Python parameters named in messages whose flag is not ``--parameter-name`` (RunConfig fields name theirs
+with ``json_schema_extra["cli_flag"]``)."""
+
+_FIELD_MENTION = re.compile(r"`([a-z][a-z0-9_]*)`")
+"""A setting named in a message of the lower floors (the convention of :mod:`synalign.errors`)."""
+
+
+def option_flag(name: str) -> str:
+    """The command-line flag of setting ``name``: a RunConfig field's ``json_schema_extra["cli_flag"]``
+    (``max_rounds`` → ``--rounds``), else ``--name-with-dashes``."""
+    field = RunConfig.model_fields.get(name)
+    extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
+    return str(extra.get("cli_flag") or _PARAMETER_FLAGS.get(name) or "--" + name.replace("_", "-"))
+
+
+def cli_message(message: str) -> str:
+    """``message`` as the CLI prints it: each setting named in backticks (:mod:`synalign.errors`) replaced by
+    its flag, e.g. ``"raise `max_real`"`` → ``"raise --max-real"``."""
+    return _FIELD_MENTION.sub(lambda match: option_flag(match[1]), message)
+
+
+def config_error(exc: Exception) -> str:
+    """One line for an invalid RunConfig: ``invalid option --rounds: ...`` (the message alone for a check across
+    options, which names them itself). Used by every command that builds a RunConfig from options."""
+    return cli_message(invalid_field_message(exc))
 
 _REQUIRED_UNLESS_RESUME = ("data",)
 """Required fields a ``--resume`` takes from the saved config instead."""
@@ -113,6 +150,39 @@ def run_parameters() -> list[inspect.Parameter]:
     return params
 
 
+def config_option(name: str, *, default: Any = None, with_default: bool = True) -> Any:
+    """A ``typer.Option`` for RunConfig field ``name`` in a command other than ``run`` (e.g. ``synalign align
+    --selection``): its flag and help as in ``run`` (``with_default=False``: the description alone). The option
+    defaults to None ("not given": RunConfig fills in the field's default), or to ``default``."""
+    help_text = field_help(name) if with_default else RunConfig.model_fields[name].description
+    return typer.Option(default, option_flag(name), help=help_text, show_default=False)
+
+
+def run_default(name: str) -> Any:
+    """RunConfig field ``name``'s default (for an option that must hold a value, not None)."""
+    return RunConfig.model_fields[name].get_default(call_default_factory=True)
+
+
+_SPEC_DEFAULT: Any = object()
+
+
+def spec_option(spec: type, name: str, *, default: Any = _SPEC_DEFAULT, **kwargs: Any) -> Any:
+    """A ``typer.Option`` for field ``name`` of the frozen dataclass ``spec`` (:mod:`synalign.evals.specs`): the
+    flag its ``metadata["cli_flag"]`` names (else ``--field-name``), the help its ``metadata["help"]``, and its
+    default (required when it has none). ``default`` overrides it for an option the command converts before it
+    builds the spec (e.g. a comma-separated ``--strategy`` that defaults to None); ``kwargs`` go to typer."""
+    field = next(f for f in dataclasses.fields(spec) if f.name == name)
+    if default is _SPEC_DEFAULT:
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = ...
+    flag = field.metadata.get("cli_flag") or "--" + name.replace("_", "-")
+    return typer.Option(default, flag, help=field.metadata["help"], **kwargs)
+
+
 def given_fields(ctx: typer.Context) -> dict[str, Any]:
     """The RunConfig fields the user gave on the command line, with their values."""
     return {
@@ -126,7 +196,7 @@ def unused_option_notes(config: RunConfig) -> list[str]:
     """Notes (one line each) on options the chosen backend accepts but does not use, e.g. ``--item-name`` with
     the EDA backend: said once, before the run, rather than ignored silently."""
     notes = []
-    if config.item_name is not None and config.backend_kind == "eda":
+    if config.item_name is not None and config.llm.kind == "eda":
         notes.append("--item-name names the examples in an LLM's completion prompts; the EDA backend writes no "
                      "prompts and ignores it")
     return notes

@@ -2,8 +2,9 @@
 
 One concern per module:
 
-- :mod:`~synalign.artifacts.rundir` — the run directory: its files, whether a folder is a run, its lock, the
-  atomic clean-up of a refused or overwritten run;
+- :mod:`~synalign.artifacts.rundir` — the run directory (:class:`~synalign.artifacts.rundir.RunDir`): its files,
+  whether a folder is a run or finished, its config and summary, its lock, the clean-up of an overwritten run;
+- :mod:`~synalign.artifacts.summary` — ``summary.json`` as a typed model (``RunSummary``);
 - :mod:`~synalign.artifacts.report` / :mod:`~synalign.artifacts.report_sections` — the self-contained
   ``report.html`` and its sections;
 - :mod:`~synalign.artifacts.datacard` — the dataset card (``README.md``) of a run;

@@ -36,11 +36,14 @@ from typing import Any
 
 import yaml
 
+from synalign.artifacts.rundir import CARD_FILE, POOL_FILE, SYNTHETIC_PARQUET
+from synalign.artifacts.summary import RunSummary, as_summary
 from synalign.datafiles import SUPPORTED_SUFFIXES, validation_splits
 from synalign.errors import InputError
 from synalign.fileio import atomic_write_text
 from synalign.labeltypes import LABEL_DTYPES, detect_label_dtype, source_features
 from synalign.records import RealExample
+from synalign.runspecs import StrategySpec
 
 __all__ = [
     "CARD_FILE",
@@ -54,23 +57,8 @@ __all__ = [
     "write_datacard",
 ]
 
-CARD_FILE = "README.md"
-"""File name of the dataset card (what ``datasets`` and the Hub read)."""
-
-RUN_DATA_FILES: dict[str, str] = {"default": "synthetic.parquet", "pool": "pool.parquet"}
+RUN_DATA_FILES: dict[str, str] = {"default": SYNTHETIC_PARQUET, "pool": POOL_FILE}
 """Config name → data file of a run directory (split ``train`` each)."""
-
-
-
-_SELECTION_NOTES = {
-    "filter": "drop samples a classifier fitted on the real examples confidently assigns to another label "
-    "(threshold by cross-validation on the real set), then select at random",
-    "random": "a uniform random subset of each label's pool",
-    "herding": "kernel herding: greedily the samples that move the selected set's kernel mean closest to the "
-    "real examples'",
-    "top_weight": "the samples with the largest kernel-mean-matching weights",
-    "proportional": "samples drawn in proportion to their kernel-mean-matching weights",
-}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -126,7 +114,7 @@ def write_datacard(
     *,
     config: Any,
     real: Sequence[RealExample],
-    summary: Mapping[str, Any],
+    summary: RunSummary | Mapping[str, Any],
     metrics: Sequence[Mapping[str, Any]],
 ) -> None:
     """Write the run's dataset card (``README.md``) atomically; the runner calls it before ``summary.json``.
@@ -172,7 +160,7 @@ def size_category(n: int) -> str:
 def build_card(
     *,
     config: Mapping[str, Any],
-    summary: Mapping[str, Any],
+    summary: RunSummary | Mapping[str, Any],
     metrics: Sequence[Mapping[str, Any]],
     real_counts: Mapping[str, int] | None = None,
     label_dtype: str | None = None,
@@ -195,7 +183,7 @@ def build_card(
 def card_parts(
     *,
     config: Mapping[str, Any],
-    summary: Mapping[str, Any],
+    summary: RunSummary | Mapping[str, Any],
     metrics: Sequence[Mapping[str, Any]],
     real_counts: Mapping[str, int] | None = None,
     label_dtype: str | None = None,
@@ -206,7 +194,7 @@ def card_parts(
 
     Args:
         config: the content of ``config.json``.
-        summary: the content of ``summary.json``.
+        summary: the content of ``summary.json`` (a mapping is validated as a :class:`RunSummary`).
         metrics: the content of ``metrics.json`` (one row per round).
         real_counts: label → real examples the run used; ``None`` when unknown (the section says so).
         label_dtype: the label type of the user's data (:func:`detect_label_dtype`), ``None`` when unknown.
@@ -219,8 +207,9 @@ def card_parts(
         ``(meta, body)``.
     """
     data_files = dict(data_files or RUN_DATA_FILES)
-    backend = dict(summary.get("backend") or {})
-    accepted = int(summary.get("accepted") or 0)
+    summary = as_summary(summary)
+    backend = dict(summary.backend or {})
+    accepted = int(summary.accepted or 0)
     meta: dict[str, Any] = {
         "configs": [
             {"config_name": name, "data_files": [{"split": "train", "path": path}]}
@@ -240,9 +229,9 @@ def card_parts(
         "label_field": config.get("label_field", "label"),
         "label_dtype": label_dtype,
         "backend": backend.get("name"),
-        "selection": summary.get("selection") or config.get("selection"),
+        "selection": summary.selection or config.get("selection"),
         **({"features": dict(features)} if features else {}),
-        **({"label_names": dict(summary["label_names"])} if summary.get("label_names") else {}),
+        **({"label_names": dict(summary.label_names)} if summary.label_names else {}),
     }
     sections = [
         _intro(summary, backend),
@@ -263,7 +252,7 @@ def _fmt(value: Any, spec: str = ".3e") -> str:
     return "-" if value is None else format(float(value), spec)
 
 
-def _intro(summary: Mapping[str, Any], backend: Mapping[str, Any]) -> str:
+def _intro(summary: RunSummary, backend: Mapping[str, Any]) -> str:
     if backend.get("kind") == "external":
         kind = f"generated outside synalign (`{backend.get('source')}`) and weighted by `synalign align`"
     elif backend.get("is_llm"):
@@ -275,7 +264,7 @@ def _intro(summary: Mapping[str, Any], backend: Mapping[str, Any]) -> str:
         f"Synthetic labelled texts {kind}, selected by synalign (SynAlign, Ren et al., WWW 2025, "
         "arXiv 2502.08661) to match the distribution of a real dataset. This card is generated from the run's "
         "own records (`config.json`, `summary.json`, `metrics.json`); every number below comes from them. "
-        f"Stop reason: `{summary.get('stop_reason')}` after {summary.get('rounds')} round(s)."
+        f"Stop reason: `{summary.stop_reason}` after {summary.rounds} round(s)."
     )
 
 
@@ -285,39 +274,37 @@ _VALIDATION_SOURCES = {
 }
 
 
-def _verdict_section(summary: Mapping[str, Any]) -> str:
+def _verdict_section(summary: RunSummary) -> str:
     """``## Should you train on this?``: the verdict's level and headline, its evidence, and where the
     validation slice came from; empty for a summary without a verdict (a run from before it existed)."""
-    judged = summary.get("verdict")
-    if not isinstance(judged, Mapping) or not judged.get("level"):
+    judged = summary.verdict
+    if judged is None:
         return ""
     lines = [
         "## Should you train on this?",
         "",
-        f"**{str(judged['level']).upper()}**: {judged.get('headline', '')}",
+        f"**{judged.level.upper()}**: {judged.headline}",
     ]
-    evidence = [str(e) for e in judged.get("evidence") or []]
-    if evidence:
-        lines += ["", *(f"- {e}" for e in evidence)]
-    advice = [str(a) for a in judged.get("advice") or []]
-    if advice:
-        lines += ["", f"What to try next: {'; '.join(advice)}."]
-    validation = summary.get("validation")
-    if isinstance(validation, Mapping) and validation.get("source"):
-        source = str(validation["source"])
+    if judged.evidence:
+        lines += ["", *(f"- {e}" for e in judged.evidence)]
+    if judged.advice:
+        lines += ["", f"What to try next: {'; '.join(judged.advice)}."]
+    validation = summary.validation
+    if validation is not None and validation.source:
+        source = validation.source
         if source == "none":
             lines += ["", "There was no validation slice: the data's effect on a model was not measured."]
         else:
             where = _VALIDATION_SOURCES.get(source, source)
             lines += [
                 "",
-                f"Validation slice: {validation.get('size')} real examples ({where}), never a demonstration nor "
+                f"Validation slice: {validation.size} real examples ({where}), never a demonstration nor "
                 "fitted on; utility and the held-out fidelity above are measured on them.",
             ]
     return "\n".join(lines)
 
 
-def _loading_section(data_files: Mapping[str, str], summary: Mapping[str, Any]) -> str:
+def _loading_section(data_files: Mapping[str, str], summary: RunSummary) -> str:
     lines = [
         "## Loading",
         "",
@@ -328,7 +315,7 @@ def _loading_section(data_files: Mapping[str, str], summary: Mapping[str, Any]) 
     if "pool" in data_files:
         lines.append('pool = load_dataset("PATH_OR_REPO", "pool")     # every generated sample')
     lines += ["```", ""]
-    counts = {"default": summary.get("accepted"), "pool": summary.get("generated")}
+    counts = {"default": summary.accepted, "pool": summary.generated}
     what = {"default": "accepted samples", "pool": "every generated sample, with its KMM weight and accepted flag"}
     lines += ["| config | split | file | rows | content |", "|---|---|---|---|---|"]
     for name, path in data_files.items():
@@ -347,7 +334,7 @@ def _loading_section(data_files: Mapping[str, str], summary: Mapping[str, Any]) 
 
 def _source_section(
     config: Mapping[str, Any],
-    summary: Mapping[str, Any],
+    summary: RunSummary,
     real_counts: Mapping[str, int] | None,
     label_dtype: str | None,
 ) -> str:
@@ -357,7 +344,7 @@ def _source_section(
         f"- text field `{config.get('text_field', 'text')}`, label field `{config.get('label_field', 'label')}`"
         + (f" (label type in the source data: `{label_dtype}`)" if label_dtype else " (label type: unknown)")
     )
-    names = summary.get("label_names") or {}
+    names = summary.label_names or {}
     if names:
         lines.append("- label names: " + ", ".join(f"`{value}` = {name}" for value, name in names.items())
                      + " (what the prompts call each label; the data keeps the values)")
@@ -369,7 +356,7 @@ def _source_section(
             f"{config.get('max_real')} from the train split"
         )
     else:
-        lines.append(f"- real examples used: {summary.get('real_examples')} (per-label counts not recorded)")
+        lines.append(f"- real examples used: {summary.real_examples} (per-label counts not recorded)")
     data_path = Path(str(data)) if data is not None else None
     if data_path is not None and data_path.is_dir():
         test = [c.name for c in sorted(data_path.iterdir()) if c.stem == "test" and c.suffix.lower() in SUPPORTED_SUFFIXES]
@@ -382,13 +369,13 @@ def _source_section(
     return "\n".join(lines)
 
 
-def _generated_section(summary: Mapping[str, Any]) -> str:
-    accepted = summary.get("labels") or {}
-    generated = summary.get("generated_per_label") or {}
+def _generated_section(summary: RunSummary) -> str:
+    accepted = summary.labels or {}
+    generated = summary.generated_per_label or {}
     lines = [
         "## Generated data",
         "",
-        f"{summary.get('generated')} texts generated, {summary.get('accepted')} accepted.",
+        f"{summary.generated} texts generated, {summary.accepted} accepted.",
         "",
         "| label | generated | accepted |",
         "|---|---|---|",
@@ -398,7 +385,7 @@ def _generated_section(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _backend_section(backend: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+def _backend_section(backend: Mapping[str, Any], summary: RunSummary) -> str:
     lines = ["## Backend and model", "", f"- backend: `{backend.get('name')}` (kind `{backend.get('kind')}`)"]
     lines.append(f"- model: `{backend['model']}`" if backend.get("model") else "- model: none (no language model)")
     if backend.get("gguf_sha256"):
@@ -409,32 +396,26 @@ def _backend_section(backend: Mapping[str, Any], summary: Mapping[str, Any]) -> 
         lines.append(f"- prompt style: `{backend['prompt_style']}`")
     if backend.get("summarizer"):
         lines.append(f"- attribute summariser: `{backend['summarizer']}`")
-    usage = summary.get("usage") or {}
+    usage = summary.usage or {}
     if usage:
         lines.append(
             f"- LLM calls: {usage.get('llm_calls', 0)}, tokens in/out: {usage.get('tokens_in', 0)}/"
             f"{usage.get('tokens_out', 0)}"
         )
-    if summary.get("embedding_model"):
-        lines.append(f"- embedding model (divergences, selection): `{summary['embedding_model']}`")
-        if summary.get("embedding_max_seq_length"):
-            lines.append(f"- embedding truncation: {summary['embedding_max_seq_length']} tokens")
+    if summary.embedding_model:
+        lines.append(f"- embedding model (divergences, selection): `{summary.embedding_model}`")
+        if summary.embedding_max_seq_length:
+            lines.append(f"- embedding truncation: {summary.embedding_max_seq_length} tokens")
     if backend.get("note"):
         lines.append(f"- note: {backend['note']}")
     return "\n".join(lines)
 
 
 def _selection_section(
-    config: Mapping[str, Any], summary: Mapping[str, Any], metrics: Sequence[Mapping[str, Any]]
+    config: Mapping[str, Any], summary: RunSummary, metrics: Sequence[Mapping[str, Any]]
 ) -> str:
-    name = str(summary.get("selection") or config.get("selection"))
-    base = name.split("+", 1)
-    if len(base) == 2 and base[0] == "filter":
-        note = f"{_SELECTION_NOTES['filter'].rsplit(', then', 1)[0]}, then `{base[1]}`"
-        if base[1] in _SELECTION_NOTES:
-            note += f" ({_SELECTION_NOTES[base[1]]})"
-    else:
-        note = _SELECTION_NOTES.get(name, "a registered selection strategy")
+    name = str(summary.selection or config.get("selection"))
+    note = StrategySpec.describe(name)  # from the name: the strategy may be registered only where the run ran
     lines = [
         "## Selection strategy",
         "",
@@ -456,15 +437,15 @@ def _spread(value: Any, std: Any) -> str:
     return _fmt(value) + (f" ± {float(std):.1e}" if isinstance(std, (int, float)) and std == std else "")
 
 
-def _divergence_section(summary: Mapping[str, Any], metrics: Sequence[Mapping[str, Any]]) -> str:
+def _divergence_section(summary: RunSummary, metrics: Sequence[Mapping[str, Any]]) -> str:
     lines = [
         "## Divergence to the real data",
         "",
-        f"Final MMD² of the accepted set: {_fmt(summary.get('final_mmd2'))}; target {_fmt(summary.get('target_mmd2'))} "
-        f"(`{summary.get('target')}`). Noise floors (mean ± std over random real subsets): a random real subset of "
-        f"the accepted set's size scores {_spread(summary.get('noise_floor_same_size'), (metrics or [{}])[-1].get('noise_floor_same_size_std'))}; "
-        f"two halves of the real set score {_spread(summary.get('noise_floor'), summary.get('noise_floor_std'))}. "
-        f"RBF bandwidth {_fmt(summary.get('bandwidth'), '.4g')}.",
+        f"Final MMD² of the accepted set: {_fmt(summary.final_mmd2)}; target {_fmt(summary.target_mmd2)} "
+        f"(`{summary.target}`). Noise floors (mean ± std over random real subsets): a random real subset of "
+        f"the accepted set's size scores {_spread(summary.noise_floor_same_size, (metrics or [{}])[-1].get('noise_floor_same_size_std'))}; "
+        f"two halves of the real set score {_spread(summary.noise_floor, summary.noise_floor_std)}. "
+        f"RBF bandwidth {_fmt(summary.bandwidth, '.4g')}.",
         "",
         "| round | generated | accepted | MMD² accepted | MMD² pool | target | noise floor (same size) "
         "| Sinkhorn accepted | MMD² held-out test |",

@@ -43,6 +43,8 @@ from synalign.artifacts.datacard import (
     render_card,
     size_category,
 )
+from synalign.artifacts.rundir import RunDir
+from synalign.artifacts.summary import RunSummary
 from synalign.errors import InputError, SynalignError
 from synalign.fileio import DiskFullError, disk_full_error
 from synalign.labeltypes import LABEL_DTYPES, detect_label_dtype, source_features
@@ -83,7 +85,7 @@ class RunFiles:
 
     run_dir: Path
     config: dict[str, Any]
-    summary: dict[str, Any]
+    summary: RunSummary
     metrics: list[dict[str, Any]]
     card: tuple[dict[str, Any], str] | None
 
@@ -119,15 +121,17 @@ def read_run(run_dir: Path | str) -> RunFiles:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir} is not a directory (expected a synalign run directory)")
-    if not (run_dir / "config.json").is_file():
-        raise InputError(f"{run_dir} is not a synalign run directory (no config.json)")
-    if not (run_dir / "summary.json").is_file():
-        raise InputError(f"{run_dir}: the run has not finished (no summary.json); finish it with --resume first")
+    run = RunDir(run_dir)
+    if not run.is_run():
+        raise InputError(f"{run_dir} is not a synalign run directory (no {run.config_file.name})")
+    if not run.is_finished():
+        raise InputError(f"{run_dir}: the run has not finished (no {run.summary_file.name}); finish it with"
+                         " `resume` first")
     for name in RUN_DATA_FILES.values():
         if not (run_dir / name).is_file():
             raise InputError(f"{run_dir}: missing {name}")
-    config, summary, metrics = (_read_json(run_dir / n) for n in ("config.json", "summary.json", "metrics.json"))
-    card = read_card(run_dir / CARD_FILE) if (run_dir / CARD_FILE).is_file() else None
+    config, summary, metrics = _read_json(run.config_file), run.read_summary(), _read_json(run.metrics_file)
+    card = read_card(run.card_file) if run.card_file.is_file() else None
     return RunFiles(run_dir=run_dir, config=config, summary=summary, metrics=metrics, card=card)
 
 
@@ -206,7 +210,7 @@ def _dataset(run: RunFiles, name: str, *, columns: Columns, label_dtype: str, so
     extra = [*_PROVENANCE, *(["accepted"] if name == "pool" else [])] if columns == "all" else []
     clash = sorted({text_field, label_field} & set(extra))
     if clash:
-        raise InputError(f"the data's column {clash[0]!r} clashes with a provenance column; use --columns minimal")
+        raise InputError(f"the data's column {clash[0]!r} clashes with a provenance column; use `columns` minimal")
     list_type = getattr(datasets, "List", None) or datasets.Sequence  # datasets < 4 has no List
     types = {"id": "string", "round": "int64", "kmm_weight": "float64", "sample_weight": "float64",
              "backend": "string", "accepted": "bool"}
@@ -262,7 +266,7 @@ def _export_card(run: RunFiles, sets: Mapping[str, Any], *, label_dtype: str) ->
 def _write_export(run: RunFiles, folder: Path, *, columns: Columns) -> ExportResult:
     """Write the export layout into ``folder`` (an empty directory); ``target`` is left to the caller."""
     if columns not in COLUMN_SETS:
-        raise InputError(f"--columns must be one of {', '.join(COLUMN_SETS)}, got {columns!r}")
+        raise InputError(f"`columns` must be one of {', '.join(COLUMN_SETS)}, got {columns!r}")
     import datasets
 
     label_dtype, notes = _label_dtype(run)
@@ -383,7 +387,7 @@ def export_to_hub(
     import huggingface_hub
 
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
-        raise InputError(f"--to-hub wants a repository id 'user/name' or 'org/name', got {repo_id!r}")
+        raise InputError(f"`repo_id` wants a repository id 'user/name' or 'org/name', got {repo_id!r}")
     run = read_run(run_dir)
     token = token or os.environ.get("HF_TOKEN") or huggingface_hub.get_token()
     if not token:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from synalign.artifacts.report_sections import (
     verdict,
     with_spread,
 )
+from synalign.artifacts.summary import RunSummary, as_summary
 from synalign.divergence import FLOOR_DRAWS
 from synalign.records import SyntheticExample
 
@@ -107,15 +108,15 @@ def _utility_plot(metrics: list[dict[str, Any]]) -> str | None:
     return out
 
 
-def _utility_section(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+def _utility_section(metrics: list[dict[str, Any]], summary: RunSummary) -> str:
     """The held-out utility per round (plot and table); empty for a run without a validation slice."""
     plot = _utility_plot(metrics)
     if plot is None:
         return ""
-    validation = summary.get("validation") or {}
+    validation = summary.validation
     where = ""
-    if validation.get("source") and validation.get("source") != "none":
-        where = f" ({html.escape(str(validation['source']))}, {validation.get('size')} examples)"
+    if validation is not None and validation.source and validation.source != "none":
+        where = f" ({html.escape(str(validation.source))}, {validation.size} examples)"
     return f"""<h2>Held-out utility per round</h2>
 <p class="small">Does adding the accepted set help? One classifier (logistic regression on the embeddings) fitted
 on the real examples alone and on real + accepted, both scored on the validation slice{where}: real examples
@@ -175,7 +176,7 @@ def write_report(
     path: Path,
     *,
     metrics: list[dict[str, Any]],
-    summary: dict[str, Any],
+    summary: RunSummary | Mapping[str, Any],
     real_embeddings: np.ndarray,
     real_labels: Sequence[str],
     synthetic_embeddings: np.ndarray,
@@ -187,7 +188,7 @@ def write_report(
 ) -> Path:
     """Write the HTML report atomically.
 
-    The page opens with a verdict: with ``summary["verdict"]`` (:mod:`synalign.verdict`), should you train on
+    The page opens with a verdict: with the summary's ``verdict`` (:mod:`synalign.verdict`), should you train on
     this (green / amber / red, the headline, the evidence on utility, novelty and fidelity, what to try next)
     with the MMD² divergence target as a secondary line; for runs from before it, the target reached or
     missed, by how much, in which round, and what to try next. Then per label: counts, fixed-set MMD² against
@@ -199,7 +200,7 @@ def write_report(
     Args:
         path: destination ``.html``.
         metrics: per-round metrics (``metrics.json`` rows).
-        summary: run summary (``summary.json``).
+        summary: run summary (``summary.json``; its content is validated as a :class:`RunSummary`).
         real_embeddings: (n, d) real embeddings; real_labels: n labels.
         synthetic_embeddings: (m, d) embeddings aligned with ``synthetic``.
         synthetic: the pool (accepted flags set).
@@ -216,7 +217,8 @@ def write_report(
     matplotlib.use("Agg", force=True)
     from synalign.fileio import atomic_write_text
 
-    backend = summary.get("backend", {})
+    summary = as_summary(summary)
+    backend = summary.backend or {}
     banner = ""
     if backend.get("note"):
         banner = f'<p class="note">Synthetic data {html.escape(str(backend.get("note")))}.</p>'
@@ -224,23 +226,23 @@ def write_report(
     accepted_emb = synthetic_embeddings[acc] if len(synthetic) else synthetic_embeddings
     labels = label_rows(
         real_embeddings=real_embeddings, real_labels=real_labels, real_texts=real_texts,
-        synthetic_embeddings=synthetic_embeddings, synthetic=synthetic, bandwidth=summary.get("bandwidth"), seed=seed,
+        synthetic_embeddings=synthetic_embeddings, synthetic=synthetic, bandwidth=summary.bandwidth, seed=seed,
     )
     auc = fidelity(real_embeddings, accepted_emb, synthetic_embeddings, seed=seed)
     last = metrics[-1] if metrics else {}
     headline = [
-        ("MMD² accepted set → real (fixed-set estimator)", summary.get("final_mmd2")),
-        ("target MMD²", summary.get("target_mmd2")),
+        ("MMD² accepted set → real (fixed-set estimator)", summary.final_mmd2),
+        ("target MMD²", summary.target_mmd2),
         (f"{SAME_SIZE_FLOOR}, mean ± std over {FLOOR_DRAWS} subsets",
-         with_spread(summary.get("noise_floor_same_size"), last.get("noise_floor_same_size_std"))),
-        (REAL_FLOOR, with_spread(summary.get("noise_floor"), summary.get("noise_floor_std"))),
+         with_spread(summary.noise_floor_same_size, last.get("noise_floor_same_size_std"))),
+        (REAL_FLOOR, with_spread(summary.noise_floor, summary.noise_floor_std)),
         ("discriminator AUC, real vs accepted (0.5 = indistinguishable)", auc[0]["discriminator AUC"]),
         ("discriminator AUC, real vs real (the calibration)", auc[2]["discriminator AUC"]),
         ("label filter rejected (last round)", last.get("filtered")),
-        ("stop reason", summary.get("stop_reason")), ("rounds", summary.get("rounds")),
-        ("generated / accepted", f"{summary.get('generated')} / {summary.get('accepted')}"),
-        ("selection", summary.get("selection")), ("accept fraction", summary.get("accept_fraction")),
-        ("wall seconds", summary.get("wall_seconds")),
+        ("stop reason", summary.stop_reason), ("rounds", summary.rounds),
+        ("generated / accepted", f"{summary.generated} / {summary.accepted}"),
+        ("selection", summary.selection), ("accept fraction", summary.accept_fraction),
+        ("wall seconds", summary.wall_seconds),
     ]
     headline += _judged_rows(summary)
     cols = [
@@ -255,7 +257,7 @@ def write_report(
     ]
     attr_html = ("<h2>Attribute summaries</h2>" + table(attr_rows, ["round", "label", "tone", "topic", "length", "style"],
                  left=["tone", "topic", "length", "style"])) if attr_rows else ""
-    bw = summary.get("bandwidth")
+    bw = summary.bandwidth
     bw_text = f"{bw:.3g}" if isinstance(bw, (int, float)) else "?"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -286,9 +288,9 @@ no bandwidth.</p>
 <h2>Divergence per round</h2>
 <p class="small">MMD² (RBF kernel, bandwidth σ = {bw_text}) between the distribution the synthetic set defines and
 the real data. The grey line is the {SAME_SIZE_FLOOR} (band: ± one std over {FLOOR_DRAWS} draws); a relative
-<code>--target</code> is a multiple of it. The {REAL_FLOOR} is {_fmt_float(summary.get("noise_floor"))}, shown in
+<code>--target</code> is a multiple of it. The {REAL_FLOOR} is {_fmt_float(summary.noise_floor)}, shown in
 the table above, not plotted.</p>
-<img alt="MMD² per round" src="data:image/png;base64,{_divergence_plot(metrics, target_flag(summary.get("target")))}">
+<img alt="MMD² per round" src="data:image/png;base64,{_divergence_plot(metrics, target_flag(summary.target))}">
 {table(metrics, cols)}
 {_utility_section(metrics, summary)}
 <h2>Real vs synthetic (PCA of embeddings)</h2>
@@ -302,23 +304,20 @@ the table above, not plotted.</p>
     return path
 
 
-def _judged_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+def _judged_rows(summary: RunSummary) -> list[tuple[str, Any]]:
     """Rows of the headline table from the verdict's records, for summaries that have them (none for runs from
     before the verdict existed)."""
     rows: list[tuple[str, Any]] = []
-    judged = summary.get("verdict")
-    if isinstance(judged, dict) and judged.get("level"):
-        rows.append(("verdict", str(judged["level"]).upper()))
-    validation = summary.get("validation")
-    if isinstance(validation, dict) and validation.get("source"):
-        size = validation.get("size")
+    if summary.verdict is not None:
+        rows.append(("verdict", summary.verdict.level.upper()))
+    validation = summary.validation
+    if validation is not None and validation.source:
         rows.append(("validation slice (never a demonstration, never fitted on)",
-                     f"{validation['source']}, {size} examples" if validation["source"] != "none" else "none"))
-    novelty = summary.get("novelty")
-    if isinstance(novelty, dict) and isinstance(novelty.get("accepted_share"), (int, float)):
+                     f"{validation.source}, {validation.size} examples" if validation.source != "none" else "none"))
+    novelty = summary.novelty
+    if novelty is not None:
         rows.append(("near-copies of real texts: accepted set / pool",
-                     f"{novelty['accepted_share']:.0%} / {novelty.get('pool_share', 0):.0%} "
-                     f"({novelty.get('excluded', 0)} kept out)"))
+                     f"{novelty.accepted_share:.0%} / {novelty.pool_share:.0%} ({novelty.excluded} kept out)"))
     return rows
 
 

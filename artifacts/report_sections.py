@@ -13,13 +13,15 @@ from __future__ import annotations
 import html
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from synalign.artifacts.summary import RunSummary, as_summary
 from synalign.divergence import FLOOR_DRAWS
 from synalign.records import SyntheticExample
+from synalign.verdict import Verdict
 
 __all__ = [
     "LABEL_COLUMNS",
@@ -111,6 +113,11 @@ def kv_table(pairs: Sequence[tuple[str, Any]]) -> str:
     return scroll(f'<table class="kv"><tbody>{body}</tbody></table>')
 
 
+def _or_unknown(value: Any) -> str:
+    """``value`` as text, ``?`` when the summary did not record it."""
+    return "?" if value is None else str(value)
+
+
 def _code(text: str) -> str:
     return f"<code>{html.escape(text)}</code>"
 
@@ -124,19 +131,19 @@ def target_flag(target: Any) -> str:
     return text.split("≤")[-1].strip()
 
 
-def verdict(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
+def verdict(metrics: list[dict[str, Any]], summary: RunSummary | Mapping[str, Any]) -> str:
     """The top of the report, one box (``id="verdict"``).
 
-    With a judged verdict in the summary (``summary["verdict"]``, :mod:`synalign.verdict`): its level as the
+    With a judged verdict in the summary (its ``verdict``, :mod:`synalign.verdict`): its level as the
     box's class (``green`` / ``amber`` / ``red``), the headline, the evidence (utility on the validation slice,
     novelty, fidelity), then the MMD² divergence target (reached or missed, noise floor) as a secondary line,
     and what to try next (the verdict's advice, then the tips toward the divergence target). Without one (a
     run from before the verdict existed): target reached or missed, by how much, in which round, and what to
     try next.
     """
-    judged = summary.get("verdict")
-    if isinstance(judged, dict) and judged.get("level") in _LEVELS:
-        return _judged_box(judged, metrics, summary)
+    summary = as_summary(summary)
+    if summary.verdict is not None and summary.verdict.level in _LEVELS:
+        return _judged_box(summary.verdict, metrics, summary)
     if not metrics:
         return '<div class="verdict miss"><p><b>No round finished</b>: there is nothing to judge.</p></div>'
     lines, reached, tips = _divergence(metrics, summary)
@@ -145,14 +152,14 @@ def verdict(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     return f'<div class="verdict {cls}" id="verdict"><p>{" ".join(lines)}</p><p>What to try next:</p><ul>{items}</ul></div>'
 
 
-def _judged_box(judged: dict[str, Any], metrics: list[dict[str, Any]], summary: dict[str, Any]) -> str:
-    level = str(judged["level"])
-    evidence = "".join(f"<li>{html.escape(str(e))}</li>" for e in judged.get("evidence") or [])
-    advice = [html.escape(str(a)) for a in judged.get("advice") or []]
+def _judged_box(judged: Verdict, metrics: list[dict[str, Any]], summary: RunSummary) -> str:
+    level = str(judged.level)
+    evidence = "".join(f"<li>{html.escape(str(e))}</li>" for e in judged.evidence)
+    advice = [html.escape(str(a)) for a in judged.advice]
     parts = [
         '<p class="small">Should you train on this? Fidelity, novelty and utility, measured on real examples '
         "held out from everything (never a demonstration, never fitted on).</p>",
-        f'<p><span class="level">{level.upper()}</span> <b>{html.escape(str(judged.get("headline", "")))}</b></p>',
+        f'<p><span class="level">{level.upper()}</span> <b>{html.escape(str(judged.headline))}</b></p>',
     ]
     if evidence:
         parts.append(f'<ul class="evidence">{evidence}</ul>')
@@ -174,7 +181,7 @@ def _judged_box(judged: dict[str, Any], metrics: list[dict[str, Any]], summary: 
     return f'<div class="verdict {level}" id="verdict">{"".join(parts)}</div>'
 
 
-def _divergence(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> tuple[list[str], bool, list[str]]:
+def _divergence(metrics: list[dict[str, Any]], summary: RunSummary) -> tuple[list[str], bool, list[str]]:
     """The MMD² target: (sentences: reached or missed, why the loop stopped, the same-size floor), whether it
     was reached, and the tips toward it (:func:`_next_steps`)."""
     last = metrics[-1]
@@ -184,8 +191,8 @@ def _divergence(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> tuple
     reached = final <= target
     first_hit = next((m["round"] for m in metrics if m["mmd2_accepted"] <= m["target_mmd2"]), None)
     best = min(metrics, key=lambda m: m["mmd2_accepted"])
-    align_only = summary.get("command") == "align"
-    spec = target_flag(summary.get("target"))
+    align_only = summary.command == "align"
+    spec = target_flag(summary.target)
     target_text = f"{_fmt(target)} (<code>--target {html.escape(spec)}</code>"
     target_text += f": {spec[:-1]} × the {SAME_SIZE_FLOOR}, {with_spread(floor, floor_std)})" if spec.endswith("x") else ")"
     ratio = f"{final / target:.2f}×" if target > 0 else "∞×"
@@ -199,7 +206,7 @@ def _divergence(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> tuple
                 f"{ratio} the target {target_text}.")
         if not align_only and best["round"] != last["round"]:
             head += f" The closest round was {best['round']} ({_fmt(float(best['mmd2_accepted']))})."
-    stop = _STOPS.get(str(summary.get("stop_reason")), str(summary.get("stop_reason")))
+    stop = _STOPS.get(str(summary.stop_reason), str(summary.stop_reason))
     lines = [head, f"{'It' if align_only else 'The loop'} stopped because {stop}."]
     if floor == floor and floor > 0:
         lines.append(f"A random real subset of the same size scores {with_spread(floor, floor_std)} (mean ± std over "
@@ -210,10 +217,10 @@ def _divergence(metrics: list[dict[str, Any]], summary: dict[str, Any]) -> tuple
 
 
 def _next_steps(
-    metrics: list[dict[str, Any]], summary: dict[str, Any], *, reached: bool, align_only: bool, floor: float
+    metrics: list[dict[str, Any]], summary: RunSummary, *, reached: bool, align_only: bool, floor: float
 ) -> list[str]:
     final = float(metrics[-1]["mmd2_accepted"])
-    selection = str(summary.get("selection") or "filter")
+    selection = str(summary.selection or "filter")
     tips = []
     if reached:
         tips.append("MMD² is a diagnostic, not the goal: check downstream accuracy on real test data with "
@@ -223,9 +230,9 @@ def _next_steps(
         return tips
     if align_only:
         tips.append("A larger or more varied pool: selection can only keep what the pool contains.")
-    elif summary.get("stop_reason") == "max_samples":
+    elif summary.stop_reason == "max_samples":
         tips.append(f"A larger sample budget ({_code('--max-samples')}) or more rounds.")
-    elif summary.get("stop_reason") == "utility_plateau":
+    elif summary.stop_reason == "utility_plateau":
         tips.append(f"More rounds are unlikely to help the held-out gain, which stopped improving; a larger "
                     f"{_code('--patience')} lets the loop go on toward the divergence target.")
     else:
@@ -241,7 +248,7 @@ def _next_steps(
     pool = metrics[-1].get("mmd2_pool")
     if isinstance(pool, float) and pool < final:
         tips.append(f"Keep more of the pool: the whole pool (MMD² {_fmt(pool)}) is closer to the real data than the "
-                    f"accepted set; a larger {_code('--accept-fraction')} (now {summary.get('accept_fraction', '?')}) "
+                    f"accepted set; a larger {_code('--accept-fraction')} (now {_or_unknown(summary.accept_fraction)}) "
                     "keeps more of it.")
     other = "herding" if not selection.endswith("herding") else "filter"
     why = ("kernel herding picks the samples that match the real distribution most closely, the lowest MMD² by "
@@ -418,9 +425,10 @@ def utility_round_rows(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def maker_section(summary: dict[str, Any]) -> str:
+def maker_section(summary: RunSummary | Mapping[str, Any]) -> str:
     """Which backend and model produced the data, and what it cost: LM calls, tokens, cost, cache hit rate."""
-    backend, usage = summary.get("backend") or {}, summary.get("usage") or {}
+    summary = as_summary(summary)
+    backend, usage = summary.backend or {}, summary.usage or {}
     rate = usage.get("cache_hit_rate")
     cost = usage.get("cost_usd")
     pairs = [
@@ -434,8 +442,8 @@ def maker_section(summary: dict[str, Any]) -> str:
          else f"${cost:.4f}" if isinstance(cost, (int, float)) else "not priced (set SYNALIGN_LLM_PRICES)"),
         ("response cache hit rate", f"{rate:.0%} ({usage.get('cache_hits', 0)} hits)" if rate is not None
          else "no cache lookups"),
-        ("embedding model", summary.get("embedding_model")),
-        ("embedding truncation (tokens)", summary.get("embedding_max_seq_length")),
+        ("embedding model", summary.embedding_model),
+        ("embedding truncation (tokens)", summary.embedding_max_seq_length),
     ]
     return kv_table([(k, v) for k, v in pairs if v not in (None, "")])
 

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["USAGE_FILE", "record_usage", "total_usage"]
+from synalign.artifacts.rundir import USAGE_FILE
 
-USAGE_FILE = "usage.json"
+__all__ = ["USAGE_FILE", "record_usage", "total_usage"]
 
 
 def _read(out: Path) -> list[dict[str, Any]]:

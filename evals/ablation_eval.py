@@ -1,6 +1,7 @@
 """Generation ablation, part 2: select from each pool and measure (issue "Does SynAlign work?", §1).
 
-Reads the pools of ``evals/ablation_generate.py`` (``evals/results/ablation/<task>/seed<s>-<condition>.jsonl``)
+Reads the pools of ``evals/scripts/ablation_generate.py``
+(``evals/results/ablation/<task>/seed<s>-<condition>.jsonl``)
 and, per seed and condition, selects the same number ``m`` of texts per label (the smallest pool of that seed,
 at most half of any other pool) five ways — ``none`` (the first m generated), ``random``, ``filter`` (the project's default:
 label-consistency filter, then random), ``herding`` (kernel herding toward the real few-shot set, KMM-based
@@ -24,7 +25,7 @@ selection, and vs random selection from the same pool) and writes ``evals/result
 and ``rows.json``. Everything it reads is committed (pools, few-shot sets) or bundled; with the embedding cache
 warm a task takes a few minutes (``synalign ablate`` runs it).
 
-    python evals/ablation_eval.py --tasks sst2,agnews [--finetune random,filter]
+    python -m synalign.evals.ablation_eval --tasks sst2,agnews [--finetune random,filter]
 """
 
 from __future__ import annotations
@@ -35,16 +36,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from evals._bench import REPO, markdown  # noqa: E402
+from synalign.evals.tables import markdown
 
 if TYPE_CHECKING:
-    from evals.fidelity import LabelOracle
+    from synalign.evals.fidelity import LabelOracle
 
+#: The checkout (``evals/..``): the defaults of ``--out`` and ``--data`` are in and beside it.
+REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "evals" / "results" / "ablation"
 CONDITIONS = ("zerogen", "random", "gp", "gp+attributes")
 SELECTIONS = ("none", "random", "filter", "herding", "dsir")
@@ -53,8 +53,8 @@ WEIGHTINGS = ("imp_loss",)
 
 def _select(how: str, pool: list[dict], emb: np.ndarray, few: list[dict], few_emb: np.ndarray,
             few_labels: list[str], m: int, seed: int) -> list[int]:
-    from evals.baselines import dsir_select
     from synalign.alignment import align
+    from synalign.evals.baselines import dsir_select
 
     labels = [r["label"] for r in pool]
     if how == "dsir":
@@ -80,9 +80,9 @@ def _measure(picked: list[dict], emb: np.ndarray, weights: np.ndarray | None, fe
              few_labels: list[str], x_test: np.ndarray, y_test: list[str], oracle: LabelOracle, bandwidth: float) -> dict:
     """Scores of one row: LR on the few-shot rows (weight 1) + ``picked`` (embeddings ``emb``, optional
     ``weights``), and the fidelity, distinct-2, near-copies and MMD² of ``picked`` itself (unweighted)."""
-    from evals.classifiers import fit_predict_lr, scores
-    from evals.fidelity import copy_share, distinct_n, self_bleu
     from synalign.divergence import mmd2_fixed_set
+    from synalign.evals.classifiers import fit_predict_lr, scores
+    from synalign.evals.fidelity import copy_share, distinct_n, self_bleu
 
     texts, labels = [r["text"] for r in picked], [r["label"] for r in picked]
     sample_weight = None if weights is None else np.concatenate([np.ones(len(few_labels)), weights])
@@ -98,7 +98,7 @@ def _measure(picked: list[dict], emb: np.ndarray, weights: np.ndarray | None, fe
 def _finetuned(few: list[dict], picked: list[dict], test: list[dict], seed: int) -> dict:
     """Accuracy and macro-F1 of the fine-tuned MiniLM classifier (:func:`evals.classifiers.fit_predict_finetune`)
     trained on the few-shot rows + ``picked``, on the test split."""
-    from evals.classifiers import fit_predict_finetune, scores
+    from synalign.evals.classifiers import fit_predict_finetune, scores
 
     train = few + picked
     pred = fit_predict_finetune([r["text"] for r in train], [str(r["label"]) for r in train],
@@ -109,11 +109,11 @@ def _finetuned(few: list[dict], picked: list[dict], test: list[dict], seed: int)
 def main(argv: list[str] | None = None) -> int:
     from scipy import stats
 
-    from evals.baselines import imp_loss_weights
-    from evals.classifiers import fit_predict_lr, scores
-    from evals.fidelity import LabelOracle, read_jsonl
     from synalign.divergence import median_bandwidth
     from synalign.embeddings import Embedder
+    from synalign.evals.baselines import imp_loss_weights
+    from synalign.evals.classifiers import fit_predict_lr, scores
+    from synalign.evals.fidelity import LabelOracle, read_jsonl
     from synalign.fileio import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

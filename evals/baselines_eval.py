@@ -22,7 +22,7 @@ whole pool) with its two-sided paired t-test (``scipy.stats.ttest_rel``); verdic
 tie. Resumable: each (task, seed) is written to ``<out>/<task>/seed<s>.json`` atomically and skipped when
 present; ``rows.json`` (per-seed rows) and ``summary.md`` are rewritten from the requested seeds.
 
-    python evals/baselines_eval.py --tasks sst2,agnews --seeds 0-9 --m 1000 --k 32 \\
+    python -m synalign.evals.baselines_eval --tasks sst2,agnews --seeds 0-9 --m 1000 --k 32 \\
         --data ../shared/data --out evals/results/baselines
 """
 
@@ -37,13 +37,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
+from synalign.evals.tables import markdown
 
-from evals._bench import REPO, markdown  # noqa: E402
-
+#: The checkout (``evals/..``): the defaults of ``--out`` and ``--data`` are in and beside it.
+REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "evals" / "results" / "baselines"
 CAP_PER_SOURCE = 2500  # §1's command: EvalSpec's default cap_per_source
 N_UNLABELLED = 1000  # §1: EvalSpec's default n_unlabelled (sets the bandwidth)
@@ -81,9 +80,9 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _load_task(task: str, data: Path, m: int, embedder: Any) -> _TaskData:
-    from evals.strategies import balanced_quotas
-    from evals.taskdata import load_pool, resolve_pool_paths
     from synalign.datafiles import load_dataset
+    from synalign.evals.strategies import balanced_quotas
+    from synalign.evals.taskdata import load_pool, resolve_pool_paths
 
     ds = load_dataset(data / task)
     paths = resolve_pool_paths(str(data / "synthetic" / f"{task}-*" / "generated.jsonl"))
@@ -108,11 +107,11 @@ def _digest(idx: np.ndarray) -> str:
 
 def _seed_rows(t: _TaskData, seed: int, k: int, embedder: Any) -> list[dict[str, Any]]:
     """The seven rows of one seed (see the module docstring)."""
-    from evals.baselines import dsir_select, imp_loss_weights
-    from evals.classifiers import fit_predict_lr, scores
-    from evals.strategies import SelectionTask, choose_tau, select
-    from evals.taskdata import few_shot_split
     from synalign.divergence import median_bandwidth
+    from synalign.evals.baselines import dsir_select, imp_loss_weights
+    from synalign.evals.classifiers import fit_predict_lr, scores
+    from synalign.evals.strategies import SelectionTask, choose_tau, select
+    from synalign.evals.taskdata import few_shot_split
 
     split = few_shot_split(t.train_labels, k, N_UNLABELLED, seed)
     real_texts = [t.train_texts[i] for i in split.labelled]

@@ -12,12 +12,12 @@ Both are fitted on the training texts only; the test texts are used for predicti
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from synalign._threads import single_blas_thread
 from synalign.errors import InputError
+from synalign.evals.specs import FinetuneConfig
 
 __all__ = ["CLASSIFIERS", "FinetuneConfig", "scores", "fit_predict_lr", "fit_predict_finetune"]
 
@@ -81,25 +81,6 @@ def fit_predict_lr(
     if return_proba:
         return pred, model.predict_proba(x_t), [str(c_) for c_ in model.classes_]
     return pred
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Fine-tuning hyper-parameters (fixed in advance, never tuned on test data).
-
-    Attributes:
-        epochs: passes over the training set. batch_size: texts per step. lr: AdamW learning rate of the
-        encoder; the head uses 10× this. max_length: tokens per text (truncation). weight_decay: AdamW.
-        threads: torch CPU threads. device: ``"cpu"`` or ``"cuda"``.
-    """
-
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 5e-5
-    max_length: int = 64
-    weight_decay: float = 0.01
-    threads: int = 2
-    device: str = "cpu"
 
 
 def fit_predict_finetune(

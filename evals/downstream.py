@@ -22,66 +22,20 @@ import functools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from synalign.errors import InputError
+from synalign.evals.specs import EvalSpec
 
 __all__ = ["EvalSpec", "run_eval", "aggregate", "markdown_table", "plot_results", "write_outputs"]
 
 REAL_ONLY = "real_only"
 WHOLE_POOL = "whole_pool"
-
-
-@dataclass
-class EvalSpec:
-    """Configuration of one downstream evaluation.
-
-    Attributes:
-        data: real dataset directory with ``train.*`` and ``test.*``.
-        pools: synthetic pool files (see :func:`synalign.evals.taskdata.resolve_pool_paths`).
-        out: output directory (``None`` = do not write files).
-        k: real labelled examples per class. m: synthetic rows selected per strategy.
-        seeds: number of seeds (0 … seeds−1) or an explicit list.
-        n_unlabelled: unlabelled real pool size. cap_per_source: rows per pool file (None = all).
-        strategies: selection strategies (names as :func:`synalign.selection.parse_strategy` takes them).
-        classifier: ``"lr"`` or ``"finetune"``. whole_pool / real_only: include those conditions.
-        tau: fixed label-consistency threshold (None = cross-validated per seed).
-        cache_dir: embedding cache directory (None = ``$SYNALIGN_CACHE_DIR`` or the default).
-        device: torch device for kernels and embeddings. finetune: :class:`FinetuneConfig` overrides.
-        sources_prefix: keep only pool sources whose name starts with it.
-        max_test: evaluate on a stratified random subset of this many test rows (None = the whole split).
-        unlabelled_split: where the unlabelled real pool comes from: ``"train"`` (other train rows, default)
-            or ``"dev"`` (a uniform draw from the data directory's ``dev.*`` split, e.g. SST-2's full-sentence
-            dev split; never the test split). Its labels are never read.
-    """
-
-    data: Path
-    pools: list[Path]
-    out: Path | None = None
-    k: int = 32
-    m: int = 1000
-    seeds: int | list[int] = 5
-    n_unlabelled: int = 1000
-    cap_per_source: int | None = 2500
-    strategies: Sequence[str] = ()
-    classifier: str = "lr"
-    whole_pool: bool = True
-    real_only: bool = True
-    tau: float | None = None
-    cache_dir: Path | None = None
-    device: str = "cpu"
-    finetune: dict[str, Any] = field(default_factory=dict)
-    sources_prefix: str | None = None
-    max_test: int | None = None
-    unlabelled_split: str = "train"
-
-    def seed_list(self) -> list[int]:
-        return list(range(self.seeds)) if isinstance(self.seeds, int) else [int(s) for s in self.seeds]
 
 
 def _validate(spec: EvalSpec) -> None:
@@ -123,7 +77,7 @@ def run_eval(spec: EvalSpec, *, log: Callable[[str], None] | None = None) -> dic
 
     say = log or (lambda _msg: None)
     if not spec.strategies:
-        spec.strategies = list(DEFAULT_STRATEGIES)
+        spec = replace(spec, strategies=list(DEFAULT_STRATEGIES))
     _validate(spec)
     ds = load_dataset(spec.data)
     if not ds.test:

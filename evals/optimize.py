@@ -3,8 +3,9 @@
 Training examples are built from the real data only: for each example a label (round-robin), a random
 cluster of ``cluster_size`` real demonstrations of that label, and their attributes from the offline
 statistical summariser (no LLM cost; the ``attributes`` field has the same shape in a run). The
-optimiser compiles :class:`~synalign.agents.generator.SampleGenerator` against
-:class:`~synalign.evals.metrics.GenerationMetric` (label fidelity, attribute adherence, novelty, MMD² drop);
+optimiser compiles :class:`~synalign.agents.generator.SampleGenerator` (its ``forward``: the predictor, then
+:func:`~synalign.dedup.filter_texts`; the ``forward`` that ``synalign run`` executes for every generation call)
+against :class:`~synalign.evals.metrics.GenerationMetric` (label fidelity, attribute adherence, novelty, MMD² drop);
 the compiled program is scored against the uncompiled one on held-out examples (different real
 demonstrations from those used for training and for choosing among candidates), then saved with :func:`~synalign.agents.specs.save_optimized` (DSPy state + spec hash)
 for ``synalign run --prompts FILE``.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import statistics
 import threading
@@ -26,13 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from synalign.errors import InputError, SynalignError
+import synalign.agents  # noqa: F401  (sets LITELLM_LOCAL_MODEL_COST_MAP before this module imports DSPy)
+from synalign.config import RunConfig
+from synalign.errors import InputError, SynalignError, invalid_field_message
+from synalign.evals.specs import OptimizeSpec
 
 if TYPE_CHECKING:
     from synalign.agents.settings import LLMSettings
-    from synalign.config import RunConfig
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+_RUN = RunConfig.model_fields
+"""The defaults of the options ``synalign optimize`` shares with ``synalign run`` (stated once, in RunConfig)."""
 
 __all__ = ["OPTIMIZERS", "OptimizeResult", "make_examples", "optimize"]
 
@@ -213,20 +216,20 @@ def optimize(
     out: Path | str,
     llm: str | None = None,
     base_url: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
+    api_key_env: str = _RUN["api_key_env"].default,
     lm: Any = None,
-    optimizer: str = "bootstrap",
-    train_size: int = 16,
-    val_size: int = 8,
-    cluster_size: int = 6,
-    n: int = 4,
+    optimizer: str = OptimizeSpec.optimizer,
+    train_size: int = OptimizeSpec.train_size,
+    val_size: int = OptimizeSpec.val_size,
+    cluster_size: int = OptimizeSpec.cluster_size,
+    n: int = OptimizeSpec.n,
     task: str | None = None,
-    temperature: float = 0.8,
+    temperature: float = _RUN["temperature"].default,
     max_tokens: int | None = None,
-    threads: int = 1,
-    seed: int = 0,
-    text_field: str = "text",
-    label_field: str = "label",
+    threads: int = OptimizeSpec.threads,
+    seed: int = OptimizeSpec.seed,
+    text_field: str = _RUN["text_field"].default,
+    label_field: str = _RUN["label_field"].default,
     featurize: Any = None,
     pass_mark: float = 0.5,
     on_trial: Callable[[int, float | None], None] | None = None,
@@ -259,7 +262,6 @@ def optimize(
     from synalign.agents.completion import ContinuationAdapter
     from synalign.agents.generator import SampleGenerator
     from synalign.agents.settings import LLMSettings
-    from synalign.config import parse_llm
 
     if optimizer not in OPTIMIZERS:
         raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -271,11 +273,11 @@ def optimize(
     if lm is None:
         if not llm:
             raise InputError("synalign optimize needs --llm openai:MODEL or --llm local (or a dspy.LM from Python)")
-        kind, model = parse_llm(llm)
-        if kind == "eda":
-            raise InputError("synalign optimize needs a language model (--llm local or openai:MODEL), not eda")
         config = _run_config(data, out, llm=llm, base_url=base_url, api_key_env=api_key_env,
                              temperature=temperature, max_tokens=max_tokens)
+        kind, model = config.llm.kind, config.llm.model  # --llm, parsed once (with the other options)
+        if kind == "eda":
+            raise InputError("synalign optimize needs a language model (--llm local or openai:MODEL), not eda")
         settings = LLMSettings.from_config(config)  # the SYNALIGN_LLM_* variables apply, as in a run
         if kind == "local":
             server, lm = _local_lm(settings, model)
@@ -308,12 +310,10 @@ def _run_config(data: Path | str, out: Path | str, **options: Any) -> RunConfig:
     """
     from pydantic import ValidationError
 
-    from synalign.config import RunConfig, config_error
-
     try:
         return RunConfig(data=Path(data), out=Path(out), **options)
     except ValidationError as exc:
-        raise InputError(config_error(exc)) from None
+        raise InputError(invalid_field_message(exc)) from None
 
 
 def _local_lm(settings: LLMSettings, model: str) -> tuple[Any, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synalign.artifacts.rundir import POOL_FILE, RunDir
 from synalign.errors import InputError
 
 __all__ = ["Pool", "FewShotSplit", "canonical_label", "load_pool", "few_shot_split", "resolve_pool_paths"]
@@ -78,8 +79,9 @@ def resolve_pool_paths(spec: str | Sequence[str | Path]) -> list[Path]:
             out.extend(Path(m) for m in matches)
             continue
         path = Path(text)
-        if path.is_dir() and (path / "config.json").is_file() and (path / "pool.parquet").is_file():
-            out.append(path / "pool.parquet")
+        run_dir = RunDir(path)
+        if path.is_dir() and run_dir.is_run() and run_dir.pool_file.is_file():
+            out.append(run_dir.pool_file)
         elif path.is_dir():
             found = (
                 [path / "generated.jsonl"]
@@ -102,7 +104,7 @@ def resolve_pool_paths(spec: str | Sequence[str | Path]) -> list[Path]:
 
 def _source_name(path: Path) -> str:
     """A pool file's source name: its directory's for ``DIR/generated.*`` and a run directory's ``pool.parquet``."""
-    in_run = path.name == "pool.parquet" and (path.parent / "config.json").is_file()
+    in_run = path.name == POOL_FILE and RunDir(path.parent).is_run()
     return path.parent.name if path.name.startswith("generated.") or in_run else path.stem
 
 

@@ -6,7 +6,7 @@ Quick start::
     from synalign.graphs import run
 
     result = run(RunConfig(data="synalign/data/sst2-demo", out="runs/demo"))
-    print(result.summary["final_mmd2"], result.outputs["synthetic.jsonl"])
+    print(result.summary.final_mmd2, result.outputs["synthetic.jsonl"])
 """
 
 from __future__ import annotations

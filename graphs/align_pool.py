@@ -51,13 +51,16 @@ class _NoGeneration:
 
 def _check_out(out: Path, overwrite: bool) -> None:
     """``out`` must be new (or empty), or an earlier synalign output with ``overwrite``; and writable."""
-    from synalign.artifacts.rundir import LOCK_FILE, prepare_run_dir
+    from synalign.artifacts.rundir import RunDir, prepare_run_dir
 
-    entries = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
+    run_dir = RunDir(out)
+    entries = run_dir.entries()
     if entries and not overwrite:
-        raise InputError(f"output directory {out} already exists; pass --overwrite to replace it")
-    if entries and not ((out / "summary.json").is_file() or (out / "config.json").is_file()):
-        raise InputError(f"refusing to overwrite {out}: it is not a synalign output directory (no summary.json)")
+        raise InputError(f"output directory {out} already exists; pass `overwrite` to replace it")
+    if entries and not (run_dir.is_finished() or run_dir.is_run()):
+        raise InputError(
+            f"refusing to overwrite {out}: it is not a synalign output directory (no {run_dir.summary_file.name})"
+        )
     if not entries:
         prepare_run_dir(out, resume=False, overwrite=False)  # not a directory, not creatable, not writable
 
@@ -146,17 +149,14 @@ def align_pool(
     from synalign.artifacts.rundir import RunDirLock, remove_run_files
     from synalign.compare import MIN_TEXTS_TO_MEASURE
     from synalign.datafiles import load_dataset
-    from synalign.graphs.context import SynAlignContext
     from synalign.graphs.nodes import align, prepare
-    from synalign.graphs.runner import write_outputs
+    from synalign.graphs.runner import RealSets, make_context, write_outputs
     from synalign.graphs.samplestore import namespace_for, put_samples
     from synalign.records import SyntheticExample
     from synalign.sampling import stratified_sample
-    from synalign.selection import check_strategy
 
     started = time.perf_counter()
-    config = config.model_copy(update={"max_rounds": 1, "max_samples": None})
-    check_strategy(config.selection)
+    config = config.model_copy(update={"max_rounds": 1, "max_samples": None})  # selection: checked when built
     out = config.out
     _check_out(out, overwrite)
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
@@ -172,21 +172,14 @@ def align_pool(
     fit, validation, validation_source = validation_slice(config, dataset, heldout_path)
     real = stratified_sample(fit, config.max_real, seed=config.seed)
     heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
-    embedder = embedder or Embedder(
-        config.embedding_model, cache_dir=config.cache_dir, device=config.device, max_seq_length=config.max_seq_length
-    )
-    embedder.check()
     backend = Backend(
         name=ALIGN_BACKEND, summarizer=_NoGeneration(), generator=_NoGeneration(), is_llm=False,
         info={"kind": "external", "model": None, "source": str(pool_path),
               "note": f"was generated outside synalign ({pool_path}); synalign align only weighted and selected it"},
     )
-    ctx = SynAlignContext(
-        config=config, real=real, real_embeddings=embedder.encode([r.text for r in real]), embedder=embedder,
-        backend=backend, task=config.task_description(sorted({r.label for r in real})), run_dir=out,
-        heldout=heldout, heldout_embeddings=embedder.encode([r.text for r in heldout]) if heldout else None,
-        validation=validation, validation_source=validation_source,
-        validation_embeddings=embedder.encode([r.text for r in validation]) if validation else None,
+    ctx = make_context(  # a run's context on the real sets picked above (align prompts nothing: no label names)
+        config, backend=backend, embedder=embedder,
+        real_sets=RealSets(real, heldout, validation, validation_source, label_names={}),
     )
     samples = [
         SyntheticExample(id=f"pool-{i:06d}", text=r.text, label=r.label, round=1, backend=ALIGN_BACKEND)

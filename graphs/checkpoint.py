@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from synalign.config import RunConfig, option_flag, resume_safe_fields
+from synalign.artifacts.rundir import CHECKPOINT_FILE, RunDir
+from synalign.config import RunConfig, resume_safe_fields
 from synalign.errors import InputError
 from synalign.fileio import disk_full_error
 from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
@@ -39,8 +40,6 @@ __all__ = [
     "open_store", "read_state", "record_run_config", "verify_checkpoints",
 ]
 
-CHECKPOINT_FILE = "checkpoints.sqlite"
-
 _T = TypeVar("_T")
 
 KEEP_CHECKPOINTS: int | None = 2
@@ -52,10 +51,10 @@ class PruningSqliteSaver(SqliteSaver):
     """LangGraph's SQLite saver that keeps only a thread's latest ``keep`` checkpoints and their writes.
 
     The SQLite saver writes a checkpoint after every node, each with the channels' values, so a run's file grew
-    faster than its pool (``evals/bench_checkpoint.py``: 32.3 MB for 10k EDA samples in 5 rounds, 3.2 KB per
-    sample and rising with rounds); with the older checkpoints deleted as each new one lands it was 8.2 MB
-    (0.8 KB per sample, flat), SQLite reusing the freed pages. Checkpoint ids are time-ordered (uuid6), the order
-    the saver itself reads them in.
+    faster than its pool (``evals/scripts/bench_checkpoint.py``: 32.3 MB for 10k EDA samples in 5 rounds,
+    3.2 KB per sample and rising with rounds); with the older checkpoints deleted as each new one lands it was
+    8.2 MB (0.8 KB per sample, flat), SQLite reusing the freed pages. Checkpoint ids are time-ordered (uuid6),
+    the order the saver itself reads them in.
     """
 
     def __init__(self, conn: sqlite3.Connection, *, keep: int | None = 2, **kwargs: Any) -> None:
@@ -84,7 +83,7 @@ class PruningSqliteSaver(SqliteSaver):
 def _run_data(out: Path) -> str:
     """The run's ``--data`` from its config.json, for the command that starts it over (``DATA`` if unreadable)."""
     try:
-        return str(json.loads((out / "config.json").read_text(encoding="utf-8"))["data"])
+        return str(json.loads(RunDir(out).config_file.read_text(encoding="utf-8"))["data"])
     except (OSError, ValueError, KeyError, TypeError):
         return "DATA"
 
@@ -94,7 +93,7 @@ def corrupt_checkpoint_error(path: Path, reason: str, out: Path) -> InputError:
     data = _run_data(out)
     return InputError(
         f"{path}: the run's checkpoint is corrupt ({reason}); it cannot be resumed safely — start the run over "
-        f"with: synalign run --data {data} --out {out} --overwrite (and the other options in {out / 'config.json'})"
+        f"with: synalign run `data` {data} `out` {out} `overwrite` (and the other options in {RunDir(out).config_file})"
     )
 
 
@@ -179,12 +178,12 @@ def _check_run_config(conn: sqlite3.Connection, config: RunConfig, path: Path, o
     ]
     if not changed:
         return
-    flags = ", ".join(option_flag(name) for name in changed)
+    flags = ", ".join(f"`{name}`" for name in changed)
     raise InputError(
         f"{path}: the checkpoint belongs to another run: it was written under a config that differs from "
-        f"{out / 'config.json'} in {flags} (that file was edited, or the checkpoint copied from another run); "
-        f"restore the config it was written with, or start this run over with: synalign run --data "
-        f"{_run_data(out)} --out {out} --overwrite (and the other options in {out / 'config.json'})"
+        f"{RunDir(out).config_file} in {flags} (that file was edited, or the checkpoint copied from another run); "
+        f"restore the config it was written with, or start this run over with: synalign run `data` "
+        f"{_run_data(out)} `out` {out} `overwrite` (and the other options in {RunDir(out).config_file})"
     )
 
 
@@ -220,7 +219,7 @@ def _refuse_pool_in_state(saver: SqliteSaver, thread: dict[str, Any], path: Path
         data = _run_data(out)
         raise InputError(
             f"{path}: this run was checkpointed by an earlier synalign that kept the samples in the state; resume "
-            f"it with that version, or start it over with: synalign run --data {data} --out {out} --overwrite"
+            f"it with that version, or start it over with: synalign run `data` {data} `out` {out} `overwrite`"
         )
 
 

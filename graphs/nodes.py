@@ -393,7 +393,7 @@ def _align(
         "mmd2_accepted": float(mmd2_fixed_set(acc, real, bandwidth, device=ctx.device)) if len(acc) else nan,
         "noise_floor_same_size": floor,
         "noise_floor_same_size_std": floor_std,
-        "target_mmd2": float(cfg.parsed_target.resolve(floor)),
+        "target_mmd2": float(cfg.target.resolve(floor)),
         "mmd2_accepted_u": float(mmd2_unbiased(acc, real, bandwidth, device=ctx.device)) if len(acc) > 1 else None,
         "mmd2_pool": float(mmd2_fixed_set(emb, real, bandwidth, device=ctx.device)),
         "sinkhorn_accepted": float(sinkhorn_divergence(acc, real, seed=cfg.seed)) if len(acc) else nan,

@@ -27,12 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from synalign.artifacts.rundir import CONFIG_FILE, RunDirLock, prepare_run_dir, remove_run_files
-from synalign.artifacts.usage import USAGE_FILE, record_usage, total_usage
+from synalign.artifacts.rundir import CONFIG_FILE, RunDir, RunDirLock, prepare_run_dir, remove_run_files
+from synalign.artifacts.summary import RunSummary, ValidationRecord
+from synalign.artifacts.usage import record_usage, total_usage
 from synalign.backends import Backend
 from synalign.config import RunConfig
 from synalign.embeddings import Embedder, encode_with_progress
@@ -52,7 +53,7 @@ from synalign.graphs.context import SynAlignContext
 from synalign.graphs.graph import build_graph
 from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
 from synalign.offline import OFFLINE_RUN_NOTE
-from synalign.records import SyntheticExample
+from synalign.records import RealExample, SyntheticExample
 from synalign.verdict import judge_round
 
 __all__ = ["run", "make_context", "write_outputs", "prepare_run_dir", "RunResult", "DiskFullError", "THREAD_ID", "CONFIG_FILE"]
@@ -73,7 +74,8 @@ class RunResult:
         accepted: the accepted synthetic samples (weights set, ``accepted=True``).
         pool: every generated sample.
         metrics: per-round metrics (see ``metrics.json``).
-        summary: the content of ``summary.json``.
+        summary: the content of ``summary.json`` (:class:`~synalign.artifacts.summary.RunSummary`; item access by
+            key still reads it as the dict it was).
         outputs: name → path of each written file.
     """
 
@@ -81,12 +83,12 @@ class RunResult:
     accepted: list[SyntheticExample]
     pool: list[SyntheticExample]
     metrics: list[dict[str, Any]]
-    summary: dict[str, Any]
+    summary: RunSummary
     outputs: dict[str, Path] = field(default_factory=dict)
 
     @property
     def stop_reason(self) -> str:
-        return str(self.summary.get("stop_reason"))
+        return str(self.summary.stop_reason)
 
 
 def make_context(
@@ -95,36 +97,26 @@ def make_context(
     backend: Backend | None = None,
     embedder: Embedder | None = None,
     on_event: EventHandler | None = None,
+    real_sets: RealSets | None = None,
 ) -> SynAlignContext:
     """Load and validate the data, embed the real set (cached) and build the backend.
 
-    Raises:
-        InputError: bad data (see :mod:`synalign.datafiles`), an unknown embedding model or selection strategy.
-    """
-    from synalign.datafiles import load_dataset, validate_for_run
-    from synalign.holdout import split_validation
-    from synalign.labeltypes import label_names_for_run
-    from synalign.sampling import stratified_sample
-    from synalign.selection import check_strategy
+    ``real_sets``: the real examples to use (``synalign align`` picks its own,
+    :func:`synalign.graphs.align_pool.align_pool`); default: :func:`read_real_sets` of ``config``.
 
-    check_strategy(config.selection)  # unknown strategy → InputError before any work
-    if backend is None and config.backend_kind != "eda":
+    Raises:
+        InputError: bad data (see :mod:`synalign.datafiles`) or an unknown embedding model (an unknown
+            selection strategy is refused when ``config`` is built).
+    """
+    if backend is None and config.llm.kind != "eda":
         from synalign.agents.backend import require_llm_extra
 
-        require_llm_extra(f"--llm {config.llm}")  # a missing extra → InputError before any work
+        require_llm_extra(f"`llm` {config.llm}")  # a missing extra → InputError before any work
     if config.ray is not None:
         from synalign.scaleout.embed import require_ray
 
-        require_ray("--ray")  # likewise for the ray extra
-    dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
-    label_names = label_names_for_run(dataset, config.label_names)
-    for note in validate_for_run(dataset, cluster_size=config.cluster_size):
-        _log.warning("note: %s", note)  # a few-shot label: its clusters shrink to its size
-    fit, validation, validation_source = split_validation(
-        dataset.train, dataset.validation, fraction=config.holdout, seed=config.seed
-    )
-    real = stratified_sample(fit, config.max_real, seed=config.seed, min_per_label=config.cluster_size)
-    heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
+        require_ray("`ray`")  # likewise for the ray extra
+    real, heldout, validation, validation_source, label_names = real_sets or read_real_sets(config)
     if config.ray is not None:  # embedding, the KMM screen and generation on the cluster (synalign.scaleout.cluster)
         from synalign.scaleout.cluster import connect, ray_embedder
 
@@ -172,6 +164,41 @@ def make_context(
     )
 
 
+class RealSets(NamedTuple):
+    """The real examples of a run's context: the matched set, the test split's sample (reported only), the
+    validation slice and where it came from, and the label names the prompts use."""
+
+    real: list[RealExample]
+    heldout: list[RealExample]
+    validation: list[RealExample]
+    validation_source: str
+    label_names: dict[str, str]
+
+
+def read_real_sets(config: RunConfig) -> RealSets:
+    """A run's real examples from ``config.data``: its validation slice (:mod:`synalign.holdout`), a stratified
+    ``config.max_real`` of the rest (at least a cluster per label) and of the test split.
+
+    Raises:
+        InputError: bad data (see :mod:`synalign.datafiles`).
+    """
+    from synalign.datafiles import load_dataset, validate_for_run
+    from synalign.holdout import split_validation
+    from synalign.labeltypes import label_names_for_run
+    from synalign.sampling import stratified_sample
+
+    dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
+    label_names = label_names_for_run(dataset, config.label_names)
+    for note in validate_for_run(dataset, cluster_size=config.cluster_size):
+        _log.warning("note: %s", note)  # a few-shot label: its clusters shrink to its size
+    fit, validation, validation_source = split_validation(
+        dataset.train, dataset.validation, fraction=config.holdout, seed=config.seed
+    )
+    real = stratified_sample(fit, config.max_real, seed=config.seed, min_per_label=config.cluster_size)
+    heldout = stratified_sample(dataset.test, config.max_real, seed=config.seed) if dataset.test else []
+    return RealSets(real, heldout, validation, validation_source, label_names)
+
+
 def _write_outputs(
     ctx: SynAlignContext,
     state: dict[str, Any],
@@ -185,7 +212,8 @@ def _write_outputs(
     writes its own through this too).
 
     ``store``/``prefix``: the LangGraph store and the thread's namespace prefix holding the samples and the
-    alignment (:mod:`synalign.graphs.samplestore`). ``extra`` adds keys to ``summary.json``;
+    alignment (:mod:`synalign.graphs.samplestore`). ``extra`` sets the align-only fields of ``summary.json``
+    (:class:`~synalign.artifacts.summary.RunSummary`);
     ``attributes.jsonl`` is written only when the state has ``summaries``; a backend's ``info["note"]``
     replaces the default note (terms of an LLM, the EDA note).
 
@@ -197,6 +225,7 @@ def _write_outputs(
     from synalign.fileio import atomic_write_text, write_examples
 
     out = ctx.run_dir
+    run_dir = RunDir(out)
     samples, weights, mask = load_pool(store, prefix, state)
     pool = [
         SyntheticExample(**s, kmm_weight=float(w), accepted=bool(keep))
@@ -204,78 +233,72 @@ def _write_outputs(
     ]
     accepted = [s for s in pool if s.accepted]
     metrics = state.get("metrics", [])
-    outputs = {
-        "synthetic.jsonl": out / "synthetic.jsonl",
-        "synthetic.parquet": out / "synthetic.parquet",
-        "pool.parquet": out / "pool.parquet",
-        "attributes.jsonl": out / "attributes.jsonl",
-        "metrics.json": out / "metrics.json",
-        "summary.json": out / "summary.json",
-        "report.html": out / "report.html",
-        "README.md": out / "README.md",
-    }
-    write_examples(accepted, outputs["synthetic.jsonl"])
-    write_examples(accepted, outputs["synthetic.parquet"])
-    write_examples(pool, outputs["pool.parquet"])
+    outputs = {path.name: path for path in (
+        run_dir.synthetic_jsonl, run_dir.synthetic_parquet, run_dir.pool_file, run_dir.attributes_file,
+        run_dir.metrics_file, run_dir.summary_file, run_dir.report_file, run_dir.card_file,
+    )}
+    write_examples(accepted, run_dir.synthetic_jsonl)
+    write_examples(accepted, run_dir.synthetic_parquet)
+    write_examples(pool, run_dir.pool_file)
     if "summaries" in state:
         atomic_write_text(
-            outputs["attributes.jsonl"],
+            run_dir.attributes_file,
             "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in state.get("summaries", [])),
         )
     else:
-        del outputs["attributes.jsonl"]
-    atomic_write_text(outputs["metrics.json"], json.dumps(metrics, indent=2) + "\n")
+        del outputs[run_dir.attributes_file.name]
+    atomic_write_text(run_dir.metrics_file, json.dumps(metrics, indent=2) + "\n")
     backend = ctx.backend
     usage, processes = total_usage(out)
     verdict, novelty = judge_round(
         metrics[-1] if metrics else {}, near_copies_allowed=ctx.config.allow_near_copies,
         no_slice_reason=_no_slice_reason(ctx),
     )
-    summary: dict[str, Any] = {
-        "stop_reason": state.get("stop_reason"),
-        "rounds": state.get("round", 0),
-        "generated": len(pool),
-        "accepted": len(accepted),
-        "labels": {label: sum(1 for s in accepted if s.label == label) for label in ctx.labels},
-        "generated_per_label": {label: sum(1 for s in pool if s.label == label) for label in ctx.labels},
-        "real_examples": len(ctx.real),
-        "label_names": ctx.label_names or None,
-        "bandwidth": state.get("bandwidth"),
-        "noise_floor": state.get("noise_floor"),
-        "noise_floor_std": state.get("noise_floor_std"),
-        "target": str(ctx.config.parsed_target),
-        "target_mmd2": metrics[-1]["target_mmd2"] if metrics else None,
-        "noise_floor_same_size": metrics[-1]["noise_floor_same_size"] if metrics else None,
-        "final_mmd2": metrics[-1]["mmd2_accepted"] if metrics else None,
-        "selection": ctx.config.selection,
-        "backend": {
+    summary = RunSummary(
+        stop_reason=state.get("stop_reason"),
+        rounds=state.get("round", 0),
+        generated=len(pool),
+        accepted=len(accepted),
+        labels={label: sum(1 for s in accepted if s.label == label) for label in ctx.labels},
+        generated_per_label={label: sum(1 for s in pool if s.label == label) for label in ctx.labels},
+        real_examples=len(ctx.real),
+        label_names=ctx.label_names or None,
+        bandwidth=state.get("bandwidth"),
+        noise_floor=state.get("noise_floor"),
+        noise_floor_std=state.get("noise_floor_std"),
+        target=str(ctx.config.target),
+        target_mmd2=metrics[-1]["target_mmd2"] if metrics else None,
+        noise_floor_same_size=metrics[-1]["noise_floor_same_size"] if metrics else None,
+        final_mmd2=metrics[-1]["mmd2_accepted"] if metrics else None,
+        selection=str(ctx.config.selection),
+        backend={
             "name": backend.name,
             "is_llm": backend.is_llm,
             **backend.info,
             "note": backend.info.get("note") or (backend.info.get("terms") if backend.is_llm else OFFLINE_RUN_NOTE),
         },
-        "usage": usage,
-        "usage_processes": processes,
-        "dropped": state.get("dropped", {}),
-        "embedding_model": ctx.embedder.model_id,
-        "embedding_max_seq_length": getattr(ctx.embedder, "truncation", None),
-        "wall_seconds": round(wall, 2),
-        "accept_fraction": ctx.config.accept_fraction,
-        "verdict": verdict.model_dump(),
-        "utility": metrics[-1].get("utility") if metrics else None,
-        "fidelity": metrics[-1].get("fidelity") if metrics else None,
-        "novelty": novelty.model_dump(),
-        "validation": {
-            "source": ctx.validation_source,
-            "size": len(ctx.validation),
-            "per_label": {label: sum(1 for r in ctx.validation if r.label == label) for label in ctx.labels},
-            "ids": [r.id for r in ctx.validation],
-        },
+        usage=usage,
+        usage_processes=processes,
+        dropped=state.get("dropped", {}),
+        embedding_model=ctx.embedder.model_id,
+        embedding_max_seq_length=getattr(ctx.embedder, "truncation", None),
+        wall_seconds=round(wall, 2),
+        accept_fraction=ctx.config.accept_fraction,
+        verdict=verdict,
+        utility=metrics[-1].get("utility") if metrics else None,
+        fidelity=metrics[-1].get("fidelity") if metrics else None,
+        novelty=novelty,
+        validation=ValidationRecord(
+            source=ctx.validation_source,
+            size=len(ctx.validation),
+            per_label={label: sum(1 for r in ctx.validation if r.label == label) for label in ctx.labels},
+            ids=[r.id for r in ctx.validation],
+        ),
         **(extra or {}),
-    }
+    )
     syn_emb = ctx.embedder.encode([s.text for s in pool]) if pool else np.zeros((0, ctx.real_embeddings.shape[1]))
     write_report(
-        outputs["report.html"],
+        run_dir.report_file,
         metrics=metrics,
         summary=summary,
         real_embeddings=ctx.real_embeddings,
@@ -286,14 +309,11 @@ def _write_outputs(
         real_texts=[r.text for r in ctx.real],
         seed=ctx.config.seed,
     )
-    write_datacard(outputs["README.md"], config=ctx.config, real=ctx.real, summary=summary, metrics=metrics)
-    # summary.json last: its presence marks a run whose outputs are complete
-    atomic_write_text(outputs["summary.json"], json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    from synalign.agents.trace import TRACE_FILE
-
-    for name in (USAGE_FILE, TRACE_FILE):  # written along the way: usage of every process, the LLM calls
-        if (out / name).is_file():
-            outputs[name] = out / name
+    write_datacard(run_dir.card_file, config=ctx.config, real=ctx.real, summary=summary, metrics=metrics)
+    run_dir.write_summary(summary)  # last: its presence marks a run whose outputs are complete
+    for path in (run_dir.usage_file, run_dir.trace_file):  # written along the way: every process's usage, LLM calls
+        if path.is_file():
+            outputs[path.name] = path
     return RunResult(run_dir=out, accepted=accepted, pool=pool, metrics=metrics, summary=summary, outputs=outputs)
 
 
@@ -321,12 +341,12 @@ def run(
 
     Args:
         config: the run configuration. With ``resume=True`` pass the config saved in the run directory
-            (``RunConfig.model_validate_json((out / "config.json").read_text())``); the CLI does this.
+            (:meth:`RunDir(out).read_config() <synalign.artifacts.rundir.RunDir.read_config>`); the CLI does this.
         resume: continue the checkpointed run in ``config.out`` from its last completed node.
         overwrite: replace an existing run directory.
         backend: a ready :class:`~synalign.backends.Backend` (e.g. built from a LangChain chat model and a
             ``dspy.LM``); default: :func:`synalign.agents.build_backend` from ``config`` (offline when
-            ``config.llm`` is None).
+            ``config.llm.kind`` is ``"eda"``).
         embedder: a ready :class:`~synalign.embeddings.Embedder`; default from ``config``.
         on_event: called with each progress event (``{"node", "round", "done", "total", ...}``; first
             ``{"node": "run", "round": rounds done, "max_rounds": ...}`` once the checkpoint is read).
@@ -379,9 +399,7 @@ def _run(
             if overwrite and not resume:
                 remove_run_files(out)
             if not resume or extend:
-                from synalign.fileio import atomic_write_text
-
-                atomic_write_text(out / CONFIG_FILE, config.model_dump_json(indent=2) + "\n")
+                RunDir(out).write_config(config)
             conn, saver = open_checkpoints(out, resume=resume)
         except BaseException:
             ctx.backend.close()
@@ -429,12 +447,12 @@ def _extended_config(config: RunConfig, extend: int) -> RunConfig:
         store_conn.close()
         conn.close()
     if not values.get("stop_reason"):
-        raise InputError(f"--extend continues a finished run; the run in {out} has not finished (finish it with --resume)")
+        raise InputError(f"`extend` continues a finished run; the run in {out} has not finished (finish it with `resume`)")
     generated = sum(int(b["count"]) for b in values.get("sample_batches", []))
     if config.max_samples is not None and generated >= config.max_samples:
         raise InputError(
-            f"--extend: the run in {out} has spent its --max-samples budget ({generated} texts generated, "
-            f"--max-samples {config.max_samples}); start a new run to generate more"
+            f"`extend`: the run in {out} has spent its `max_samples` budget ({generated} texts generated, "
+            f"`max_samples` {config.max_samples}); start a new run to generate more"
         )
     return config.model_copy(update={"max_rounds": int(values.get("round", 0)) + extend})
 

@@ -2,10 +2,11 @@
 
 LangGraph's SQLite saver writes every channel's whole value into each checkpoint, one after every node, so a
 state that held the pool (``samples``) and the latest alignment (``weights``, ``accepted``) rewrote them five
-times a round: checkpoint bytes grew with the pool, not with what a round adds (``evals/bench_checkpoint.py``,
-RESULTS §8). Here each round's new samples are one item of a LangGraph :class:`~langgraph.store.base.BaseStore`
-(the run's ``runtime.store``: the run directory's SQLite store, or the LangGraph server's store in Studio) and
-the state keeps only a :class:`SampleBatch` per round and one :class:`AlignmentRef`, a few hundred bytes:
+times a round: checkpoint bytes grew with the pool, not with what a round adds
+(``evals/scripts/bench_checkpoint.py``, RESULTS §8). Here each round's new samples are one item of a LangGraph
+:class:`~langgraph.store.base.BaseStore` (the run's ``runtime.store``: the run directory's SQLite store, or
+the LangGraph server's store in Studio) and the state keeps only a :class:`SampleBatch` per round and one
+:class:`AlignmentRef`, a few hundred bytes:
 
 - namespace ``("synalign", THREAD, "samples")``, key ``r0003-<digest>``: ``{"round": 3, "samples": [...]}``,
   the round's :class:`~synalign.graphs.state.SampleRecord` dicts in pool order (append-only);

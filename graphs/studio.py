@@ -37,6 +37,7 @@ from synalign.graphs.context import SynAlignContext
 from synalign.graphs.graph import build_graph
 from synalign.graphs.samplestore import require_store, thread_namespace, thread_of
 from synalign.graphs.state import SynAlignState
+from synalign.runspecs import LLMText
 
 __all__ = ["DEMO_DATA", "StudioConfig", "build_studio_graph", "context_for", "graph"]
 
@@ -60,7 +61,7 @@ class StudioConfig(RunConfig):
                        "with train/test splits (default: the bundled SST-2 demo).")
     out: Path | None = Field(default=None, description="Where finish writes the outputs (default: "
                              "runs/studio/<thread id> under the server's working directory).")
-    llm: str | None = Field(default="eda", description="Backend: 'eda' (no LLM, the default here), 'local' "
+    llm: LLMText = Field(default="eda", validate_default=True, title="Llm", description="Backend: 'eda' (no LLM, the default here), 'local' "
                             "(embedded Gemma 3 270M via llama.cpp), 'local:PATH.gguf' or 'openai:MODEL' (any "
                             "OpenAI-compatible server, with base_url).")
     write_outputs: bool = Field(default=True, description="finish writes synthetic.jsonl, pool.parquet, "
@@ -123,11 +124,10 @@ def context_for(config: StudioConfig | dict[str, Any] | None, thread_id: str | N
 def _write_outputs(
     ctx: SynAlignContext, state: SynAlignState, update: dict[str, Any], wall: float, runtime: Runtime[Any]
 ) -> None:
-    from synalign.artifacts.rundir import CONFIG_FILE
-    from synalign.fileio import atomic_write_text
+    from synalign.artifacts.rundir import RunDir
     from synalign.graphs.runner import write_outputs
 
-    atomic_write_text(ctx.run_dir / CONFIG_FILE, ctx.config.model_dump_json(indent=2) + "\n")
+    RunDir(ctx.run_dir).write_config(ctx.config)
     write_outputs(
         ctx, {**state, **update}, wall, store=require_store(runtime), prefix=thread_namespace(runtime)
     )

@@ -52,7 +52,7 @@ def connect(address: str) -> None:
     Raises:
         InputError: Ray missing, the head does not answer, or ``ray.init`` fails.
     """
-    require_ray("--ray")
+    require_ray("`ray`")
     import ray
     import ray.data
 
@@ -63,7 +63,7 @@ def connect(address: str) -> None:
             ray.init(address=None if address == "auto" else address, logging_level=logging.ERROR,
                      log_to_driver=False, include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-            raise InputError(f"--ray {address}: could not join the Ray cluster ({' '.join(str(exc).split())})") from None
+            raise InputError(f"`ray` {address}: could not join the Ray cluster ({' '.join(str(exc).split())})") from None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -80,8 +80,8 @@ def _check_reachable(address: str) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
     except OSError as exc:
         raise InputError(
-            f"--ray {address}: no Ray head answers at {host}:{port} ({exc.strerror or exc}); start one there with "
-            "'ray start --head', or use --ray auto"
+            f"`ray` {address}: no Ray head answers at {host}:{port} ({exc.strerror or exc}); start one there with "
+            "'ray start --head', or use `ray` auto"
         ) from None
 
 
@@ -101,12 +101,12 @@ def ray_generation_backend(config: RunConfig) -> Backend | None:
         InputError: as :func:`~synalign.scaleout.generation.ray_backend` (an endpoint whose backend cannot
             be built, a missing extra or key).
     """
-    if config.backend_kind != "openai" or not config.endpoints:
+    if config.llm.kind != "openai" or not config.endpoints:
         return None
     from synalign.agents.backend import require_llm_extra
     from synalign.scaleout.generation import ray_backend
 
-    require_llm_extra(f"--llm {config.llm}")
+    require_llm_extra(f"`llm` {config.llm}")
     return ray_backend(config, config.endpoints, config.out)
 
 

@@ -286,7 +286,7 @@ class RayEmbedder(Embedder):
         max_seq_length: int | None = None,
         max_actors: int = 64,
     ) -> None:
-        require_ray("--ray")
+        require_ray("`ray`")
         super().__init__(model, cache_dir=cache_dir, batch_size=batch_size, device="cpu",
                          max_seq_length=max_seq_length)
         self._model = model

@@ -23,7 +23,6 @@ is started), and each actor writes its LLM trace under ``run_dir/ray/endpoint-I`
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -45,7 +44,6 @@ class _EndpointWorker:
     """Ray actor: the LLM backend of one endpoint; :meth:`generate` runs a chunk of requests on its generator."""
 
     def __init__(self, config: RunConfig, settings: LLMSettings | None, base_url: str, run_dir: str | None) -> None:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         from synalign.agents.backend import build_llm_backend
 
         config = config.model_copy(update={"base_url": base_url})
@@ -106,8 +104,8 @@ class RayGenerator:
         urls = [str(u).rstrip("/") for u in endpoints]
         if not urls or len(set(urls)) != len(urls):
             raise InputError(f"RayGenerator needs one or more distinct endpoint URLs, got {list(endpoints)}")
-        if config.backend_kind != "openai":
-            raise InputError(f"RayGenerator fans out --llm openai:MODEL endpoints, not --llm {config.llm}")
+        if config.llm.kind != "openai":
+            raise InputError(f"RayGenerator fans out `llm` openai:MODEL endpoints, not `llm` {config.llm}")
         concurrency = settings.max_concurrency if settings is not None else max(1, config.max_concurrency)
         self.chunk_size = max(1, chunk_size or concurrency)
         self.endpoints = urls

@@ -8,12 +8,8 @@ matching + selection), the offline backend and the run config. Heavy dependencie
 
 from __future__ import annotations
 
-import os as _os
-
-_os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-from synalign.config import RunConfig  # noqa: E402
-from synalign.errors import InputError, SynalignError  # noqa: E402
+from synalign.config import RunConfig
+from synalign.errors import InputError, SynalignError
 
 try:  # one source of truth: the version in pyproject.toml, read from the installed package's metadata
     from importlib.metadata import PackageNotFoundError as _NotInstalled

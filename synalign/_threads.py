@@ -4,8 +4,9 @@ Why: the label filter's cross-validation fits ~37 small logistic regressions per
 through NumPy/SciPy's OpenBLAS. With its default of one thread per core, OpenBLAS's worker threads spin while they
 wait for work; when another process holds a core (a llama.cpp server, a second job, a loaded CI machine) the
 spinning threads take the time slices the main thread needs and each BLAS call waits for a descheduled worker.
-Measured on 2 cores with one core busy (``evals/RESULTS.md`` §9, ``python evals/bench_run.py``): one align call at
-6 labels × 2,000 real rows took 96.5 s with the default threads and 2.5 s with one, with identical selections.
+Measured on 2 cores with one core busy (``evals/RESULTS.md`` §9, ``python evals/scripts/bench_run.py``): one
+align call at 6 labels × 2,000 real rows took 96.5 s with the default threads and 2.5 s with one, with
+identical selections.
 Problems this small gain little from a second thread even on an idle machine, so the limit is unconditional.
 
 The limit is scoped (``threadpoolctl``, the library scikit-learn uses for the same job): code around synalign keeps

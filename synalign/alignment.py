@@ -17,6 +17,7 @@ import numpy as np
 
 from synalign.errors import InputError
 from synalign.kmm import kmm_weights
+from synalign.runspecs import StrategySpec
 from synalign.selection import PerLabel, parse_strategy
 
 __all__ = ["AlignmentResult", "align"]
@@ -126,7 +127,7 @@ def align(
     real_labels: Sequence[str],
     *,
     bandwidth: float | None = None,
-    strategy: str = "filter",
+    strategy: str | StrategySpec = "filter",
     accept_fraction: float = 0.5,
     solver: Literal["frank_wolfe", "eg"] = "frank_wolfe",
     seed: int = 0,
@@ -151,7 +152,8 @@ def align(
             ``"filter+NAME"``: first drop the samples the label-consistency filter (:mod:`synalign.consistency`,
             τ by cross-validation on the real set) rejects, then select with NAME (``random`` for plain
             ``"filter"``, the default chosen by measurement in ``evals/RESULTS.md``) among the rest. KMM weights
-            are computed either way.
+            are computed either way. A :class:`~synalign.runspecs.StrategySpec` (a run's ``selection``) is
+            used as parsed.
         accept_fraction: fraction of each label's pool to accept, in (0, 1].
         solver: KMM solver (see :func:`synalign.kmm.kmm_weights`).
         seed: seeds the strategy's ``numpy.random.Generator`` and the RFF frequencies.
@@ -191,7 +193,7 @@ def _align(
     real_labels: Sequence[str],
     *,
     bandwidth: float | None,
-    strategy: str,
+    strategy: str | StrategySpec,
     accept_fraction: float,
     solver: Literal["frank_wolfe", "eg"],
     seed: int,
@@ -218,7 +220,8 @@ def _align(
         raise InputError(f"synthetic and real have different dimensions: {s.shape[1]} vs {r.shape[1]}")
     if not 0 < accept_fraction <= 1:
         raise InputError(f"accept_fraction must be in (0, 1], got {accept_fraction}")
-    plan = parse_strategy(strategy)
+    plan = strategy.strategy if isinstance(strategy, StrategySpec) else parse_strategy(strategy)
+    strategy = str(strategy)
     fixed_bw = None if bandwidth is None else bandwidth_list(bandwidth)[0]
     order = list(dict.fromkeys(syn_lab.tolist()))
     missing = [lab for lab in order if lab not in set(real_lab.tolist())]

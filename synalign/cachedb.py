@@ -58,7 +58,7 @@ _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 def _not_writable(path: Path, what: str, reason: object) -> InputError:
     return InputError(
-        f"{what} {path} cannot be written ({reason}); point --cache-dir or SYNALIGN_CACHE_DIR at a writable "
+        f"{what} {path} cannot be written ({reason}); point `cache_dir` or SYNALIGN_CACHE_DIR at a writable "
         "directory"
     )
 

@@ -23,7 +23,6 @@ compare --heldout``), as a run judges its accepted set: utility (a classifier on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,56 +30,13 @@ from pydantic import BaseModel, ConfigDict
 
 from synalign._threads import single_blas_thread
 from synalign.errors import InputError
-from synalign.records import RealExample
 from synalign.utility import UtilityEstimate
 from synalign.verdict import Fidelity, Novelty, Verdict
 
 __all__ = [
     "discriminator_auc", "compare_embeddings", "compare_sets", "heldout_fidelity", "HeldoutAssessment",
-    "assess_with_heldout", "read_compare_side", "check_enough_texts", "MIN_TEXTS_TO_MEASURE",
+    "assess_with_heldout", "check_enough_texts", "MIN_TEXTS_TO_MEASURE",
 ]
-
-
-def read_compare_side(path: Path | str, *, text_field: str = "text", label_field: str = "label") -> list[RealExample]:
-    """The labelled texts of one side of ``synalign compare``, whatever synalign output or data it is given.
-
-    - a synalign output directory, of ``synalign run`` or ``synalign align`` (``synthetic.jsonl`` beside
-      ``summary.json`` or ``config.json``): its accepted samples, in the run's own ``text`` / ``label`` fields;
-    - an export directory (``synalign export --to-dir``: ``data/train-*.parquet`` and a card): its accepted samples,
-      in the column names the card records (the user's, ``synalign.text_field`` / ``synalign.label_field``);
-    - anything else :func:`synalign.datafiles.load_dataset` reads (a data file, a dataset directory's train split,
-      a Hugging Face dataset folder), with ``text_field`` / ``label_field``.
-
-    Raises:
-        InputError: see :func:`synalign.datafiles.load_dataset`.
-    """
-    from synalign.datafiles import load_dataset
-
-    path = Path(path)
-    if path.is_dir() and (path / "synthetic.jsonl").is_file() and any(
-        (path / name).is_file() for name in ("summary.json", "config.json")
-    ):
-        return load_dataset(path / "synthetic.jsonl").train
-    if path.is_dir() and (path / "data").is_dir():
-        recorded = _card_fields(path / "README.md")
-        if recorded is not None:
-            text_field, label_field = recorded
-    return load_dataset(path, text_field=text_field, label_field=label_field).train
-
-
-def _card_fields(card: Path) -> tuple[str, str] | None:
-    """``(text_field, label_field)`` recorded in a synalign dataset card's YAML header, else ``None``."""
-    import yaml
-
-    try:
-        text = card.read_text(encoding="utf-8")
-        meta = yaml.safe_load(text.split("---\n", 2)[1]) if text.startswith("---\n") else None
-    except (OSError, UnicodeDecodeError, IndexError, yaml.YAMLError):
-        return None
-    fields = (meta or {}).get("synalign") if isinstance(meta, dict) else None
-    if not isinstance(fields, dict) or not fields.get("text_field") or not fields.get("label_field"):
-        return None
-    return str(fields["text_field"]), str(fields["label_field"])
 
 
 @single_blas_thread

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from synalign.errors import InputError
+from synalign.runspecs import (
+    LLMSpec,
+    LLMText,
+    StrategySpec,
+    StrategyText,
+    Target,
+    TargetText,
+    parse_llm,
+    parse_target,
+)
 
-__all__ = ["RunConfig", "Target", "parse_target", "parse_llm", "DEFAULT_LLM", "MAX_SEED", "option_flag", "config_error",
-           "resume_safe_fields"]
+__all__ = ["RunConfig", "Target", "LLMSpec", "StrategySpec", "parse_target", "parse_llm", "DEFAULT_LLM",
+           "MAX_SEED", "resume_safe_fields"]
 
 DEFAULT_LLM = "local"
 """Backend of a run without ``--llm`` (and without ``$SYNALIGN_LLM``), decided by measurement
-(``evals/backend_choice.py``, README "Which backend is the default"): on the bundled SST-2 demo and on AG News
-the embedded local LM's accepted set reached ≥ 85 % label fidelity (0.94 on both) and real + its accepted set
-beat real + the EDA accepted set in downstream accuracy at equal size (+1.7 and +0.5 points, paired p < 0.01)."""
+(``evals/scripts/backend_choice.py``, README "Which backend is the default"): on the bundled SST-2 demo and on
+AG News the embedded local LM's accepted set reached ≥ 85 % label fidelity (0.94 on both) and real + its
+accepted set beat real + the EDA accepted set in downstream accuracy at equal size (+1.7 and +0.5 points,
+paired p < 0.01)."""
 
 
 MAX_SEED = 2**32 - 1
@@ -31,69 +41,6 @@ MAX_TOKENS = 131_072
 
 def _default_llm() -> str:
     return os.environ.get("SYNALIGN_LLM") or DEFAULT_LLM
-
-
-_TARGET_RE = re.compile(r"^\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>x|×)?\s*$")
-
-
-class Target(BaseModel):
-    """Divergence target: ``value`` in MMD² units, or ``value`` × a noise floor.
-
-    The loop resolves relative targets against the same-size noise floor: the MMD² a random subset of the
-    real set, as large as the accepted synthetic set, gets to the rest of the real set
-    (:func:`synalign.divergence.fixed_set_noise_floor`). ``"1x"`` therefore means "as close to the real data as
-    real data of the same size".
-    """
-
-    value: float = Field(ge=0, allow_inf_nan=False)
-    relative: bool
-
-    def resolve(self, noise_floor: float) -> float:
-        """Absolute MMD² threshold given the noise floor (MMD² units)."""
-        return self.value * max(noise_floor, 0.0) if self.relative else self.value
-
-    def __str__(self) -> str:
-        return f"{self.value:g}x noise floor" if self.relative else f"MMD² ≤ {self.value:g}"
-
-
-def parse_target(text: str) -> Target:
-    """Parse ``"0.002"`` (absolute MMD²) or ``"2x"`` (2 × noise floor).
-
-    Raises:
-        ValueError: for anything else.
-    """
-    match = _TARGET_RE.match(text)
-    if not match:
-        raise ValueError(f"target must be a number (absolute MMD²) or a multiple of the noise floor like '2x', got {text!r}")
-    if not math.isfinite(float(match["value"])):
-        raise ValueError(f"target must be a finite number, got {text!r}")
-    return Target(value=float(match["value"]), relative=bool(match["unit"]))
-
-
-def parse_llm(spec: str) -> tuple[str, str]:
-    """Split ``--llm`` into ``(kind, model)``.
-
-    - ``"openai:MODEL"``: OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp server, LM
-      Studio, ...) through ``--base-url``; ``model`` is the name the endpoint knows.
-    - ``"local"`` / ``"local:PATH.gguf"``: the embedded local LM (:mod:`synalign.agents.llamacpp`); ``model`` is
-      ``""`` for the embedded Gemma 3 270M or the GGUF path.
-    - ``"eda"``: the no-LLM EDA backend; ``model`` is ``""``.
-
-    Raises:
-        InputError: anything else.
-    """
-    provider, sep, model = spec.strip().partition(":")
-    kind = provider.strip().lower()
-    if kind in ("local", "eda") and (kind == "local" or not sep):
-        if kind == "local" and sep and not model.strip():
-            raise InputError("--llm local:PATH needs the path of a .gguf model file")
-        return kind, model.strip()
-    if not sep or not model.strip() or kind != "openai":
-        raise InputError(
-            "--llm must be 'eda', 'local', 'local:PATH.gguf' or 'openai:MODEL' (OpenAI or any "
-            f"OpenAI-compatible server via --base-url), got {spec!r}"
-        )
-    return "openai", model.strip()
 
 
 def parse_endpoints(value: str) -> list[str]:
@@ -119,7 +66,7 @@ def parse_endpoints(value: str) -> list[str]:
         if url.username or url.password:  # never echo it: the password would reach config.json, traces and logs
             raise ValueError(
                 "must not hold a user name or password (it would be written to config.json, the checkpoints and "
-                "the LLM trace); put the key in an environment variable and name it with --api-key-env"
+                "the LLM trace); put the key in an environment variable and name it with `api_key_env`"
             )
     stripped = [u.rstrip("/") for u in urls]
     repeated = next((u for u, bare in zip(urls, stripped, strict=True) if stripped.count(bare) > 1), None)
@@ -164,9 +111,14 @@ class RunConfig(BaseModel):
     :mod:`synalign.app.options`); ``json_schema_extra`` may name a ``cli_flag`` other than ``--field-name``
     and mark a field ``resume_safe`` (``--resume`` may change it: how the run talks to the LLM, never what it
     computes).
+
+    Frozen, and parsed at construction: ``target``, ``selection`` and ``llm`` hold :class:`Target`,
+    :class:`StrategySpec` and :class:`LLMSpec` (:mod:`synalign.runspecs`), each given and saved as its string.
+    A changed copy is ``config.model_copy(update=...)`` with values of the fields' types, or
+    ``RunConfig.model_validate({**config.model_dump(), ...})`` to parse and check strings again.
     """
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)  # a refused value may be a secret
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)  # refused: maybe secret
 
     data: Path = Field(description="Real data: JSONL/CSV/Parquet file or a directory with train/test splits.")
     out: Path | None = Field(
@@ -198,12 +150,15 @@ class RunConfig(BaseModel):
     max_samples: int | None = Field(default=None, ge=1, description="Maximum synthetic samples generated; a "
                                     "round that would pass it splits the rest across the labels by their share "
                                     "(default: no limit).")
-    target: str = Field(
-        default="1x", description="Stop at this MMD²: absolute ('0.002') or a multiple of the same-size noise "
-        "floor ('1.5x')."
+    target: TargetText = Field(
+        default="1x", validate_default=True, title="Target",  # the title: a WithJsonSchema type gets none
+        description="Stop at this MMD²: absolute ('0.002') or a multiple of the same-size noise floor "
+        "('1.5x').",
     )
-    selection: str = Field(
+    selection: StrategyText = Field(
         default="filter",
+        validate_default=True,
+        title="Selection",
         description="Selection strategy: filter (label-consistency filter + random, the measured default), "
         "filter+NAME, herding, top_weight, proportional or random.",
     )
@@ -238,9 +193,10 @@ class RunConfig(BaseModel):
     one would have)."""
     cache_dir: Path | None = Field(default=None, description="Embedding and LLM response caches (default: "
                                    "$SYNALIGN_CACHE_DIR, else $XDG_CACHE_HOME/synalign or ~/.cache/synalign).")
-    llm: str | None = Field(  # None: a config saved before the local LM existed, = "eda" (see backend_kind)
+    llm: LLMText = Field(  # null in a config saved before the local LM existed: "eda" (LLMSpec.text None)
         default_factory=_default_llm,
         validate_default=True,
+        title="Llm",
         description="Backend: 'eda' (no LLM), 'local' (embedded Gemma 3 270M via llama.cpp), 'local:PATH.gguf' "
         "or 'openai:MODEL' (any OpenAI-compatible server).",
     )
@@ -299,22 +255,6 @@ class RunConfig(BaseModel):
     def _patience_off(cls, value: object) -> object:
         return None if value in (0, "0", "none", "None") else value
 
-    @field_validator("llm")
-    @classmethod
-    def _check_llm(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_llm(value)
-            except InputError as exc:
-                raise ValueError(str(exc).removeprefix("--llm ")) from None
-        return value
-
-    @field_validator("target")
-    @classmethod
-    def _check_target(cls, value: str) -> str:
-        parse_target(value)
-        return value
-
     @field_validator("seed")
     @classmethod
     def _check_seed(cls, value: int) -> int:
@@ -369,9 +309,9 @@ class RunConfig(BaseModel):
         if value is None:
             return value
         try:
-            check_path_fits(value, "--out")
+            check_path_fits(value, "`out`")
         except InputError as exc:
-            raise ValueError(str(exc).removeprefix("--out ")) from None
+            raise ValueError(str(exc).removeprefix("`out` ")) from None
         return value
 
     @field_validator("cache_dir")
@@ -381,27 +321,27 @@ class RunConfig(BaseModel):
 
         if value is not None:
             try:
-                check_creatable_dir(value, "--cache-dir")
+                check_creatable_dir(value, "`cache_dir`")
             except InputError as exc:
-                raise ValueError(str(exc).removeprefix("--cache-dir ")) from None
+                raise ValueError(str(exc).removeprefix("`cache_dir` ")) from None
         return value
 
     @model_validator(mode="after")
     def _check_backend_options(self) -> RunConfig:
         """Options the chosen backend would ignore are refused, never silently dropped."""
-        if self.base_url is not None and self.backend_kind != "openai":
+        if self.base_url is not None and self.llm.kind != "openai":
             raise ValueError(
-                f"--base-url needs --llm openai:MODEL (an OpenAI-compatible server); the {self.backend_kind} "
+                f"`base_url` needs `llm` openai:MODEL (an OpenAI-compatible server); the {self.llm.kind} "
                 "backend would ignore it"
             )
         if len(self.endpoints) > 1 and self.ray is None:
             raise ValueError(
-                f"--base-url names {len(self.endpoints)} endpoints; spreading generation over several needs --ray "
+                f"`base_url` names {len(self.endpoints)} endpoints; spreading generation over several needs `ray` "
                 "auto|ADDRESS (the ray extra), or give one endpoint"
             )
-        if self.backend_kind == "eda":
+        if self.llm.kind == "eda":
             if self.prompts is not None:
-                raise ValueError("--prompts needs an LLM backend (--llm ...); the EDA backend would ignore it")
+                raise ValueError("`prompts` needs an LLM backend (`llm` ...); the EDA backend would ignore it")
         if self.prompts is not None:
             from synalign.fileio import read_json
 
@@ -413,32 +353,20 @@ class RunConfig(BaseModel):
 
     @property
     def backend_kind(self) -> str:
-        """``"eda"``, ``"local"`` or ``"openai"``: the backend ``llm`` selects (None = ``"eda"``, the default of
-        runs saved before the local LM, so resuming one never switches its backend)."""
-        return (self.llm or "eda").split(":", 1)[0].strip().lower()
+        """``self.llm.kind``: ``"eda"``, ``"local"`` or ``"openai"`` (``"eda"`` for a run saved before the
+        local LM with ``"llm": null``, so resuming one never switches its backend)."""
+        return self.llm.kind
 
     @property
     def endpoints(self) -> list[str]:
         """The ``base_url`` endpoints (:func:`parse_endpoints`); ``[]`` without one."""
         return parse_endpoints(self.base_url) if self.base_url else []
 
-    @property
-    def parsed_target(self) -> Target:
-        return parse_target(self.target)
-
     def task_description(self, labels: list[str]) -> str:
         """The given task, or a generic one naming the labels."""
         if self.task:
             return self.task
         return "Text classification into the labels: " + ", ".join(labels) + "."
-
-
-def option_flag(name: str) -> str:
-    """The command-line flag of RunConfig field ``name``: ``--field-name``, or the field's
-    ``json_schema_extra["cli_flag"]`` (``max_rounds`` → ``--rounds``); other names get ``--name``."""
-    field = RunConfig.model_fields.get(name)
-    extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
-    return str(extra.get("cli_flag") or "--" + name.replace("_", "-"))
 
 
 def resume_safe_fields() -> frozenset[str]:
@@ -448,12 +376,3 @@ def resume_safe_fields() -> frozenset[str]:
         name for name, field in RunConfig.model_fields.items()
         if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("resume_safe")
     )
-
-
-def config_error(exc: Exception) -> str:
-    """One line for an invalid RunConfig: ``invalid option --rounds: ...`` (the message alone for a check across
-    options, which names them itself). Used by every command that builds a RunConfig from options."""
-    from synalign.errors import first_validation_error
-
-    where, message, _ = first_validation_error(exc)
-    return f"invalid option {option_flag(where.split('.')[0])}: {message}" if where else message

@@ -137,7 +137,7 @@ def _release_freed_memory() -> None:
 
     Each encoder batch frees tens to hundreds of MB of activations; glibc keeps freed memory in per-thread arenas,
     and a run encodes on a new worker thread each round, so without this the resident set grew by ~200 MB per
-    round and with the size of the pool (``evals/bench_memory.py``).
+    round and with the size of the pool (``evals/scripts/bench_memory.py``).
     """
     trim = _malloc_trim()
     if trim is not None:
@@ -223,7 +223,7 @@ class Embedder:
 
             if device == "cuda" and not torch.cuda.is_available():
                 build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
-                raise InputError(f"--device cuda: {build} (torch {torch.__version__}); use --device cpu or auto")
+                raise InputError(f"`device` cuda: {build} (torch {torch.__version__}); use `device` cpu or auto")
             device = "cuda" if torch.cuda.is_available() else "cpu"
         return _load_model(self.model_name, device)
 
@@ -237,7 +237,7 @@ class Embedder:
         limit = _position_limit(model)
         if self.max_seq_length is not None and limit is not None and self.max_seq_length > limit:
             raise InputError(
-                f"--max-seq-length {self.max_seq_length} is more than the embedding model's {limit} positions; "
+                f"`max_seq_length` {self.max_seq_length} is more than the embedding model's {limit} positions; "
                 f"use at most {limit}"
             )
 

@@ -84,7 +84,7 @@ def check_path_fits(path: Path | str, what: str) -> None:
 
     Args:
         path: the directory to be created or written.
-        what: how the message names it, e.g. ``"--out"``.
+        what: how the message names it, e.g. ``"`out`"`` (a setting in backticks, :mod:`synalign.errors`).
 
     Raises:
         InputError: a name or the path is too long.

@@ -14,7 +14,7 @@ is bound by memory bandwidth; on CPU its rows are split into shards, one thread 
 
 The factorisation is this module's own torch code; ``linear_operator``'s ``pivoted_cholesky`` (shipped
 with gpytorch, the ``test`` extra) over a gpytorch ``RBFKernel`` is the reference it is tested against
-(``tests/test_explorer.py``) and compared with in ``evals/bench_explorer.py``. Logs go to the
+(``tests/test_explorer.py``) and compared with in ``evals/scripts/bench_explorer.py``. Logs go to the
 ``synalign.explorer`` logger.
 """
 
@@ -120,8 +120,8 @@ class _Shard:
     Each greedy step reads the whole factor once (Σ_t N·t floats for m picks): the loop is bound by memory
     bandwidth, not flops. Splitting the rows over threads (each shard runs its kernel row, rank-one update
     and argmax on its own rows; only the pivot's factor column and per-shard maxima are exchanged) uses the
-    bandwidth of several cores: 1.7× on 2 CPU cores (``evals/bench_explorer.py``). The picks are the same as
-    unsharded: every row's arithmetic is unchanged and ties still go to the lowest row.
+    bandwidth of several cores: 1.7× on 2 CPU cores (``evals/scripts/bench_explorer.py``). The picks are the
+    same as unsharded: every row's arithmetic is unchanged and ties still go to the lowest row.
     """
 
     def __init__(

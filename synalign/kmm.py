@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "EG_EXACT_MAX", "NYSTROM_LANDMARKS", "NYSTROM_SCREEN_ITER", "NYSTROM_WORKING_SET", "NystromMap", "kmm_weights",
-    "nystrom_landmarks",
+    "kmm_weights_on_features", "nystrom_landmarks",
 ]
 
 logger = logging.getLogger("synalign.kmm")
@@ -108,8 +108,8 @@ def kmm_weights(
         putting weight on few rows, and solutions concentrate). The 2,048 rows with the largest screened
         weights (99.9 % of the exact EG solution's mass at m = 10k on SST-2 LM pools) form the working set;
         the requested solver then runs on them with the exact kernel, and every other row gets weight 0.
-        Measured on SST-2 LM pools (``evals/bench_alignment.py``, 5 seeds, m = 3k–30k): exact-kernel MMD²
-        −0.4 % … +4.5 % of the exact solve's (also with 8,000 real rows), where solving on the Nyström
+        Measured on SST-2 LM pools (``evals/scripts/bench_alignment.py``, 5 seeds, m = 3k–30k): exact-kernel
+        MMD² −0.4 % … +4.5 % of the exact solve's (also with 8,000 real rows), where solving on the Nyström
         features alone gave +3–8 % at m = 10k and RFF +12–45 %; m = 100k in 6.5 s, +0.6 GB.
         Memory O((m + n)·r + 2048²) floats, time O((m + n)·r·(d + r) + 50·m·r) plus the working-set solve.
         ``"rff"``: random Fourier features φ(x) = √(2/D)[cos(Ωx), sin(Ωx)], Ω ~ N(0, σ⁻²I) (Rahimi & Recht
@@ -190,6 +190,33 @@ def kmm_weights(
                 if solver == "frank_wolfe"
                 else _exponentiated_gradient(op, n_iter)
             )
+    w = np.clip(w.cpu().numpy().astype(np.float64), 0.0, None)
+    return w / w.sum()
+
+
+def kmm_weights_on_features(
+    phi: torch.Tensor, mu: torch.Tensor, resid: torch.Tensor | None = None, *,
+    solver: Literal["frank_wolfe", "eg"] = "frank_wolfe", n_iter: int = 200, tol: float = 1e-8,
+) -> np.ndarray:
+    """KMM weights solved on explicit features alone: K ≈ ΦΦᵀ + diag(resid), b = Φμ (what ``features="rff"``
+    solves; with Nyström features, what the screen of ``features="nystrom"`` solves), for studying the
+    approximations (``evals/scripts/bench_alignment.py --ablation-size``).
+
+    Args:
+        phi: (m, D) features of the synthetic rows. mu: (D,) mean feature of the real rows.
+        resid: (m,) diagonal correction (FITC: :meth:`NystromMap.transform`), or None for none.
+        solver, n_iter, tol: as in :func:`kmm_weights`.
+
+    Returns:
+        (m,) float64 weights, ≥ 0, summing to 1.
+    """
+    import torch
+
+    if solver not in ("frank_wolfe", "eg"):
+        raise InputError(f"unknown KMM solver {solver!r}; known: frank_wolfe, eg")
+    with torch.no_grad():
+        op = _FeatureOp(phi, mu, resid)
+        w = _frank_wolfe(op, n_iter, tol) if solver == "frank_wolfe" else _exponentiated_gradient(op, n_iter)
     w = np.clip(w.cpu().numpy().astype(np.float64), 0.0, None)
     return w / w.sum()
 

@@ -154,12 +154,12 @@ def label_names_for_run(dataset: Dataset, given: dict[str, str] | None) -> dict[
     if given:
         unknown = sorted(set(given) - set(labels))
         if unknown:
-            raise InputError(f"--label-names: {unknown[0]!r} is not a label of {dataset.train_path} "
+            raise InputError(f"`label_names`: {unknown[0]!r} is not a label of {dataset.train_path} "
                              f"(labels: {', '.join(labels)})")
         names = list(given.values())
         twice = next((name for name in names if names.count(name) > 1), None)
         if twice is not None:
-            raise InputError(f"--label-names: two labels are named {twice!r}")
+            raise InputError(f"`label_names`: two labels are named {twice!r}")
         return {label: given[label] for label in labels if label in given}
     return {label: (dataset.label_names or {})[label] for label in labels if label in (dataset.label_names or {})}
 

@@ -78,7 +78,7 @@ def stratified_sample(
     if sum(floor.values()) > n:
         raise InputError(
             f"a sample of {n} cannot hold {min_per_label} examples of each of {len(labels)} labels "
-            f"(needs {sum(floor.values())}); raise --max-real"
+            f"(needs {sum(floor.values())}); raise `max_real`"
         )
     for label in labels:
         while quota[label] < floor[label]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import synalign.agents  # noqa: F401  (sets LITELLM_LOCAL_MODEL_COST_MAP: some tests import DSPy directly)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The default backend is the embedded local LM; tests that do not name one run the fast EDA backend, and the
 # local-LM tests say --llm local. Subprocesses of the tests inherit this.

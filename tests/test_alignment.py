@@ -128,6 +128,28 @@ def test_nystrom_features_with_every_row_as_landmark_reproduce_the_kernel(neg) -
     assert float(resid.max()) < 2e-3
 
 
+def test_kmm_weights_on_features_with_every_row_as_landmark_solve_the_exact_problem(neg) -> None:
+    """The public feature solve (what ``evals/scripts/bench_alignment.py`` ablates) on Nyström features of every
+    row: the kernel is reproduced, so each solver reaches the exact solve's MMD²; an unknown solver is refused."""
+    import torch
+
+    from synalign.kmm import NystromMap, kmm_weights_on_features, nystrom_landmarks
+
+    pool, real, bw = neg
+    st, rt = torch.as_tensor(pool), torch.as_tensor(real)
+    syn, re_ = nystrom_landmarks(len(pool), len(real), 4096, seed=0)
+    fmap = NystromMap(torch.cat([st[torch.as_tensor(syn)], rt[torch.as_tensor(re_)]]), bw)
+    (phi, resid), mu = fmap.transform(st, 64), fmap.mean(rt, 64)
+    for solver in ("frank_wolfe", "eg"):
+        exact = kmm_weights(pool, real, bandwidth=bw, solver=solver, features="exact", device="cpu")
+        w = kmm_weights_on_features(phi, mu, resid, solver=solver)
+        assert w.shape == (200,) and w.min() >= 0 and w.sum() == pytest.approx(1.0)
+        f_exact = mmd2_weighted(pool, real, exact, bw, device="cpu")
+        assert mmd2_weighted(pool, real, w, bw, device="cpu") <= 1.01 * f_exact + 1e-6, solver
+    with pytest.raises(InputError, match="unknown KMM solver"):
+        kmm_weights_on_features(phi, mu, solver="newton")  # type: ignore[arg-type]
+
+
 def test_nystrom_screen_then_exact_working_set_solve(neg, monkeypatch) -> None:
     """features="nystrom" with a pool larger than the working set: weights live on ≤ working-set rows and
     reach (judged by the exact kernel) within 5 % of the exact solve's MMD²; a pool that fits is solved exactly."""

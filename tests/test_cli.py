@@ -181,8 +181,8 @@ def test_usage_errors_are_one_line_too(args: list[str], fragment: str, tmp_path:
 
 def test_version_and_run_help_grouped_from_the_config() -> None:
     from synalign import __version__
+    from synalign.app.options import option_flag as flag
     from synalign.config import RunConfig
-    from synalign.config import option_flag as flag
 
     version = CliRunner().invoke(app, ["--version"])
     assert version.exit_code == 0 and version.output.strip() == f"synalign {__version__}"

@@ -53,10 +53,11 @@ def test_embedding_reports_progress_per_batch_and_cache_hits_at_once(tmp_path: P
 
 # -- generation: per cluster, with texts, calls and tokens -----------------------------------------------------
 
-def test_llm_requests_report_each_finished_request_in_the_calling_thread() -> None:
+def test_llm_requests_report_each_finished_request_in_the_calling_thread(tmp_path: Path) -> None:
     from synalign.agents import LLMRunner, LLMSettings
+    from synalign.config import RunConfig
 
-    runner = LLMRunner(LLMSettings(model="m", max_concurrency=3))
+    runner = LLMRunner(LLMSettings.from_config(RunConfig(data=tmp_path, llm="openai:m", max_concurrency=3)))
     seen: list[tuple[int, int, int]] = []
 
     def work(i: int, item: float) -> int:
@@ -239,7 +240,8 @@ def test_help_shows_full_option_names_at_80_columns_and_one_default_style() -> N
     from typer.testing import CliRunner
 
     from synalign.app.cli import app
-    from synalign.config import RunConfig, option_flag
+    from synalign.app.options import option_flag
+    from synalign.config import RunConfig
 
     runner = CliRunner()
     text = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "80"}, terminal_width=80).output

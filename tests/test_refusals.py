@@ -11,16 +11,27 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from synalign.app.cli import main
-from synalign.config import RunConfig, config_error
+from synalign.app.options import cli_message, config_error
+from synalign.config import RunConfig
 from synalign.errors import InputError
 
 SECRET = "pw-SECRET"
+
+
+def _as_printed(call: Callable[[], object]) -> None:
+    """Run ``call``; an InputError it raises is re-raised with its message as the CLI prints it (the core names
+    settings by field, ``max_seq_length``; the CLI's printer names their flags, ``--max-seq-length``)."""
+    try:
+        call()
+    except InputError as exc:
+        raise InputError(cli_message(str(exc))) from exc
 
 
 def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -141,7 +152,7 @@ def test_max_seq_length_past_the_encoders_positions_is_refused() -> None:
 
     Embedder(max_seq_length=512, cache_dir=False).check()  # all-MiniLM-L6-v2 has 512 positions
     with pytest.raises(InputError, match="--max-seq-length 100000 is more than the embedding model's 512"):
-        Embedder(max_seq_length=100_000, cache_dir=False).check()
+        _as_printed(Embedder(max_seq_length=100_000, cache_dir=False).check)
 
 
 def test_device_cuda_without_cuda_says_so() -> None:
@@ -152,7 +163,7 @@ def test_device_cuda_without_cuda_says_so() -> None:
     from synalign.embeddings import Embedder
 
     with pytest.raises(InputError, match="--device cuda: .*CUDA") as caught:
-        Embedder(device="cuda", cache_dir=False).check()
+        _as_printed(Embedder(device="cuda", cache_dir=False).check)
     assert "unknown embedding model" not in str(caught.value)
 
 

@@ -81,8 +81,8 @@ def resolve_model(path: str | None) -> Path:
         return embedded_model_path()
     model = Path(path).expanduser()
     if not model.is_file():
-        raise InputError(f"--llm local:{path}: no such model file")
+        raise InputError(f"`llm` local:{path}: no such model file")
     with open(model, "rb") as handle:
         if handle.read(4) != b"GGUF":
-            raise InputError(f"--llm local:{path}: not a GGUF model file")
+            raise InputError(f"`llm` local:{path}: not a GGUF model file")
     return model

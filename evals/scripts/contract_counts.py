@@ -1,9 +1,9 @@
 """Issue 19's before/after figures for the run contract (prints a table; run from the repository root).
 
-- parses per run: calls of the functions that parse ``--llm`` (``parse_llm``, ``RunConfig.backend_kind``,
-  ``LLMSpec.parse``) and the selection name (``parse_strategy``, ``get_strategy``, ``check_strategy``,
-  ``StrategySpec.parse``) during one 2-round ``--llm eda`` run on the bundled demo (counted with a profiler hook,
-  so calls through any import name count);
+- parses per run: calls of the functions that parse ``--llm`` (``parse_llm``, which ``LLMSpec`` calls when a
+  ``RunConfig`` is built, and ``RunConfig.backend_kind``) and the selection name (``parse_strategy``, which
+  ``StrategySpec`` calls, ``get_strategy``, ``check_strategy``) during one 2-round run on the bundled demo, after
+  its ``RunConfig`` is built (counted with a profiler hook, so calls through any import name count);
 - ``"config.json"`` literals in code outside the run-directory module;
 - places that decide "is this a run directory" (reads of ``config.json``/``summary.json`` existence);
 - reads of ``summary.json`` content by key outside the module that writes it;
@@ -26,8 +26,8 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 ROOT = Path(__file__).resolve().parents[2]
 FLOORS = ["synalign", "prompts", "agents", "artifacts", "graphs", "evals", "app"]
-LLM_PARSERS = {"parse_llm", "backend_kind", "_parse_llm_spec", "parse_llm_spec"}
-SELECTION_PARSERS = {"parse_strategy", "get_strategy", "check_strategy", "_parse_strategy_spec", "parse_strategy_spec"}
+LLM_PARSERS = {"parse_llm", "backend_kind"}
+SELECTION_PARSERS = {"parse_strategy", "get_strategy", "check_strategy"}
 
 
 def _code_files() -> list[Path]:

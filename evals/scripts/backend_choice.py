@@ -12,7 +12,7 @@ frozen MiniLM, accuracy / macro-F1 on the real test split; paired t-test local v
 Runs are kept in ``evals/results/backend-choice/<task>-<backend>/`` and resumed or reused when the script
 is run again; the table goes to ``evals/results/backend-choice/summary.md``.
 
-    python evals/backend_choice.py [--tasks sst2,agnews] [--rounds 2] [--seeds 5]
+    python evals/scripts/backend_choice.py [--tasks sst2,agnews] [--rounds 2] [--seeds 5]
 """
 
 from __future__ import annotations
@@ -22,12 +22,8 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
-
-from evals._bench import REPO, markdown  # noqa: E402
+import numpy as np
+from _bench import REPO, markdown
 
 OUT = REPO / "evals" / "results" / "backend-choice"
 BACKENDS = ("eda", "local")
@@ -46,26 +42,28 @@ def _tasks(shared: Path) -> dict[str, tuple[Path, Path]]:
 
 
 def _run(task: str, backend: str, data: Path, rounds: int) -> Path:
+    from synalign.artifacts.rundir import RunDir
     from synalign.config import RunConfig
     from synalign.graphs import run
 
     out = OUT / f"{task}-{backend}"
-    if (out / "summary.json").is_file():
+    run_dir = RunDir(out)
+    if run_dir.is_finished():
         return out
-    resume = (out / "config.json").is_file()
+    resume = run_dir.is_run()
     print(f"{task} {backend}: {'resuming' if resume else 'running'} synalign run", file=sys.stderr, flush=True)
     config = RunConfig(data=data, out=out, llm=backend, max_rounds=rounds, target="0", seed=0,
                        item_name=ITEM_NAMES[task] if backend == "local" else None)
     if resume:
-        config = RunConfig.model_validate_json((out / "config.json").read_text())
+        config = run_dir.read_config()
     run(config, resume=resume, on_event=lambda e: None)
     return out
 
 
 def _downstream(real_dir: Path, synthetic: dict[str, list[dict]], seeds: int, k: int = 32) -> dict[str, list[dict]]:
-    from evals.classifiers import fit_predict_lr, scores
-    from evals.fidelity import read_jsonl
     from synalign.embeddings import Embedder
+    from synalign.evals.classifiers import fit_predict_lr, scores
+    from synalign.evals.fidelity import read_jsonl
 
     train, test = read_jsonl(real_dir / "train.jsonl"), read_jsonl(real_dir / "test.jsonl")
     embedder = Embedder()
@@ -91,7 +89,8 @@ def _downstream(real_dir: Path, synthetic: dict[str, list[dict]], seeds: int, k:
 def main(argv: list[str] | None = None) -> int:
     from scipy import stats
 
-    from evals.fidelity import LabelOracle, distinct_n, read_jsonl
+    from synalign.artifacts.rundir import RunDir
+    from synalign.evals.fidelity import LabelOracle, distinct_n, read_jsonl
     from synalign.fileio import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,12 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         accepted = {}
         for backend in BACKENDS:
             out = _run(task, backend, data, args.rounds)
-            accepted[backend] = read_jsonl(out / "synthetic.jsonl")
-            summary = json.loads((out / "summary.json").read_text())
+            run_dir = RunDir(out)
+            accepted[backend] = read_jsonl(run_dir.synthetic_jsonl)
+            summary = run_dir.read_summary()
             texts, labels = [r["text"] for r in accepted[backend]], [r["label"] for r in accepted[backend]]
             fidelity_rows.append([
-                task, backend, summary["generated"], len(texts), round(oracle.fidelity(texts, labels), 3),
-                round(distinct_n(texts, 2), 3), round(summary["final_mmd2"], 4), round(summary["wall_seconds"]),
+                task, backend, summary.generated, len(texts), round(oracle.fidelity(texts, labels), 3),
+                round(distinct_n(texts, 2), 3), round(summary.final_mmd2, 4), round(summary.wall_seconds),
             ])
         results = _downstream(real_dir, accepted, args.seeds)
         acc = {name: np.array([r["accuracy"] for r in rows]) for name, rows in results.items()}

@@ -12,7 +12,7 @@
 
 Ray is not expected to be faster on 2 cores; the point is the same results and the overhead measured.
 
-    python evals/bench_ray.py [--n 3000] [--requests 32] [--latency 0.25] [--quick]
+    python evals/scripts/bench_ray.py [--n 3000] [--requests 32] [--latency 0.25] [--quick]
 """
 
 from __future__ import annotations
@@ -21,16 +21,12 @@ import argparse
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import demo_dir, ensure_importable, machine_note, markdown, shared_data, shown  # noqa: E402
+from _bench import demo_dir, machine_note, markdown, shared_data, shown
 
-ensure_importable()
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

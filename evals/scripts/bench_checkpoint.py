@@ -18,8 +18,8 @@ embedding 100k texts. After each round's ``align`` the worker records:
 
 "end of run" is the file a user keeps (the WAL folded in when the run closes it).
 
-    python evals/bench_checkpoint.py                                  # 10k and 100k samples, 4 rounds, vs 8123aaf
-    python evals/bench_checkpoint.py --samples 10000 --rounds 3 --before ''
+    python evals/scripts/bench_checkpoint.py                                  # 10k and 100k samples, 4 rounds, vs 8123aaf
+    python evals/scripts/bench_checkpoint.py --samples 10000 --rounds 3 --before ''
 """
 
 from __future__ import annotations
@@ -32,10 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from evals._bench import built_revision, machine_note, markdown, run_worker  # noqa: E402
+from _bench import built_revision, machine_note, main_or_worker, markdown, run_worker
 
 _LABELS = 2
 _CLUSTERS = {10_000: 10, 100_000: 20}  # clusters per label and round (8 demonstrations each; 400 real per label)
@@ -76,7 +73,7 @@ def _newest_checkpoint(out: Path) -> int:
 
 def _worker(out_dir: str, result_file: str, samples_arg: str, rounds_arg: str) -> None:
     """One run of ``samples_arg`` samples in ``rounds_arg`` rounds into ``out_dir``
-    (:func:`evals._bench.run_worker`); writes its rows to ``result_file``."""
+    (:func:`_bench.run_worker`); writes its rows to ``result_file``."""
     out, samples, rounds = Path(out_dir), int(samples_arg), int(rounds_arg)
     import numpy as np
     from sklearn.feature_extraction.text import HashingVectorizer
@@ -177,4 +174,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_worker(main, _worker)

@@ -12,7 +12,7 @@ Per variant: label fidelity under a classifier fitted on the real train split (:
 distinct-2, near-copies of a demonstration, seconds per kept text. Generated texts are kept in
 ``evals/results/local-lm-prompts/<task>-<variant>.jsonl`` (a finished variant is not regenerated).
 
-    python evals/local_lm_prompts.py [--tasks sst2,agnews] [--clusters 6] [--n 5]
+    python evals/scripts/local_lm_prompts.py [--tasks sst2,agnews] [--clusters 6] [--n 5]
 """
 
 from __future__ import annotations
@@ -24,12 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
-
-from evals._bench import REPO, markdown  # noqa: E402
+import numpy as np
+from _bench import REPO, markdown
 
 OUT = REPO / "evals" / "results" / "local-lm-prompts"
 TASKS = {"sst2": ("sst2", "Movie review"), "agnews": ("agnews", "News article")}
@@ -86,7 +82,7 @@ def _generate(task: str, variant: str, rows: list[dict], clusters: int, n: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evals.fidelity import LabelOracle, copy_share, distinct_n, read_jsonl
+    from synalign.evals.fidelity import LabelOracle, copy_share, distinct_n, read_jsonl
     from synalign.fileio import atomic_write_text
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -31,9 +31,9 @@ so the rows are reordered to put the first pick at row 0 (as ``bench_explorer.re
 the picks mapped back; the std of a pivot is √(L[p, t]² − σ_n²). Each peer is warmed up once at N = 500 first. Peak extra memory = the process's
 peak RSS during the call (``VmHWM`` after resetting it via ``/proc/self/clear_refs``) minus its RSS before.
 
-    python evals/bench_explorer_peers.py [--quick] [--n 20000] [--m 1000] [--peers numpy,dense,...]
+    python evals/scripts/bench_explorer_peers.py [--quick] [--n 20000] [--m 1000] [--peers numpy,dense,...]
 
-``python evals/bench_explorer.py`` runs the same comparison after its own tables (``--no-peers`` skips it).
+``python evals/scripts/bench_explorer.py`` runs the same comparison after its own tables (``--no-peers`` skips it).
 """
 
 from __future__ import annotations
@@ -41,17 +41,12 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import ensure_importable, machine_note, markdown  # noqa: E402
-
-ensure_importable()
+from _bench import machine_note, markdown
 
 PEERS = ("gpytorch-lazy", "dense", "kernel-op", "numpy", "numpy-1t")
 Picks = tuple[list[int], list[float]]

@@ -10,22 +10,18 @@ side in one process with the order rotated each repeat; the reported time is the
 
 Targets: overhead of the project path ≤ 10 %; cache-hit path ≥ 50× faster than encoding.
 
-    python evals/bench_embeddings.py [--quick] [--repeats 3]
+    python evals/scripts/bench_embeddings.py [--quick] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import demo_dir, ensure_importable, machine_note, markdown  # noqa: E402
-
-ensure_importable()
+from _bench import demo_dir, machine_note, markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from synalign.datafiles import load_examples
-    from synalign.embeddings import Embedder, _load_model, default_model_path
+    from synalign.embeddings import Embedder
 
     torch.set_num_threads(2)
     texts = [r.text for r in load_examples(demo_dir() / "train.jsonl")]
@@ -48,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     n = 256 if args.quick else (args.n or len(texts))
     texts = texts[:n]
     repeats = 2 if args.quick else args.repeats
-    model = _load_model(default_model_path(), "cpu")  # the very object Embedder uses
+    model = Embedder(cache_dir=False, device="cpu").model  # the very object Embedder encodes with
     model.encode(texts[:64], batch_size=64)  # warm-up (first-call allocations)
 
     def raw() -> np.ndarray:

@@ -14,7 +14,7 @@ Each cluster gets ``per_cluster`` texts (one completion each, prefix-cached); th
 condition is written cluster by cluster to a ``.partial`` file and renamed when complete, so an interrupted
 run resumes where it stopped. Selection and downstream evaluation of these pools are a separate step.
 
-    python evals/ablation_generate.py --tasks sst2 --seeds 0,1,2 [--per-label 150] [--k 32]
+    python evals/scripts/ablation_generate.py --tasks sst2 --seeds 0,1,2 [--per-label 150] [--k 32]
 """
 
 from __future__ import annotations
@@ -26,12 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
-
-from evals._bench import REPO  # noqa: E402
+import numpy as np
+from _bench import REPO
 
 OUT = REPO / "evals" / "results" / "ablation"
 CONDITIONS = ("zerogen", "random", "gp", "gp+attributes")
@@ -117,7 +113,7 @@ def _generate(task: str, condition: str, few: list[dict], per_label: int, per_cl
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evals.fidelity import read_jsonl
+    from synalign.evals.fidelity import read_jsonl
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="sst2")

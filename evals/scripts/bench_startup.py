@@ -4,7 +4,7 @@ Runs each command ``--repeats`` times in fresh processes and reports the median 
 plus which heavy modules ``import synalign.app.cli`` pulls in (none of torch, sentence_transformers, sklearn,
 langgraph, dspy, litellm should be imported by it).
 
-    python evals/bench_startup.py [--repeats 7]
+    python evals/scripts/bench_startup.py [--repeats 7]
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import REPO, machine_note, markdown  # noqa: E402
+from _bench import REPO, machine_note, markdown
 
 HEAVY = (
     "torch",

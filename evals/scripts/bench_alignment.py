@@ -20,7 +20,7 @@ SST-2 train rows as the real set; pool sizes beyond the available rows are fille
 replacement plus N(0, 0.02²) noise, renormalised (timing and memory do not depend on the content). Without
 the shared data, the bundled demo is used the same way.
 
-    python evals/bench_alignment.py [--quick] [--sizes 1000,3000,10000,30000,100000]
+    python evals/scripts/bench_alignment.py [--quick] [--sizes 1000,3000,10000,30000,100000]
 """
 
 from __future__ import annotations
@@ -37,10 +37,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import (  # noqa: E402
+from _bench import (
     demo_dir,
-    ensure_importable,
     jittered,
     machine_note,
     markdown,
@@ -48,8 +46,6 @@ from _bench import (  # noqa: E402
     shared_data,
     shown,
 )
-
-ensure_importable()
 
 CONFIGS = tuple((solver, f) for solver in ("frank_wolfe", "eg") for f in ("exact", "nystrom", "rff"))
 EG_EXACT_LIMIT = 10_000  # 4·m² bytes for K plus a same-size distance buffer: ~0.8 GB at 10k
@@ -329,13 +325,7 @@ def _ablation(
     import numpy as np
     import torch
 
-    from synalign.kmm import (
-        _exponentiated_gradient,
-        _FeatureOp,
-        _frank_wolfe,
-        _nystrom_features,
-        kmm_weights,
-    )
+    from synalign.kmm import NystromMap, kmm_weights, kmm_weights_on_features, nystrom_landmarks
 
     torch.set_num_threads(2)
     m = args.ablation_size
@@ -346,19 +336,12 @@ def _ablation(
         kw = {"bandwidth": bw, "solver": solver, "n_iter": args.n_iter, "device": "cpu"}
         exact = _mmd2_support(p, real, kmm_weights(p, real, features="exact", **kw), bw)
         for rank in (1024, 2048):
-            phi, mu, resid = _nystrom_features(st, rt, bw, rank, 0, 4096)
-            for name, op in (
-                ("Nyström features", _FeatureOp(phi, mu)),
-                ("Nyström features + FITC diagonal", _FeatureOp(phi, mu, resid)),
-            ):
-                with torch.no_grad():
-                    w = (
-                        _frank_wolfe(op, args.n_iter, 1e-8)
-                        if solver == "frank_wolfe"
-                        else _exponentiated_gradient(op, args.n_iter)
-                    )
-                w = np.clip(w.numpy().astype(np.float64), 0.0, None)
-                rel = 100 * (_mmd2_support(p, real, w / w.sum(), bw) / exact - 1)
+            syn, re_ = nystrom_landmarks(m, len(real), rank, 0)  # the landmarks features="nystrom" takes
+            fmap = NystromMap(torch.cat([st[torch.as_tensor(syn)], rt[torch.as_tensor(re_)]]), bw)
+            (phi, resid), mu = fmap.transform(st, 4096), fmap.mean(rt, 4096)
+            for name, diag in (("Nyström features", None), ("Nyström features + FITC diagonal", resid)):
+                w = kmm_weights_on_features(phi, mu, diag, solver=solver, n_iter=args.n_iter, tol=1e-8)
+                rel = 100 * (_mmd2_support(p, real, w, bw) / exact - 1)
                 rows.append((m, solver, f"solve on {name}, r = {rank}", f"{rel:+.1f}%"))
                 print(f"ablation m={m} {solver} r={rank} {name}: {rel:+.1f}%", flush=True)
         w = kmm_weights(p, real, features="nystrom", **kw)

@@ -14,7 +14,7 @@ difference from torch's, and whether ``synalign.explorer.explore`` (first 500 ro
 threads = ORT intra-op threads = ``--threads`` (2). Truncation: ``--max-seq-length`` (default: model's, 256).
 
     pip install --target DIR --no-deps onnxruntime onnx flatbuffers ml_dtypes   # beside the venv, not in it
-    PYTHONPATH=DIR python evals/bench_onnx.py [--n-sst2 2000] [--n-amazon 500] [--repeats 3]
+    PYTHONPATH=DIR python evals/scripts/bench_onnx.py [--n-sst2 2000] [--n-amazon 500] [--repeats 3]
         [--max-seq-length 256] [--threads 2] [--picks 4] [--work-dir DIR] [--no-st-backend]
 """
 
@@ -24,16 +24,12 @@ import argparse
 import importlib.util
 import logging
 import shutil
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import demo_dir, ensure_importable, machine_note, markdown, shared_data  # noqa: E402
-
-ensure_importable()
+from _bench import demo_dir, machine_note, markdown, shared_data
 
 
 def session_options(threads: int):
@@ -157,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from synalign.datafiles import load_examples
     from synalign.divergence import median_bandwidth, mmd2_unbiased
-    from synalign.embeddings import _load_model, default_model_path
+    from synalign.embeddings import Embedder, default_model_path
     from synalign.explorer import explore
 
     torch.set_num_threads(args.threads)
@@ -169,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = {"SST-2": (shared / "sst2" / "train.jsonl") if shared else demo_dir() / "train.jsonl",
             "Amazon": (shared / "amazon_fdu13" / "train.jsonl") if shared else None}
     data = {k: load_examples(p)[: args.n_sst2 if k == "SST-2" else args.n_amazon] for k, p in sets.items() if p}
-    model = _load_model(default_model_path(), "cpu")  # the object Embedder uses
+    model = Embedder(cache_dir=False, device="cpu").model  # the object Embedder encodes with
     if args.max_seq_length:
         model.max_seq_length = args.max_seq_length
     max_len = model.max_seq_length

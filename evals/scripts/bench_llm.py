@@ -7,22 +7,18 @@ adaptive concurrency limit, retries and tracing; response cache off) sends a bat
 (``FaultPlan(rate=1, kinds=("slow",), slow_s=L)``: a normal, well-formed reply after L seconds). The ideal
 throughput is concurrency ÷ L requests/s; the target is ≥ 80 % of it.
 
-    python evals/bench_llm.py [--quick] [--latency 0.5] [--concurrency 1,2,4,8,16]
+    python evals/scripts/bench_llm.py [--quick] [--latency 0.5] [--concurrency 1,2,4,8,16]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import demo_dir, ensure_importable, machine_note, markdown  # noqa: E402
-
-ensure_importable()
+from _bench import demo_dir, machine_note, markdown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.latency, args.concurrency, args.rounds = 0.2, "1,4", 2
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         from synalign.agents.testing import FaultPlan, OpenAITestServer
     except ImportError as exc:

@@ -26,21 +26,16 @@ t = 1 … 999, a non-negative least-squares fit step(t) = a + b·t + c·t² is m
 T(m) = Σ_{t=1}^{m−1} step(t). The model is checked against the full runs at small m; fit and checks are
 printed.
 
-    python evals/bench_explorer.py [--quick] [--shared ../shared/data] [--n 20000] [--m 1000] [--ref-n 5000]
+    python evals/scripts/bench_explorer.py [--quick] [--shared ../shared/data] [--n 20000] [--m 1000] [--ref-n 5000]
         [--no-peers] [--peer-list gpytorch-lazy,dense,kernel-op,numpy,numpy-1t]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import demo_dir, ensure_importable, machine_note, markdown, shared_data, shown  # noqa: E402
-
-ensure_importable()
+from _bench import demo_dir, machine_note, markdown, shared_data, shown
 
 
 def refit_picks(x, m: int, length_scale: float, noise: float, first: int) -> list[int]:  # noqa: ANN001

@@ -10,7 +10,7 @@ model and thread count as ``llama-bench -t 1``, reports side by side:
   for the generate node (the whole run also embeds, aligns and writes the report);
 - the prefix cache at work: prompt tokens the server evaluated vs prompt tokens sent.
 
-    python evals/bench_local_lm.py [--rounds 1] [--samples-per-cluster 16]
+    python evals/scripts/bench_local_lm.py [--rounds 1] [--samples-per-cluster 16]
 """
 
 from __future__ import annotations
@@ -19,17 +19,13 @@ import argparse
 import json
 import re
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from evals._bench import demo_dir, machine_note, markdown  # noqa: E402
+from _bench import demo_dir, machine_note, markdown
 
 
 def _metrics(url: str) -> dict[str, float]:
@@ -104,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     tokens_out = sum(r.get("tokens_out") or 0 for r in calls)
     tokens_in = sum(r.get("tokens_in") or 0 for r in calls)
     decode_ts = scraped["tokens_predicted_total"] / scraped["tokens_predicted_seconds_total"]
-    threads = result.summary["backend"]["server"]["threads"]
-    bench = _llama_bench(Path(result.summary["backend"]["gguf"]), threads)
-    bench_other = _llama_bench(Path(result.summary["backend"]["gguf"]), 2 if threads == 1 else 1)
+    backend = result.summary.backend or {}
+    threads = backend["server"]["threads"]
+    bench = _llama_bench(Path(backend["gguf"]), threads)
+    bench_other = _llama_bench(Path(backend["gguf"]), 2 if threads == 1 else 1)
     rows = [
         ["decode tokens/s (loop, server /metrics)", round(decode_ts, 1)],
         ["decode tokens/s (llama-bench tg32, same model and threads)", round(bench["tg"], 1)],
@@ -119,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         ["whole run: share of wall time outside LM calls", f"{1 - in_calls / wall:.1%}"],
         ["prompt tokens sent / evaluated by the server (prefix cache)",
          f"{tokens_in} / {int(scraped.get('prompt_tokens_total', 0))}"],
-        ["LM calls, texts generated, run wall (s)", f"{len(calls)}, {result.summary['generated']}, {wall:.0f}"],
+        ["LM calls, texts generated, run wall (s)", f"{len(calls)}, {result.summary.generated}, {wall:.0f}"],
     ]
-    print(f"# bench_local_lm: {result.summary['backend']['model']}, {args.rounds} round(s) on the SST-2 demo; "
+    print(f"# bench_local_lm: {backend['model']}, {args.rounds} round(s) on the SST-2 demo; "
           f"{machine_note()}")
     print(markdown(["measure", "value"], rows))
     return 0

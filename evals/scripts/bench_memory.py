@@ -2,7 +2,7 @@
 
 Each (labels, revision) pair is one EDA run (``--llm eda``, no language model) of ``--rounds`` rounds with k = 16
 real examples per label (``--max-real 16 × labels``; the default 25 % validation slice is carved from them) and the
-target set to 0, so every round runs. Each run is a fresh Python process (:func:`evals._bench.run_worker`); the
+target set to 0, so every round runs. Each run is a fresh Python process (:func:`_bench.run_worker`); the
 earlier revision is built from ``git archive REV`` and put first on ``sys.path``, so both use the same installed
 libraries (the worker prints which ``synalign`` it imported). The figure is ``ru_maxrss`` of that process (peak
 RSS, MiB), and the RSS at the end of each node (the largest over rounds) shows where it grows.
@@ -19,8 +19,8 @@ buckets make the finer labels hard to tell apart, which only lowers what the lab
 
 Results are appended to ``--work``/results.jsonl and reused (delete a row to rerun it).
 
-    python evals/bench_memory.py                              # 2, 6, 77 labels; this tree vs d7681ee
-    python evals/bench_memory.py --labels 6,77 --baseline-rev '' --cache warm
+    python evals/scripts/bench_memory.py                              # 2, 6, 77 labels; this tree vs d7681ee
+    python evals/scripts/bench_memory.py --labels 6,77 --baseline-rev '' --cache warm
 """
 
 from __future__ import annotations
@@ -34,10 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from evals._bench import REPO, built_revision, machine_note, markdown, run_worker  # noqa: E402
+from _bench import REPO, built_revision, machine_note, main_or_worker, markdown, run_worker
 
 NODES = ("prepare", "explore", "summarize", "generate", "align", "finish")
 PER_LABEL = 16
@@ -89,7 +86,7 @@ def _rss_mb() -> float:
 
 
 def _worker(out_dir: str, result_file: str, data_dir: str, rounds_arg: str, labels_arg: str, cache_dir: str) -> None:
-    """One run of ``data_dir`` into ``out_dir`` (:func:`evals._bench.run_worker`); writes its figures to
+    """One run of ``data_dir`` into ``out_dir`` (:func:`_bench.run_worker`); writes its figures to
     ``result_file``."""
     import synalign
     from synalign.config import RunConfig
@@ -109,7 +106,7 @@ def _worker(out_dir: str, result_file: str, data_dir: str, rounds_arg: str, labe
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "end_mb": _rss_mb(),
         "node_rss_mb": node_rss,
-        "generated": result.summary.get("generated"),
+        "generated": result.summary.generated,
         "accepted": len(result.accepted),
     }))
 
@@ -180,4 +177,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_worker(main, _worker)

@@ -1,8 +1,9 @@
-"""Shared helpers of the ``evals/bench_*.py`` scripts: markdown tables, peak memory, data loading.
+"""Shared helpers of the scripts in ``evals/scripts/``: markdown tables, peak memory, data loading, workers.
 
-The scripts run as ``python evals/bench_X.py`` from a clean checkout: they put the repository root on
-``sys.path`` when ``synalign`` is not installed, and fall back to the bundled demo data when the shared
-data directory (``../shared/data`` from the repository root) is absent.
+The scripts are not part of the wheel. They run as ``python evals/scripts/bench_X.py`` from a checkout with
+``synalign`` installed (``pip install -e .``), import only its public names, and find this module because
+Python puts a script's own folder first on ``sys.path``. They fall back to the bundled demo data when the
+shared data directory (``../shared/data`` from the repository root) is absent.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ import numpy as np
 
 __all__ = [
     "REPO",
-    "ensure_importable",
     "markdown",
     "peak_rss_mb",
     "demo_dir",
@@ -32,30 +32,20 @@ __all__ = [
     "jittered",
     "built_revision",
     "run_worker",
+    "main_or_worker",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def ensure_importable() -> None:
-    """Make ``import synalign`` work from a clean checkout (repository root on ``sys.path``)."""
-    try:
-        import synalign  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[2]
+#: First argument of a script run as a worker (:func:`run_worker`, :func:`main_or_worker`).
+WORKER_FLAG = "--worker"
 
 
 def markdown(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table; floats are printed with 4 significant digits."""
+    """:func:`synalign.evals.tables.markdown`, imported on use: a worker (:func:`run_worker`) may import an
+    earlier revision's ``synalign`` that has no such module."""
+    from synalign.evals.tables import markdown as table
 
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v)
-
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(out)
+    return table(headers, rows)
 
 
 def peak_rss_mb() -> float:
@@ -124,15 +114,25 @@ def built_revision(rev: str, work: Path) -> Path:
 
 
 def run_worker(module: str, args: Sequence[str], work: Path, path_first: Path | None) -> dict[str, Any]:
-    """Run ``evals.<module>._worker(out, result_file, *args)`` in a fresh Python (all arguments strings) and return
-    the JSON it wrote to ``result_file``; ``out`` is a fresh run directory. ``path_first``: a
-    :func:`built_revision` put first on ``PYTHONPATH``, so the worker imports that revision's ``synalign``."""
+    """Run ``_worker(out, result_file, *args)`` of ``evals/scripts/<module>.py`` in a fresh Python (all arguments
+    strings; ``python SCRIPT --worker ...``, see :func:`main_or_worker`) and return the JSON it wrote to
+    ``result_file``; ``out`` is a fresh run directory. ``path_first``: a :func:`built_revision` put first on
+    ``PYTHONPATH``, so the worker imports that revision's ``synalign``."""
+    script = Path(__file__).resolve().parent / f"{module}.py"
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         result_file = Path(tmp) / "result.json"
         env = dict(os.environ)
         if path_first is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(path_first), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        code = f"import sys; sys.path.append(sys.argv[1]); from evals.{module} import _worker; _worker(*sys.argv[2:])"
-        subprocess.run([sys.executable, "-c", code, str(REPO), str(Path(tmp) / "run"), str(result_file), *args],
-                       env=env, check=True, cwd=tmp)
+        command = [sys.executable, str(script), WORKER_FLAG, str(Path(tmp) / "run"), str(result_file), *args]
+        subprocess.run(command, env=env, check=True, cwd=tmp)
         return json.loads(result_file.read_text())
+
+
+def main_or_worker(main: Callable[[], Any], worker: Callable[..., None]) -> None:
+    """The ``__main__`` block of a script with a worker: ``SCRIPT --worker ARGS...`` runs ``worker(*ARGS)`` (for
+    :func:`run_worker`), anything else exits with ``main()``'s return value."""
+    if sys.argv[1:2] == [WORKER_FLAG]:
+        worker(*sys.argv[2:])
+        return
+    raise SystemExit(main())

@@ -21,16 +21,15 @@ validation slice held out, near-copies refused) with ``filter`` and with ``rando
 Rows go to ``evals/results/trust/rows.jsonl`` as they finish; a re-run skips rows already there (resumable).
 ``--table`` prints the Markdown tables of RESULTS.md from the rows.
 
-    python evals/trust_study.py                      # all tasks, seeds 0-2, the fast conditions (~30 min)
-    python evals/trust_study.py --conditions local --tasks sst2,agnews --seeds 0
-    python evals/trust_study.py --table
+    python evals/scripts/trust_study.py                      # all tasks, seeds 0-2, the fast conditions (~30 min)
+    python evals/scripts/trust_study.py --conditions local --tasks sst2,agnews --seeds 0
+    python evals/scripts/trust_study.py --table
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -38,9 +37,7 @@ from typing import Any
 
 import numpy as np
 
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (evals/scripts/../..)
 SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "evals" / "results" / "trust"
 TASKS = {"sst2": "sst2-gemma2-9b-zeroshot", "agnews": "agnews-llama3.2-3b-zeroshot", "amazon_fdu13": None}
@@ -96,8 +93,9 @@ def _run_condition(task: str, task_dir: Path, work: Path, seed: int, condition: 
     result = run(config, overwrite=True)
     acc = [(s.text, s.label) for s in result.accepted]
     s = result.summary
-    return {"accepted": acc, "validation_ids": set(s["validation"]["ids"]), "utility": s["utility"],
-            "verdict": s["verdict"]["level"], "near_copy_share": s["novelty"]["accepted_share"]}
+    return {"accepted": acc, "validation_ids": set(s.validation.ids or []),
+            "utility": s.utility.model_dump() if s.utility else None,
+            "verdict": s.verdict.level, "near_copy_share": s.novelty.accepted_share}
 
 
 def _pool_condition(task: str, fit: list[dict], val: list[dict], embedder: Any, selection: str, seed: int) -> dict:

@@ -16,8 +16,8 @@ Data (written once to ``--work``, from ``../shared/data`` when present, else ski
 - 77 labels: Banking77-shaped, 2,600 AG News descriptions (short texts, like Banking77's queries) relabelled
   into 77 classes by k-means (seed 0) on their MiniLM embeddings, so the labels are learnable.
 
-    python evals/bench_run.py                                  # 2,6,77 labels, 4 rounds, vs 60e278b
-    python evals/bench_run.py --labels 6 --rounds 2 --before 60e278b,f31f6c9
+    python evals/scripts/bench_run.py                                  # 2,6,77 labels, 4 rounds, vs 60e278b
+    python evals/scripts/bench_run.py --labels 6 --rounds 2 --before 60e278b,f31f6c9
 """
 
 from __future__ import annotations
@@ -29,10 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from evals._bench import REPO, built_revision, machine_note, markdown, run_worker  # noqa: E402
+from _bench import REPO, built_revision, machine_note, main_or_worker, markdown, run_worker
 
 NODES = ("prepare", "explore", "summarize", "generate", "align", "finish")
 
@@ -85,7 +82,7 @@ def _dataset(labels: int, data: Path, work: Path) -> Path:
 
 
 def _worker(out_dir: str, result_file: str, data_path: str, rounds_arg: str) -> None:
-    """One timed run of ``data_path`` into ``out_dir`` (:func:`evals._bench.run_worker`); writes its figures to
+    """One timed run of ``data_path`` into ``out_dir`` (:func:`_bench.run_worker`); writes its figures to
     ``result_file``."""
     out, data, rounds = Path(out_dir), Path(data_path), int(rounds_arg)
     import synalign
@@ -135,7 +132,7 @@ def _worker(out_dir: str, result_file: str, data_path: str, rounds_arg: str) -> 
         "align_seconds": [m.get("align_seconds") for m in rounds_],
         "tau": [m.get("filter_threshold") for m in rounds_],
         "mmd2_accepted": [m.get("mmd2_accepted") for m in rounds_],
-        "generated": result.summary.get("generated"),
+        "generated": result.summary.generated,
         "accepted": accepted,
     }))
 
@@ -178,4 +175,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_or_worker(main, _worker)
