@@ -64,6 +64,22 @@ def shared_data(arg: str | None) -> Path | None:
     return path if path.is_dir() else None
 
 
+def sst2_embeddings(shared: str | None, n: int, cache_dir: str | None) -> tuple[np.ndarray, str]:
+    """MiniLM embeddings ``(n, 384)`` float32 of the first ``n`` SST-2 train sentences of the shared data (the
+    bundled demo's, with a note, when the shared data is absent), and the source path as shown."""
+    from synalign.datafiles import load_examples
+    from synalign.embeddings import Embedder
+
+    data = shared_data(shared)
+    src = (data / "sst2" / "train.jsonl") if data and (data / "sst2" / "train.jsonl").exists() else None
+    if src is None:
+        src = demo_dir() / "train.jsonl"
+        print(f"note: shared data not found; using the bundled demo ({shown(src)})")
+    texts = [r.text for r in load_examples(src)][:n]
+    x = Embedder(cache_dir=cache_dir, device="cpu").encode(texts, show_progress=False)
+    return np.ascontiguousarray(x, dtype=np.float32), shown(src)
+
+
 def shown(path: Path) -> str:
     """``path`` relative to the repository root, as printed in tables (no machine-specific prefixes)."""
     return os.path.relpath(path, REPO)

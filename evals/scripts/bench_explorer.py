@@ -35,7 +35,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _bench import demo_dir, machine_note, markdown, shared_data, shown
+from _bench import machine_note, markdown, sst2_embeddings
 
 
 def refit_picks(x, m: int, length_scale: float, noise: float, first: int) -> list[int]:  # noqa: ANN001
@@ -81,22 +81,6 @@ def reference_picks(x, m: int, length_scale: float, noise: float, first: int) ->
     return [order[p] for p in pivots], stds
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202
-    import numpy as np
-
-    from synalign.datafiles import load_examples
-    from synalign.embeddings import Embedder
-
-    data = shared_data(args.shared)
-    src = (data / "sst2" / "train.jsonl") if data and (data / "sst2" / "train.jsonl").exists() else None
-    if src is None:
-        src = demo_dir() / "train.jsonl"
-        print(f"note: shared data not found; using the bundled demo ({shown(src)})")
-    texts = [r.text for r in load_examples(src)][: args.n]
-    x = Embedder(cache_dir=args.cache_dir, device="cpu").encode(texts, show_progress=False)
-    return np.ascontiguousarray(x, dtype=np.float32), shown(src)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="GP explorer benchmark")
     parser.add_argument("--quick", action="store_true", help="N=2,000, m=100, baseline at m ≤ 40")
@@ -135,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from synalign.greedy_variance import greedy_variance_picks, median_heuristic
 
     torch.set_num_threads(2)
-    x, src = _load(args)
+    x, src = sst2_embeddings(args.shared, args.n, args.cache_dir)
     n = len(x)
     ell = median_heuristic(x)
     noise = 1e-6

@@ -28,8 +28,9 @@ peer only by constant factors: float32 (half the bytes) and row shards over the 
 
 linear_operator pivots on the largest diagonal, the first row on ties; at step 0 every diagonal is 1 + σ_n²,
 so the rows are reordered to put the first pick at row 0 (as ``bench_explorer.reference_picks`` does) and
-the picks mapped back; the std of a pivot is √(L[p, t]² − σ_n²). Each peer is warmed up once at N = 500 first. Peak extra memory = the process's
-peak RSS during the call (``VmHWM`` after resetting it via ``/proc/self/clear_refs``) minus its RSS before.
+the picks mapped back; the std of a pivot is √(L[p, t]² − σ_n²). Each peer is warmed up once at N = 500 first.
+Peak extra memory = the process's peak RSS during the call (``VmHWM`` after resetting it via
+``/proc/self/clear_refs``) minus its RSS before.
 
     python evals/scripts/bench_explorer_peers.py [--quick] [--n 20000] [--m 1000] [--peers numpy,dense,...]
 
@@ -46,7 +47,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from _bench import machine_note, markdown
+from _bench import machine_note, markdown, sst2_embeddings
 
 PEERS = ("gpytorch-lazy", "dense", "kernel-op", "numpy", "numpy-1t")
 Picks = tuple[list[int], list[float]]
@@ -319,12 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown peers {unknown}; choose from {','.join(PEERS)}")
 
     import torch
-    from bench_explorer import _load
 
     from synalign.greedy_variance import greedy_variance_picks, median_heuristic
 
     torch.set_num_threads(2)
-    x, src = _load(args)
+    x, src = sst2_embeddings(args.shared, args.n, args.cache_dir)
     ell = median_heuristic(x)
     first = int(np.argmin(((x - x.mean(0)) ** 2).sum(1)))
     greedy_variance_picks(x[:500], 5, length_scale=ell, device="cpu")  # warm-up
