@@ -129,7 +129,8 @@ def _settings_for(config: RunConfig, chat_model: Any, lm: Any) -> LLMSettings:
         return LLMSettings.from_config(config)
     name = getattr(lm, "model", None) or getattr(chat_model, "model_name", None) or "custom"
     model = str(name).split("/", 1)[-1]
-    return LLMSettings.from_config(config, llm=LLMSpec(kind="openai", model=model), provider="custom")
+    llm = LLMSpec.model_validate({"kind": "openai", "model": model})  # `text` derived as from a saved config
+    return LLMSettings.from_config(config, llm=llm, provider="custom")
 
 
 def _api_key(settings: LLMSettings, needed: bool) -> str:
@@ -147,13 +148,14 @@ def _api_key(settings: LLMSettings, needed: bool) -> str:
 def make_chat_model(settings: LLMSettings, api_key: str) -> Any:
     """``ChatOpenAI`` for the summariser: Chat Completions API, client retries off (the runner retries)."""
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
 
     return ChatOpenAI(
         model=settings.model,
         base_url=settings.base_url,
-        api_key=api_key,
+        api_key=SecretStr(api_key),
         temperature=settings.summary_temperature if settings.summary_temperature is not None else settings.temperature,
-        max_tokens=settings.max_tokens,
+        max_completion_tokens=settings.max_tokens,  # the alias of its `max_tokens` field
         max_retries=0,
         timeout=settings.timeout_s,
         use_responses_api=False,
@@ -206,7 +208,9 @@ def _follow_server_slots(settings: LLMSettings) -> LLMSettings:
     return settings
 
 
-def make_runner(config: RunConfig, settings: LLMSettings, run_dir: Path | None, *, sleep: Callable[[float], None] = time.sleep) -> LLMRunner:
+def make_runner(
+    config: RunConfig, settings: LLMSettings, run_dir: Path | None, *, sleep: Callable[[float], None] = time.sleep
+) -> LLMRunner:
     """The shared :class:`LLMRunner` of a run: response cache (unless ``--no-llm-cache``), trace in
     ``run_dir/llm_trace.jsonl``, redaction of the API key."""
     from synalign.agents.cache import ResponseCache
@@ -281,7 +285,8 @@ def build_llm_backend(
         summarizer.name = STATISTICAL_NAME  # this use's name, reported by the summariser itself
         generator = DSPyGenerator(
             lm if lm is not None else make_completion_lm(settings, api_key), runner, module=module,
-            adapter=ContinuationAdapter(module.spec, item=config.item_name), max_topups=settings.max_topups, identity=identity,
+            adapter=ContinuationAdapter(module.spec, item=config.item_name), max_topups=settings.max_topups,
+            identity=identity,
         )
     else:
         from synalign.agents.summarizer import LLMSummarizer

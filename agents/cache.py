@@ -41,7 +41,7 @@ def _add_digest(db: sqlite3.Connection) -> None:
         db.executemany("UPDATE responses SET digest = ? WHERE key = ?", [(_checksum(k, v), k) for k, v in rows])
 
 
-_SCHEMA = [
+_SCHEMA: list[str | Callable[[sqlite3.Connection], None]] = [
     "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)",
     _add_digest,
     "CREATE TABLE IF NOT EXISTS responses_aside (key TEXT, value TEXT, created REAL, reason TEXT, moved REAL)",

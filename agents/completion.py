@@ -92,7 +92,9 @@ class ContinuationAdapter(dspy.Adapter):
         self.spec = spec
         self.template = spec.completion if not item else spec.completion.model_copy(update={"item": item})
 
-    def __call__(self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any], inputs: dict[str, Any]) -> Any:
+    def __call__(
+        self, lm: Any, lm_kwargs: dict[str, Any], signature: Any, demos: list[Any], inputs: dict[str, Any]
+    ) -> Any:
         lm_kwargs = {**lm_kwargs, "stop": list(self.template.stop)}
         return super().__call__(lm, lm_kwargs, signature, demos, inputs)
 
@@ -133,9 +135,9 @@ class CompletionEngine:
 
     With ``reproducible`` (on for ``--llm local``'s embedded server; off by default, because it costs an extra
     request per cluster that a remote endpoint would bill), a seeded request gets the same completion whatever
-    the server ran before, so that a resumed run writes what an uninterrupted one would have. llama.cpp's prompt cache alone breaks
-    that: a prompt the slot already holds has only its last token re-evaluated, in a batch of one, and those
-    logits differ in the last bits from a cold server's, which evaluates the whole prompt in one batch
+    the server ran before, so that a resumed run writes what an uninterrupted one would have. llama.cpp's prompt
+    cache alone breaks that: a prompt the slot already holds has only its last token re-evaluated, in a batch of
+    one, and those logits differ in the last bits from a cold server's, which evaluates the whole prompt in one batch
     (llama.cpp's server README: ``cache_prompt`` "can cause nondeterministic results"); sampling then picks
     other tokens. So every completion is computed from the same cache state: when the prompt is not the one
     this engine sent last, it is first evaluated from scratch (a one-token request with ``cache_prompt:
@@ -202,7 +204,8 @@ class CompletionEngine:
             message=Message.assistant([TextPart(choice.text or "")]),
             finish_reason=_finish_reason(choice.finish_reason),
             usage=Usage(
-                input_tokens=getattr(usage, "prompt_tokens", None), output_tokens=getattr(usage, "completion_tokens", None)
+                input_tokens=getattr(usage, "prompt_tokens", None),
+                output_tokens=getattr(usage, "completion_tokens", None),
             ),
         )
 

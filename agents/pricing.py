@@ -31,7 +31,9 @@ class PriceTable:
         """
         data = read_json(path, "price table")
         if not isinstance(data, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("input"), (int, float)) and isinstance(v.get("output"), (int, float))
+            isinstance(v, dict)
+            and isinstance(v.get("input"), (int, float))
+            and isinstance(v.get("output"), (int, float))
             for v in data.values()
         ):
             raise InputError(f"{path}: price table must map model names to {{\"input\": USD/1M, \"output\": USD/1M}}")

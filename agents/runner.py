@@ -239,7 +239,8 @@ class LLMRunner:
                 ) from None
             if info.status == 404:
                 raise InputError(
-                    f"the LLM endpoint does not know model {self.settings.model!r} or path (HTTP 404); check `llm`/`base_url`"
+                    f"the LLM endpoint does not know model {self.settings.model!r} or path (HTTP 404); "
+                    "check `llm`/`base_url`"
                 ) from None
             raise LLMError(message) from None
         if key is not None and self.cache is not None:

@@ -76,10 +76,11 @@ def output_model(spec: PromptSpec | str) -> type[BaseModel]:
     for f in spec.outputs:
         if f.type == "list[str]":
             item = Annotated[str, Field(max_length=f.max_length)] if f.max_length else str
+            # `item` is a type built at run time (a bounded str), which mypy cannot take as a type argument
             fields[f.name] = (list[item], Field(description=f.description, max_length=f.max_items))  # type: ignore[valid-type]
         else:
             fields[f.name] = (_PY_TYPES[f.type], Field(description=f.description, max_length=f.max_length))
-    model = create_model(_camel(spec.name), **fields)  # type: ignore[call-overload]
+    model = create_model(_camel(spec.name), **fields)
     model.__doc__ = spec.instructions.strip().splitlines()[0]
     return model
 
@@ -128,7 +129,9 @@ def render_inputs(spec: PromptSpec, values: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def save_optimized(program: dspy.Module, path: Path | str, spec: PromptSpec, *, extra: dict[str, Any] | None = None) -> Path:
+def save_optimized(
+    program: dspy.Module, path: Path | str, spec: PromptSpec, *, extra: dict[str, Any] | None = None
+) -> Path:
     """Write ``program``'s DSPy state (``dump_state()``) with the spec's name and SHA-256 to ``path`` (JSON).
 
     No LM settings are written (predictors run under ``dspy.context``; any ``lm`` entry is dropped), so no

@@ -138,6 +138,10 @@ class LLMSummarizer:
         known = set(AttributeSummary.model_fields)
         data = {k: v for k, v in value.items() if k in known}
         other = list(data.get("other") or [])
-        other += [f"{k}: {v if not isinstance(v, list) else '; '.join(map(str, v))}" for k, v in value.items() if k not in known]
+        other += [
+            f"{k}: {v if not isinstance(v, list) else '; '.join(map(str, v))}"
+            for k, v in value.items()
+            if k not in known
+        ]
         data["other"] = other
         return AttributeSummary.model_validate(data)

@@ -179,7 +179,8 @@ def format_trace(
         latency = f"{r['latency_s']:.2f}s" if isinstance(r.get("latency_s"), (int, float)) else ""
         head = (
             f"[{r.get('ts', '')}] round {r.get('round')} {r.get('node')} #{r.get('request')} "
-            f"attempt {r.get('attempt')} {str(r.get('status', '')).upper()} {latency} {tokens}{cost} {r.get('model', '')}"
+            f"attempt {r.get('attempt')} {str(r.get('status', '')).upper()} {latency} {tokens}{cost} "
+            f"{r.get('model', '')}"
         )
         lines.extend(["", " ".join(head.split())])
         if r.get("status") == "error":

@@ -50,7 +50,9 @@ def align(
     seed: Optional[int] = config_option("seed"),
     device: Optional[str] = config_option("device"),
     cache_dir: Optional[Path] = config_option("cache_dir"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the outputs of an earlier align or run in --out."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace the outputs of an earlier align or run in --out."
+    ),
 ) -> None:
     """Weight and select an existing synthetic pool (made by any tool) against real data, without generating:
     writes synthetic.jsonl (accepted), pool.parquet, metrics.json, summary.json and report.html, and judges the
@@ -60,7 +62,7 @@ def align(
 
     given: dict[str, Any] = {name: options[name] for name in _CONFIG_FIELDS if options[name] is not None}
     try:
-        config = RunConfig(data=real, out=out, llm="eda", **given)
+        config = RunConfig.model_validate({"data": real, "out": out, "llm": "eda", **given})  # llm: parsed
     except ValidationError as exc:
         fail(config_error(exc))
     from synalign.graphs.align_pool import align_pool

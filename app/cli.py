@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     try:  # typer >= 0.20 vendors click; older ones use click itself
         from typer._click.exceptions import NoArgsIsHelpError, UsageError
     except ImportError:  # pragma: no cover
-        from click.exceptions import NoArgsIsHelpError, UsageError
+        # the same classes, from click itself: mypy sees typer's vendored copy as another type
+        from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
 
     try:
         code = app(args=argv, prog_name="synalign", standalone_mode=False)

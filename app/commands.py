@@ -64,7 +64,9 @@ def _trial_printer(stream: Any) -> Callable[[int, Optional[float]], None]:
 
 def optimize(
     ctx: typer.Context,
-    data: Path = typer.Option(..., "--data", help="Real data: JSONL/CSV/Parquet file or a directory with a train split."),
+    data: Path = typer.Option(
+        ..., "--data", help="Real data: JSONL/CSV/Parquet file or a directory with a train split."
+    ),
     llm: Optional[str] = config_option("llm"),
     base_url: Optional[str] = config_option("base_url"),
     api_key_env: str = config_option("api_key_env", default=run_default("api_key_env")),
@@ -189,12 +191,15 @@ def compare(
     b: Path = typer.Argument(..., help="Candidate (synthetic) data: file, dataset directory, or a synalign run, align "
                              "or export directory (its accepted samples)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-    max_texts: int = typer.Option(5000, "--max-texts", min=0, help="At most this many texts per side (a seeded sample; 0 = all)."),
+    max_texts: int = typer.Option(
+        5000, "--max-texts", min=0, help="At most this many texts per side (a seeded sample; 0 = all)."
+    ),
     text_field: str = typer.Option("text", help="Text field/column."),
     label_field: str = typer.Option("label", help="Label field/column."),
     heldout: Optional[Path] = typer.Option(
         None, "--heldout", help="Held-out real examples (JSONL/CSV/Parquet file, same fields; never in A): also judge "
-        "B as training data: utility of A + B vs A alone on them, near-copies of A or of the held-out texts in B, fidelity and the verdict.",
+        "B as training data: utility of A + B vs A alone on them, near-copies of A or of the held-out texts in B, "
+        "fidelity and the verdict.",
         show_default=False,
     ),
     seed: int = typer.Option(0, min=0, max=MAX_SEED, help="Seed of every random subset."),
@@ -250,7 +255,9 @@ def compare(
         typer.echo(f"verdict {result['verdict']['level'].upper()}: {result['verdict']['headline']}")
 
 
-local_lm = typer.Typer(help="The embedded local LM: build llama-server once, show what is installed.", no_args_is_help=True)
+local_lm = typer.Typer(
+    help="The embedded local LM: build llama-server once, show what is installed.", no_args_is_help=True
+)
 
 
 @local_lm.command("build", cls=HelpCommand)

@@ -116,7 +116,11 @@ def _default_text(name: str, field: FieldInfo) -> str:
         return ""
     default = field.default
     if isinstance(default, bool):  # --help shows no --no-NAME column (synalign.app.helpformat): named here
-        return f" (default: on; turn off with --no-{option_flag(name).removeprefix('--')})" if default else " (default: off)"
+        return (
+            f" (default: on; turn off with --no-{option_flag(name).removeprefix('--')})"
+            if default
+            else " (default: off)"
+        )
     return f" (default: {default})"
 
 

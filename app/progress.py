@@ -9,6 +9,7 @@ far. Elsewhere (a log file, CI): one line per finished step, never wrapped.
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Any
 
 import typer
@@ -120,8 +121,10 @@ class RoundProgress:
         self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.progress.__exit__(exc_type, exc, tb)
 
     def _line(self, text: str) -> None:
         typer.echo(text, err=True)

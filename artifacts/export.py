@@ -14,8 +14,8 @@ of the train file, :func:`synalign.labeltypes.detect_label_dtype`); for a run wi
 from the data file named in ``config.json`` when that path still resolves, else labels stay strings (and the
 result says so). The two columns take the source's ``datasets`` features, recorded in the card too
 (``synalign.features``, :func:`synalign.labeltypes.source_features`): a ``ClassLabel`` keeps its names and
-``large_string`` text stays ``large_string``. ``columns="minimal"`` keeps text and label (the same features as the real data, so
-``concatenate_datasets`` works); ``"all"`` adds the provenance: ``id``, ``round``, ``kmm_weight``,
+``large_string`` text stays ``large_string``. ``columns="minimal"`` keeps text and label (the same features as the
+real data, so ``concatenate_datasets`` works); ``"all"`` adds the provenance: ``id``, ``round``, ``kmm_weight``,
 ``sample_weight``, ``backend``, ``demonstration_ids`` (and ``accepted`` in the pool); a run written before
 ``kmm_weight`` was named so (its column was ``weight``) exports the same columns.
 
@@ -182,7 +182,9 @@ def _source_features(run: RunFiles, label_dtype: str) -> Any:
     text_field = run.config.get("text_field", "text")
     label_field = run.config.get("label_field", "label")
     recorded = ((run.card or ({}, ""))[0].get("synalign") or {}).get("features")
-    found = recorded if isinstance(recorded, dict) else source_features(run.config.get("data", ""), text_field, label_field)
+    found = (
+        recorded if isinstance(recorded, dict) else source_features(run.config.get("data", ""), text_field, label_field)
+    )
     if isinstance(found, dict) and set(found) == {text_field, label_field}:
         try:
             features = datasets.Features.from_dict({text_field: found[text_field], label_field: found[label_field]})
@@ -190,7 +192,9 @@ def _source_features(run: RunFiles, label_dtype: str) -> Any:
             features = None
         if features is not None and isinstance(features[text_field], datasets.Value):
             return features
-    return datasets.Features({text_field: datasets.Value("string"), label_field: datasets.Value(LABEL_DTYPES[label_dtype])})
+    return datasets.Features(
+        {text_field: datasets.Value("string"), label_field: datasets.Value(LABEL_DTYPES[label_dtype])}
+    )
 
 
 def _dataset(run: RunFiles, name: str, *, columns: Columns, label_dtype: str, source: Any) -> Any:
@@ -248,7 +252,8 @@ def _export_card(run: RunFiles, sets: Mapping[str, Any], *, label_dtype: str) ->
         meta, body = card_parts(config=run.config, summary=run.summary, metrics=run.metrics, label_dtype=label_dtype)
     meta = dict(meta)
     meta["configs"] = [
-        {"config_name": name, "data_files": [{"split": "train", "path": path}]} for name, path in EXPORT_DATA_FILES.items()
+        {"config_name": name, "data_files": [{"split": "train", "path": path}]}
+        for name, path in EXPORT_DATA_FILES.items()
     ]
     meta["size_categories"] = [size_category(len(sets["default"]))]
     meta["dataset_info"] = [  # what push_to_hub writes: features (datasets' own YAML form) and split sizes
@@ -308,7 +313,9 @@ def _require_datasets() -> None:
         import datasets  # noqa: F401
         import huggingface_hub  # noqa: F401
     except ImportError as exc:
-        raise InputError(f"the Hugging Face export needs the 'datasets' package ({exc.name} is missing): {_HF_EXTRA}") from None
+        raise InputError(
+            f"the Hugging Face export needs the 'datasets' package ({exc.name} is missing): {_HF_EXTRA}"
+        ) from None
 
 
 def export_to_dir(run_dir: Path | str, to_dir: Path | str, *, columns: Columns = "minimal") -> ExportResult:

@@ -148,8 +148,9 @@ def _projection_plot(
             acc = np.array([s.accepted for s in synthetic], dtype=bool)
             for k, label in enumerate(labels):
                 lab = np.array([s.label == label for s in synthetic], dtype=bool)
-                ax.scatter(*s2[lab & acc].T, s=22, marker="x", color=colors(k % 10), label=f"accepted · {label}")
-                ax.scatter(*s2[lab & ~acc].T, s=14, marker=".", color=colors(k % 10), alpha=0.35,
+                yes, no = s2[lab & acc], s2[lab & ~acc]
+                ax.scatter(yes[:, 0], yes[:, 1], s=22, marker="x", color=colors(k % 10), label=f"accepted · {label}")
+                ax.scatter(no[:, 0], no[:, 1], s=14, marker=".", color=colors(k % 10), alpha=0.35,
                            label=f"not accepted · {label}")
         ax.set_xlabel("PC 1 (fitted on real)")
         ax.set_ylabel("PC 2")
@@ -161,14 +162,16 @@ def _projection_plot(
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;line-height:1.4}
 .scroll{overflow-x:auto;max-width:100%;margin:.5em 0}
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}
+table{border-collapse:collapse;font-size:13px}\
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;vertical-align:top}
 th{background:#f3f3f3}th.t,td.t{text-align:left;min-width:8em;max-width:40em;overflow-wrap:anywhere}
 table.kv th{text-align:left}.note{background:#fff4d6;padding:.6em;border-left:4px solid #e0a800}
 .verdict{padding:.4em 1em;border-left:6px solid;margin:1em 0}.verdict.hit{background:#e8f6ec;border-color:#2e9d4f}
 .verdict.miss{background:#fdecea;border-color:#c9362b}.small{font-size:13px;color:#444}
 .verdict.green{background:#e8f6ec;border-color:#2e9d4f}.verdict.amber{background:#fff4d6;border-color:#e0a800}
 .verdict.red{background:#fdecea;border-color:#c9362b}.verdict .level{font-weight:bold;padding:0 .4em;color:#fff}
-.verdict.green .level{background:#2e9d4f}.verdict.amber .level{background:#b8860b}.verdict.red .level{background:#c9362b}
+.verdict.green .level{background:#2e9d4f}.verdict.amber .level{background:#b8860b}\
+.verdict.red .level{background:#c9362b}
 img{max-width:100%;height:auto}code{background:#f3f3f3;padding:0 .2em}"""
 
 
@@ -255,8 +258,13 @@ def write_report(
          "length": a.get("length"), "style": a.get("style")}
         for a in attributes
     ]
-    attr_html = ("<h2>Attribute summaries</h2>" + table(attr_rows, ["round", "label", "tone", "topic", "length", "style"],
-                 left=["tone", "topic", "length", "style"])) if attr_rows else ""
+    attr_html = (
+        "<h2>Attribute summaries</h2>"
+        + table(attr_rows, ["round", "label", "tone", "topic", "length", "style"],
+                left=["tone", "topic", "length", "style"])
+        if attr_rows
+        else ""
+    )
     bw = summary.bandwidth
     bw_text = f"{bw:.3g}" if isinstance(bw, (int, float)) else "?"
     page = f"""<!doctype html>
@@ -294,7 +302,8 @@ the table above, not plotted.</p>
 {table(metrics, cols)}
 {_utility_section(metrics, summary)}
 <h2>Real vs synthetic (PCA of embeddings)</h2>
-<img alt="2-D projection" src="data:image/png;base64,{_projection_plot(real_embeddings, real_labels, synthetic_embeddings, synthetic)}">
+<img alt="2-D projection" src="data:image/png;base64,\
+{_projection_plot(real_embeddings, real_labels, synthetic_embeddings, synthetic)}">
 <h2>Samples per label</h2>
 {samples_section(synthetic, metrics, examples_per_label)}
 {attr_html}

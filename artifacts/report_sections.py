@@ -60,7 +60,8 @@ _LEVELS = ("green", "amber", "red")
 UTILITY_LABEL_COLUMNS = ("label", "held-out n", "Δ log-likelihood (nats)", "Δ accuracy (points)")
 """Columns of the per-label held-out utility table (rows of :func:`utility_label_rows`)."""
 UTILITY_ROUND_COLUMNS = ("round", "held-out n", "Δ log-likelihood (nats)", "its 95 % CI", "Δ accuracy (points)",
-                         "its 95 % CI (points)", "Δ macro-F1 (points)", "vs random: Δ log-likelihood", "vs random: Δ accuracy",
+                         "its 95 % CI (points)", "Δ macro-F1 (points)", "vs random: Δ log-likelihood",
+                         "vs random: Δ accuracy",
                          "near-copies accepted", "held-out MMD² / floor", "discriminator AUC (real vs real)")
 """Columns of the per-round held-out utility table (rows of :func:`utility_round_rows`)."""
 
@@ -149,7 +150,10 @@ def verdict(metrics: list[dict[str, Any]], summary: RunSummary | Mapping[str, An
     lines, reached, tips = _divergence(metrics, summary)
     items = "".join(f"<li>{t}</li>" for t in tips)
     cls = "hit" if reached else "miss"
-    return f'<div class="verdict {cls}" id="verdict"><p>{" ".join(lines)}</p><p>What to try next:</p><ul>{items}</ul></div>'
+    return (
+        f'<div class="verdict {cls}" id="verdict"><p>{" ".join(lines)}</p><p>What to try next:</p>'
+        f"<ul>{items}</ul></div>"
+    )
 
 
 def _judged_box(judged: Verdict, metrics: list[dict[str, Any]], summary: RunSummary) -> str:
@@ -194,7 +198,9 @@ def _divergence(metrics: list[dict[str, Any]], summary: RunSummary) -> tuple[lis
     align_only = summary.command == "align"
     spec = target_flag(summary.target)
     target_text = f"{_fmt(target)} (<code>--target {html.escape(spec)}</code>"
-    target_text += f": {spec[:-1]} × the {SAME_SIZE_FLOOR}, {with_spread(floor, floor_std)})" if spec.endswith("x") else ")"
+    target_text += (
+        f": {spec[:-1]} × the {SAME_SIZE_FLOOR}, {with_spread(floor, floor_std)})" if spec.endswith("x") else ")"
+    )
     ratio = f"{final / target:.2f}×" if target > 0 else "∞×"
     where = "" if align_only else f" in round {first_hit} of {len(metrics)}"
     if reached:
@@ -321,7 +327,7 @@ def label_rows(
     for label in sorted(set(real_lab.tolist()) | set(syn_lab.tolist())):
         r_idx, s_mask = np.flatnonzero(real_lab == label), syn_lab == label
         xr, xa = real_embeddings[r_idx], synthetic_embeddings[s_mask & acc]
-        r_texts = [real_texts[i] for i in r_idx] if len(real_texts) == len(real_lab) else []
+        r_texts = [real_texts[i] for i in r_idx.tolist()] if len(real_texts) == len(real_lab) else []
         a_texts = [s.text for s, keep in zip(synthetic, s_mask & acc) if keep]
         generated = int(s_mask.sum())
         mmd = _safe(mmd2_fixed_set, xa, xr, bandwidth) if len(xa) else float("nan")
@@ -458,7 +464,8 @@ def samples_section(synthetic: Sequence[SyntheticExample], metrics: list[dict[st
                 "the others; which sample was rejected for which reason is not recorded, so each shows "
                 "\"not accepted\".")
     else:
-        note = "No sample was rejected by the label filter in the last round: every sample not accepted was not selected."
+        note = ("No sample was rejected by the label filter in the last round: every sample not accepted was not "
+                "selected.")
     parts = [f'<p class="small">{html.escape(note)}</p>']
     reason = "not accepted" if filtered else "not selected"
     for label in sorted({s.label for s in synthetic}):

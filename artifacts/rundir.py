@@ -253,7 +253,9 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
             raise InputError(f"`resume`: no synalign run in {out} (missing {CONFIG_FILE})")
         return
     if exists and not overwrite:
-        raise InputError(f"output directory {out} already exists; pass `resume` to continue it or `overwrite` to replace it")
+        raise InputError(
+            f"output directory {out} already exists; pass `resume` to continue it or `overwrite` to replace it"
+        )
     if exists and overwrite and not run_dir.is_run():
         raise InputError(f"refusing to overwrite {out}: it is not a synalign run directory (no {CONFIG_FILE})")
     probe_dir = out

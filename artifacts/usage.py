@@ -24,7 +24,11 @@ def _read(out: Path) -> list[dict[str, Any]]:
         entries = json.loads((out / USAGE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("usage"), dict)] if isinstance(entries, list) else []
+    return (
+        [e for e in entries if isinstance(e, dict) and isinstance(e.get("usage"), dict)]
+        if isinstance(entries, list)
+        else []
+    )
 
 
 def record_usage(out: Path, usage: dict[str, Any]) -> None:

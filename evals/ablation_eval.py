@@ -3,8 +3,8 @@
 Reads the pools of ``evals/scripts/ablation_generate.py``
 (``evals/results/ablation/<task>/seed<s>-<condition>.jsonl``)
 and, per seed and condition, selects the same number ``m`` of texts per label (the smallest pool of that seed,
-at most half of any other pool) five ways — ``none`` (the first m generated), ``random``, ``filter`` (the project's default:
-label-consistency filter, then random), ``herding`` (kernel herding toward the real few-shot set, KMM-based
+at most half of any other pool) five ways — ``none`` (the first m generated), ``random``, ``filter`` (the project's
+default: label-consistency filter, then random), ``herding`` (kernel herding toward the real few-shot set, KMM-based
 stage 3) and ``dsir`` (DSIR importance resampling toward the few-shot texts, :mod:`evals.baselines`) — plus one
 weighted row, ``imp_loss``: the few-shot rows (weight 1) and the WHOLE pool, each pool row weighted by its IMP-Loss
 weight (:func:`evals.baselines.imp_loss_weights`). IMP-Loss is defined as a weighting of all synthetic data, not a
@@ -34,7 +34,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -77,7 +77,8 @@ def _select(how: str, pool: list[dict], emb: np.ndarray, few: list[dict], few_em
 
 
 def _measure(picked: list[dict], emb: np.ndarray, weights: np.ndarray | None, few_emb: np.ndarray,
-             few_labels: list[str], x_test: np.ndarray, y_test: list[str], oracle: LabelOracle, bandwidth: float) -> dict:
+             few_labels: list[str], x_test: np.ndarray, y_test: list[str], oracle: LabelOracle,
+             bandwidth: float) -> dict:
     """Scores of one row: LR on the few-shot rows (weight 1) + ``picked`` (embeddings ``emb``, optional
     ``weights``), and the fidelity, distinct-2, near-copies and MMD² of ``picked`` itself (unweighted)."""
     from synalign.divergence import mmd2_fixed_set
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         test = read_jsonl(args.data / task / "test.jsonl")
         x_test, y_test = embedder.encode([r["text"] for r in test]), [str(r["label"]) for r in test]
         bandwidth = float(median_bandwidth(x_test, seed=0))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for seed in seeds:
             few = read_jsonl(folder / f"seed{seed}-fewshot.jsonl")
             few_emb, few_labels = embedder.encode([r["text"] for r in few]), [str(r["label"]) for r in few]
@@ -175,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
                         line.append("")
                         continue
                     diff = acc - np.array([r["accuracy"] for r in ref])
-                    p = stats.ttest_rel(acc, [r["accuracy"] for r in ref]).pvalue if len(diff) > 1 and diff.std() > 0 else float("nan")
+                    p = (
+                        stats.ttest_rel(acc, [r["accuracy"] for r in ref]).pvalue
+                        if len(diff) > 1 and diff.std() > 0
+                        else float("nan")
+                    )
                     line.append(f"{diff.mean():+.4f} (p={p:.2g})")
                 ref = [r for r in rows if r["condition"] == condition and r["selection"] == "random"]
                 if condition == "real only" or how == "random" or len(ref) != len(cell):

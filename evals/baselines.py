@@ -85,12 +85,12 @@ def dsir_log_weights(pool_texts: Sequence[str], target_texts: Sequence[str], *, 
         raise InputError(f"n_buckets must be at least 1, got {n_buckets}")
     pool = _hashed_counts(pool_texts, n_buckets)
     log_diff = _log_multinomial(_hashed_counts(target_texts, n_buckets), n_buckets) - _log_multinomial(pool, n_buckets)
-    return np.asarray(pool @ log_diff, dtype=np.float64).ravel()  # type: ignore[operator]
+    return np.asarray(pool @ log_diff, dtype=np.float64).ravel()
 
 
 def dsir_select(
     pool_texts: Sequence[str],
-    pool_labels: Sequence[str],
+    pool_labels: Sequence[str] | np.ndarray,
     target_texts: Sequence[str],
     quotas: Mapping[str, int],
     *,
@@ -156,9 +156,9 @@ def _checker_c(x: np.ndarray, y: np.ndarray, c: float | None, seed: int) -> floa
 @single_blas_thread
 def imp_loss_weights(
     pool_emb: np.ndarray,
-    pool_labels: Sequence[str],
+    pool_labels: Sequence[str] | np.ndarray,
     real_emb: np.ndarray,
-    real_labels: Sequence[str],
+    real_labels: Sequence[str] | np.ndarray,
     *,
     seed: int = 0,
     clip: float = 10.0,

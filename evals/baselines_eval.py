@@ -81,20 +81,24 @@ def _parse_seeds(text: str) -> list[int]:
 
 def _load_task(task: str, data: Path, m: int, embedder: Any) -> _TaskData:
     from synalign.datafiles import load_dataset
+    from synalign.errors import InputError
     from synalign.evals.strategies import balanced_quotas
     from synalign.evals.taskdata import load_pool, resolve_pool_paths
 
     ds = load_dataset(data / task)
+    test = ds.test
+    if test is None:
+        raise InputError(f"{data / task}: no test split (the evaluation scores on the real test split only)")
     paths = resolve_pool_paths(str(data / "synthetic" / f"{task}-*" / "generated.jsonl"))
-    pool = load_pool(paths, ds.labels, exclude_texts=[r.text for r in ds.test], cap_per_source=CAP_PER_SOURCE)
+    pool = load_pool(paths, ds.labels, exclude_texts=[r.text for r in test], cap_per_source=CAP_PER_SOURCE)
     pool_labels = np.asarray(pool.labels, dtype=object)
     t0 = time.perf_counter()
     pool_x = embedder.encode(pool.texts)
-    test_x = embedder.encode([r.text for r in ds.test])
-    _say(f"{task}: pool {len(pool)} rows {pool.label_counts()}, test {len(ds.test)} rows, "
+    test_x = embedder.encode([r.text for r in test])
+    _say(f"{task}: pool {len(pool)} rows {pool.label_counts()}, test {len(test)} rows, "
          f"embedded in {time.perf_counter() - t0:.1f} s")
     return _TaskData([r.text for r in ds.train], [r.label for r in ds.train], pool.texts, pool_labels, pool_x,
-                     test_x, np.asarray([r.label for r in ds.test], dtype=object),
+                     test_x, np.asarray([r.label for r in test], dtype=object),
                      balanced_quotas(pool_labels, ds.labels, m))
 
 
@@ -140,7 +144,8 @@ def _seed_rows(t: _TaskData, seed: int, k: int, embedder: Any) -> list[dict[str,
         if method == "filter":
             sub = replace(sub, tau=choose_tau(replace(task, info={})))
         idx = select(method, sub)
-        fit(method, idx, t0, selection_sha1=_digest(idx), **({"tau": sub.tau} if method == "filter" else {}))
+        tau: dict[str, Any] = {"tau": sub.tau} if method == "filter" else {}
+        fit(method, idx, t0, selection_sha1=_digest(idx), **tau)
     t0 = time.perf_counter()
     idx = dsir_select(t.pool_texts, t.pool_labels, real_texts, t.quotas, seed=seed)
     fit("dsir", idx, t0, selection_sha1=_digest(idx))

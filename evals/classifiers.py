@@ -12,6 +12,7 @@ Both are fitted on the training texts only; the test texts are used for predicti
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import numpy as np
 
@@ -25,7 +26,7 @@ __all__ = ["CLASSIFIERS", "FinetuneConfig", "scores", "fit_predict_lr", "fit_pre
 CLASSIFIERS: tuple[str, ...] = ("lr", "finetune")
 
 
-def scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, float]:
+def scores(y_true: Sequence[str] | np.ndarray, y_pred: Sequence[str] | np.ndarray) -> dict[str, float]:
     """Accuracy and macro-F1 (unweighted mean of per-class F1 over the classes in ``y_true``)."""
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -36,17 +37,31 @@ def scores(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, float]:
     }
 
 
-def _check_train(n_x: int, y: Sequence[str]) -> None:
+def _check_train(n_x: int, y: Sequence[str] | np.ndarray) -> None:
     if n_x != len(y):
         raise InputError(f"{n_x} training rows but {len(y)} labels")
     if len(set(y)) < 2:
         raise InputError("a classifier needs at least two labels in its training data")
 
 
+@overload
+def fit_predict_lr(
+    x_train: np.ndarray, y_train: Sequence[str] | np.ndarray, x_test: np.ndarray, *, c: float = ...,
+    sample_weight: np.ndarray | None = ..., return_proba: Literal[False] = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def fit_predict_lr(
+    x_train: np.ndarray, y_train: Sequence[str] | np.ndarray, x_test: np.ndarray, *, c: float = ...,
+    sample_weight: np.ndarray | None = ..., return_proba: Literal[True],
+) -> tuple[np.ndarray, np.ndarray, list[str]]: ...
+
+
 @single_blas_thread
 def fit_predict_lr(
     x_train: np.ndarray,
-    y_train: Sequence[str],
+    y_train: Sequence[str] | np.ndarray,
     x_test: np.ndarray,
     *,
     c: float = 1.0,

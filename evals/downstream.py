@@ -284,7 +284,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mmd = [seeds[s]["mmd2_test"] for s in seeds if "mmd2_test" in seeds[s]]
         if mmd:
             entry["mmd2_test_mean"] = float(np.mean(mmd))
-        secs = [seeds[s].get("select_seconds") for s in seeds if seeds[s].get("select_seconds") is not None]
+        secs = [v for v in (seeds[s].get("select_seconds") for s in seeds) if v is not None]
         if secs:
             entry["select_seconds_mean"] = float(np.mean(secs))
         taus = [seeds[s]["info"]["tau"] for s in seeds if "tau" in seeds[s].get("info", {})]
@@ -320,7 +320,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"k={cfg['k']} real/class, m={cfg['m']} synthetic, seeds {cfg['seeds']}, classifier {cfg['classifier']}, "
         f"pool {results['pool']['rows']} rows, test {cfg['n_test']} rows",
         "",
-        "| condition | accuracy | macro-F1 | Δacc vs random | p (paired t) | ΔF1 vs random | > random by 1 std (acc/F1) | MMD² to test | select s |",
+        "| condition | accuracy | macro-F1 | Δacc vs random | p (paired t) | ΔF1 vs random "
+        "| > random by 1 std (acc/F1) | MMD² to test | select s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in results["summary"]:
@@ -328,7 +329,10 @@ def markdown_table(results: dict[str, Any]) -> str:
         delta = functools.partial(_delta, e)
         beat = ""
         if "accuracy_beats_random_1std" in e:
-            beat = f"{'yes' if e['accuracy_beats_random_1std'] else 'no'}/{'yes' if e['macro_f1_beats_random_1std'] else 'no'}"
+            beat = (
+                f"{'yes' if e['accuracy_beats_random_1std'] else 'no'}/"
+                f"{'yes' if e['macro_f1_beats_random_1std'] else 'no'}"
+            )
         mmd = f"{e['mmd2_test_mean']:.4f}" if "mmd2_test_mean" in e else ""
         secs = f"{e['select_seconds_mean']:.1f}" if "select_seconds_mean" in e else ""
         name = e["condition"] if e["condition"] in (REAL_ONLY, WHOLE_POOL) else f"real + {e['condition']}"
@@ -337,7 +341,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         pval = e.get("accuracy_p_paired")
         ptxt = "" if pval is None else (f"{pval:.3f}" if pval >= 0.001 else "<0.001")
         lines.append(
-            f"| {name} | {pm('accuracy')} | {pm('macro_f1')} | {delta('accuracy')} | {ptxt} | {delta('macro_f1')} | {beat} | {mmd} | {secs} |"
+            f"| {name} | {pm('accuracy')} | {pm('macro_f1')} | {delta('accuracy')} | {ptxt} | {delta('macro_f1')} "
+            f"| {beat} | {mmd} | {secs} |"
         )
     return "\n".join(lines) + "\n"
 

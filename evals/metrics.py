@@ -160,7 +160,9 @@ class GenerationMetric:
             return 1.0
         scores = []
         for text in texts:
-            best = max(difflib.SequenceMatcher(None, text.lower(), d.lower(), autojunk=False).ratio() for d in demonstrations)
+            best = max(
+                difflib.SequenceMatcher(None, text.lower(), d.lower(), autojunk=False).ratio() for d in demonstrations
+            )
             scores.append(1.0 - best)
         return float(np.mean(scores))
 
@@ -185,20 +187,28 @@ class GenerationMetric:
         after = mmd2(np.concatenate([demo_features, features]))
         return float(np.clip((before - after) / before, 0.0, 1.0))
 
-    def components(self, label: str, texts: Sequence[str], demonstrations: Sequence[str], attributes: str = "") -> dict[str, float]:
+    def components(
+        self, label: str, texts: Sequence[str], demonstrations: Sequence[str], attributes: str = ""
+    ) -> dict[str, float]:
         """The four scores and their weighted mean (``score``) for one example; all 0 for no texts."""
         texts = [t for t in texts if isinstance(t, str) and t.strip()]
         if not texts:
             return {"fidelity": 0.0, "adherence": 0.0, "novelty": 0.0, "mmd_drop": 0.0, "score": 0.0}
         features = np.asarray(self.featurize(list(texts)), dtype=np.float32)
-        demo_features = np.asarray(self.featurize(list(demonstrations)), dtype=np.float32) if demonstrations else np.zeros((0, features.shape[1]))
+        demo_features = (
+            np.asarray(self.featurize(list(demonstrations)), dtype=np.float32)
+            if demonstrations
+            else np.zeros((0, features.shape[1]))
+        )
         parts = {
             "fidelity": self.fidelity(label, features),
             "adherence": self.adherence(texts, attributes, demonstrations),
             "novelty": self.novelty(texts, demonstrations),
             "mmd_drop": self.mmd_drop(label, demo_features, features),
         }
-        parts["score"] = float(np.dot(self.weights, [parts["fidelity"], parts["adherence"], parts["novelty"], parts["mmd_drop"]]))
+        parts["score"] = float(
+            np.dot(self.weights, [parts["fidelity"], parts["adherence"], parts["novelty"], parts["mmd_drop"]])
+        )
         return parts
 
     def __call__(self, example: Any, prediction: Any, trace: Any = None, *args: Any, **kwargs: Any) -> float | bool:

@@ -7,8 +7,8 @@ optimiser compiles :class:`~synalign.agents.generator.SampleGenerator` (its ``fo
 :func:`~synalign.dedup.filter_texts`; the ``forward`` that ``synalign run`` executes for every generation call)
 against :class:`~synalign.evals.metrics.GenerationMetric` (label fidelity, attribute adherence, novelty, MMD² drop);
 the compiled program is scored against the uncompiled one on held-out examples (different real
-demonstrations from those used for training and for choosing among candidates), then saved with :func:`~synalign.agents.specs.save_optimized` (DSPy state + spec hash)
-for ``synalign run --prompts FILE``.
+demonstrations from those used for training and for choosing among candidates), then saved with
+:func:`~synalign.agents.specs.save_optimized` (DSPy state + spec hash) for ``synalign run --prompts FILE``.
 
 Optimisers: ``bootstrap`` (``BootstrapFewShotWithRandomSearch``, default: cheap and needs no prompt model),
 ``mipro`` (``MIPROv2``, ``auto="light"``), ``gepa`` (``GEPA``, reflective prompt evolution).
@@ -182,7 +182,9 @@ def _trial_callback(on_trial: Callable[[int, float | None], None]) -> Any:
     return _Trials()
 
 
-def _compile(name: str, program: Any, metric: Any, train: list[Any], val: list[Any], lm: Any, seed: int, threads: int) -> Any:
+def _compile(
+    name: str, program: Any, metric: Any, train: list[Any], val: list[Any], lm: Any, seed: int, threads: int
+) -> Any:
     import dspy
 
     if name == "bootstrap":
@@ -196,12 +198,18 @@ def _compile(name: str, program: Any, metric: Any, train: list[Any], val: list[A
         )
         return optimizer.compile(program, trainset=train, valset=val)
     if name == "mipro":
-        optimizer = dspy.MIPROv2(metric=metric, auto="light", num_threads=threads, seed=seed, max_errors=len(train) + len(val))
+        optimizer = dspy.MIPROv2(
+            metric=metric, auto="light", num_threads=threads, seed=seed, max_errors=len(train) + len(val)
+        )
         return optimizer.compile(program, trainset=train, valset=val, max_bootstrapped_demos=2, max_labeled_demos=0)
     if name == "gepa":
 
-        def feedback_metric(gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None) -> Any:
-            parts = metric.components(gold.label, getattr(pred, "texts", []) or [], gold.demonstrations, gold.attributes)
+        def feedback_metric(
+            gold: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None
+        ) -> Any:
+            parts = metric.components(
+                gold.label, getattr(pred, "texts", []) or [], gold.demonstrations, gold.attributes
+            )
             text = ", ".join(f"{k} {v:.2f}" for k, v in parts.items() if k != "score")
             return dspy.Prediction(score=parts["score"], feedback=f"Scores in [0, 1]: {text}. Raise the low ones.")
 

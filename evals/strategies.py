@@ -38,8 +38,8 @@ are pure KMM (see ``evals/RESULTS.md``).
 
 One job: the evaluation's side of selection. Names, parsing (``filter+X`` is
 :class:`synalign.selection.FilterThen`) and the cross-validation chooser are :mod:`synalign.selection`'s, the
-per-label functions :mod:`synalign.selectors`'; this module registers the evaluation-only strategies into that registry with
-:func:`synalign.selection.register_strategy`, and :class:`SelectionTask` is the
+per-label functions :mod:`synalign.selectors`'; this module registers the evaluation-only strategies into that
+registry with :func:`synalign.selection.register_strategy`, and :class:`SelectionTask` is the
 :class:`synalign.selection.SelectionContext` they run in: a single bandwidth, an unlabelled real pool and
 pseudo-labelled targets, KMM weights only for strategies that read them, and one seeded random stream per
 strategy (``default_rng([seed, stream])``). The eval-only strategies need that context: ``align`` (a run) has
@@ -154,7 +154,7 @@ class SelectionTask:
         self.info["filtered_out"] = int((~keep).sum())
 
 
-def balanced_quotas(pool_labels: Sequence[str], labels: Sequence[str], m: int) -> dict[str, int]:
+def balanced_quotas(pool_labels: Sequence[str] | np.ndarray, labels: Sequence[str], m: int) -> dict[str, int]:
     """Equal per-label counts summing to ``m`` (remainder to the first labels in sorted order); a label
     with too few pool rows gives its shortfall to the others.
 

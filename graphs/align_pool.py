@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from synalign.backends import Backend, GenerationRequest, SummaryRequest
 from synalign.config import RunConfig
@@ -41,6 +41,8 @@ ALIGN_BACKEND = "external"
 
 class _NoGeneration:
     """Summariser and generator of an aligned pool: ``synalign align`` never calls them."""
+
+    name = ALIGN_BACKEND
 
     def summarize(self, requests: list[SummaryRequest]) -> list[Any]:
         raise InputError("synalign align does not summarise")
@@ -152,12 +154,15 @@ def align_pool(
     from synalign.graphs.nodes import align, prepare
     from synalign.graphs.runner import RealSets, make_context, write_outputs
     from synalign.graphs.samplestore import namespace_for, put_samples
+    from synalign.graphs.state import SampleRecord, SynAlignState
     from synalign.records import SyntheticExample
     from synalign.sampling import stratified_sample
 
     started = time.perf_counter()
     config = config.model_copy(update={"max_rounds": 1, "max_samples": None})  # selection: checked when built
     out = config.out
+    if out is None:
+        raise InputError("RunConfig.out is required to align: the directory the outputs go to")
     _check_out(out, overwrite)
     dataset = load_dataset(config.data, text_field=config.text_field, label_field=config.label_field)
     if len(dataset.labels) < 2:
@@ -182,15 +187,19 @@ def align_pool(
         real_sets=RealSets(real, heldout, validation, validation_source, label_names={}),
     )
     samples = [
-        SyntheticExample(id=f"pool-{i:06d}", text=r.text, label=r.label, round=1, backend=ALIGN_BACKEND)
-        .model_dump(exclude={"kmm_weight", "accepted", "sample_weight"})
+        cast(SampleRecord, SyntheticExample(
+            id=f"pool-{i:06d}", text=r.text, label=r.label, round=1, backend=ALIGN_BACKEND
+        ).model_dump(exclude={"kmm_weight", "accepted", "sample_weight"}))
         for i, r in enumerate(rows)
     ]
-    runtime = Runtime(context=ctx, store=InMemoryStore())  # one pass in one process: nothing to resume
+    store = InMemoryStore()
+    runtime = Runtime(context=ctx, store=store)  # one pass in one process: nothing to resume
     prefix = namespace_for(None)
-    batch = put_samples(runtime.store, prefix, 1, samples)
+    batch = put_samples(store, prefix, 1, samples)
     state: dict[str, Any] = {**prepare({}, runtime), "round": 1, "sample_batches": [batch]}
-    state.update(align(state, runtime))  # KMM weights, selection and the round's metrics, as in a run
+    # KMM weights, selection and the round's metrics, as in a run; `state` is a SynAlignState but for its stop
+    # reason ("single_pass", set below, is align's own)
+    state.update(align(cast(SynAlignState, state), runtime))
     stop = "target" if state["metrics"][-1]["stop"] == "target" else "single_pass"
     state["metrics"][-1]["stop"] = stop
     state["stop_reason"] = stop
@@ -201,7 +210,7 @@ def align_pool(
         try:
             return write_outputs(
                 ctx, state, time.perf_counter() - started,
-                store=runtime.store, prefix=prefix,
+                store=store, prefix=prefix,
                 extra={"command": "align", "real_data": str(config.data), "pool": str(pool_path)},
             )
         except OSError as exc:

@@ -32,6 +32,7 @@ from synalign.fileio import disk_full_error
 from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
 
 if TYPE_CHECKING:  # pragma: no cover  (the import costs ~50 ms of sqlite_vec: only when a run opens its store)
+    from langchain_core.runnables import RunnableConfig
     from langgraph.store.sqlite import SqliteStore
 
 __all__ = [
@@ -97,7 +98,7 @@ def corrupt_checkpoint_error(path: Path, reason: str, out: Path) -> InputError:
     )
 
 
-def verify_checkpoints(out: Path, thread: dict[str, Any], config: RunConfig) -> None:
+def verify_checkpoints(out: Path, thread: RunnableConfig, config: RunConfig) -> None:
     """Check, before any work, that a run's checkpoint can be resumed: intact file, written for ``config`` (the
     run-defining fields, see :func:`record_run_config`), decodable latest state, and every sample and the
     alignment it refers to present in the store and unchanged.
@@ -207,7 +208,7 @@ _STATE_POOL_CHANNELS = ("samples", "weights", "accepted")
 """Channels of a checkpoint written before the samples moved to the store (the pool was in the state)."""
 
 
-def _refuse_pool_in_state(saver: SqliteSaver, thread: dict[str, Any], path: Path, out: Path) -> None:
+def _refuse_pool_in_state(saver: SqliteSaver, thread: RunnableConfig, path: Path, out: Path) -> None:
     """A checkpoint of an earlier synalign that held the pool in its state cannot be resumed by this one: the
     graph would not read those channels and would carry on with an empty pool."""
     try:
@@ -283,7 +284,7 @@ def _open(out: Path, build: Callable[[sqlite3.Connection], _T], **connect: Any) 
         raise
 
 
-def read_state(graph: Any, thread: dict[str, Any], path: Path, out: Path) -> Any:
+def read_state(graph: Any, thread: RunnableConfig, path: Path, out: Path) -> Any:
     """``graph.get_state(thread)``, with an undecodable checkpoint (bit flips, truncation) as one InputError."""
     try:
         return graph.get_state(thread)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from synalign.backends import Backend
 from synalign.config import RunConfig
 from synalign.embeddings import Embedder
+from synalign.graphs.state import SampleRecord
 from synalign.records import RealExample
 
 __all__ = ["SynAlignContext"]
@@ -65,9 +65,19 @@ class SynAlignContext:
     validation_source: str = "none"
     sample_vectors: dict[str, np.ndarray] = field(default_factory=dict)
     near_copy: dict[str, tuple[float, float]] = field(default_factory=dict)
-    sample_batches: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    sample_batches: dict[str, list[SampleRecord]] = field(default_factory=dict)
     prune_alignments: bool = True
     label_names: dict[str, str] = field(default_factory=dict)
+
+    def require_run_dir(self) -> Path:
+        """``run_dir``, for code that writes the run's files.
+
+        Raises:
+            ValueError: the context has no run directory (a graph embedded in an app writes nothing).
+        """
+        if self.run_dir is None:
+            raise ValueError("this context has no run directory: a graph embedded in an app writes nothing")
+        return self.run_dir
 
     @property
     def labels(self) -> list[str]:

@@ -22,7 +22,7 @@ __all__ = ["build_graph"]
 
 def build_graph(
     *, context_schema: type[Any] = SynAlignContext, wrap_node: Callable[[Callable[..., Any]], Any] | None = None
-) -> StateGraph:
+) -> StateGraph[SynAlignState, Any]:
     """The loop as an uncompiled ``StateGraph[SynAlignState, SynAlignContext]``.
 
     Routing after ``align``: to ``finish`` (then END) when the accepted set's MMD² to the real set is at most

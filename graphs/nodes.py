@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import numpy as np
 from langgraph.config import get_stream_writer
@@ -64,7 +64,9 @@ def _sample_embeddings(
     known = ctx.sample_vectors
     new = [s for s in samples if s["id"] not in known]
     if new:
-        known.update(zip([s["id"] for s in new], encode_with_progress(ctx.embedder, [s["text"] for s in new], on_progress)))
+        known.update(
+            zip([s["id"] for s in new], encode_with_progress(ctx.embedder, [s["text"] for s in new], on_progress))
+        )
     if not samples:
         return np.zeros((0, ctx.real_embeddings.shape[1]), dtype=np.float32)
     return np.stack([known[s["id"]] for s in samples])
@@ -93,7 +95,8 @@ def prepare(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
     """Fix the MMD bandwidth (median heuristic on the real set) and the real-vs-real noise floor.
 
     The noise floor is :func:`~synalign.divergence.mmd2_fixed_set` between two random halves of the real set
-    (mean and std over :data:`~synalign.divergence.FLOOR_DRAWS` splits). Runs once per run; on resume the checkpoint already holds these values.
+    (mean and std over :data:`~synalign.divergence.FLOOR_DRAWS` splits). Runs once per run; on resume the checkpoint
+    already holds these values.
     """
     from synalign.divergence import fixed_set_noise_floor, median_bandwidth
 
@@ -137,7 +140,8 @@ def explore(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
         _, mask = get_alignment(store, prefix, alignment, len(samples))
         acc = [s for s, keep in zip(samples, mask, strict=True) if keep]
         witness = mmd_witness(
-            ctx.real_embeddings, ctx.real_embeddings, _sample_embeddings(ctx, acc), state["bandwidth"], device=ctx.device
+            ctx.real_embeddings, ctx.real_embeddings, _sample_embeddings(ctx, acc), state["bandwidth"],
+            device=ctx.device,
         )
         positive = np.clip(witness, 0.0, None)
         priority = positive + 1e-3 * (positive.max() if positive.max() > 0 else 1.0)
@@ -152,7 +156,7 @@ def explore(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[str
         priority=priority,
         device=ctx.device,
     )
-    clusters: list[ClusterRecord] = [ClusterRecord(**c.model_dump(), round=round_) for c in result.clusters]
+    clusters = [cast(ClusterRecord, {**c.model_dump(), "round": round_}) for c in result.clusters]
     _emit("explore", round_, done=1, total=1)
     return {"round": round_, "picked": result.picked, "clusters": clusters}
 
@@ -226,7 +230,8 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
         for key, value in gen.dropped.items():
             dropped[key] = dropped.get(key, 0) + value
         for j, text in enumerate(gen.texts):
-            samples.append(
+            samples.append(cast(
+                SampleRecord,
                 SyntheticExample(
                     id=f"syn-r{round_:02d}-c{k:03d}-{j:03d}",
                     text=text,
@@ -234,8 +239,8 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
                     round=round_,
                     backend=ctx.backend.name,
                     demonstration_ids=list(cluster["example_ids"]),
-                ).model_dump(exclude={"kmm_weight", "accepted", "sample_weight"})
-            )
+                ).model_dump(exclude={"kmm_weight", "accepted", "sample_weight"}),
+            ))
     if budget is not None and len(samples) > budget:
         dropped["over_budget"] = dropped.get("over_budget", 0) + len(samples) - budget
         samples = samples[:budget]
@@ -250,7 +255,9 @@ def _llm_usage(ctx: SynAlignContext) -> dict[str, int]:
     if not ctx.backend.is_llm:
         return {}
     usage = ctx.backend.usage()
-    return {"calls": int(usage.get("llm_calls", 0)), "tokens": int(usage.get("tokens_in", 0) + usage.get("tokens_out", 0))}
+    return {
+        "calls": int(usage.get("llm_calls", 0)), "tokens": int(usage.get("tokens_in", 0) + usage.get("tokens_out", 0))
+    }
 
 
 def _map_with_progress(ctx: SynAlignContext, method: Callable[..., list[Any]], requests: list[Any], node: str,
@@ -385,7 +392,7 @@ def _align(
         fixed_set_noise_floor(real, len(acc), bandwidth, seed=cfg.seed, device=ctx.device)  # = synalign compare's
         if len(acc) else (nan, nan)
     )
-    metrics: RoundMetrics = {
+    metrics = cast(RoundMetrics, {  # align_seconds and stop come last, once the round is measured
         "round": round_,
         "generated": len(samples),
         "generated_this_round": len(_current(samples, round_)),
@@ -400,9 +407,11 @@ def _align(
         "noise_floor": state["noise_floor"],
         "filtered": result.filtered,
         "filter_threshold": result.filter_threshold,
-    }
+    })
     if ctx.heldout_embeddings is not None and len(ctx.heldout_embeddings) > 1 and len(acc):
-        metrics["mmd2_accepted_heldout"] = float(mmd2_fixed_set(acc, ctx.heldout_embeddings, bandwidth, device=ctx.device))
+        metrics["mmd2_accepted_heldout"] = float(
+            mmd2_fixed_set(acc, ctx.heldout_embeddings, bandwidth, device=ctx.device)
+        )
     metrics["near_copies"] = int(novelty.mask.sum())
     metrics["near_copies_accepted"] = int((novelty.mask & mask).sum())
     if ctx.validation_embeddings is not None and len(ctx.validation):
@@ -435,9 +444,16 @@ def _near_copies(ctx: SynAlignContext, samples: list[SampleRecord], emb: np.ndar
     return NearCopies.from_similarities(pairs[:, 0], pairs[:, 1])
 
 
+class _HeldOut(TypedDict, total=False):
+    """The ``utility`` and ``fidelity`` of a :class:`RoundMetrics` row (absent without a validation slice)."""
+
+    utility: dict[str, Any]
+    fidelity: dict[str, Any]
+
+
 def _held_out(
     ctx: SynAlignContext, samples: list[SampleRecord], emb: np.ndarray, mask: np.ndarray, bandwidth: float, seed: int
-) -> dict[str, Any]:
+) -> _HeldOut:
     """The round's utility and fidelity on the validation slice (``{}`` when the run has none)."""
     from synalign.compare import heldout_fidelity
     from synalign.utility import estimate_utility

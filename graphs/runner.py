@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
@@ -52,11 +52,17 @@ from synalign.graphs.checkpoint import (
 from synalign.graphs.context import SynAlignContext
 from synalign.graphs.graph import build_graph
 from synalign.graphs.samplestore import MissingItemError, load_pool, namespace_for
+from synalign.graphs.state import SynAlignState
 from synalign.offline import OFFLINE_RUN_NOTE
 from synalign.records import RealExample, SyntheticExample
 from synalign.verdict import judge_round
 
-__all__ = ["run", "make_context", "write_outputs", "prepare_run_dir", "RunResult", "DiskFullError", "THREAD_ID", "CONFIG_FILE"]
+if TYPE_CHECKING:  # pragma: no cover
+    from langchain_core.runnables import RunnableConfig
+
+__all__ = [
+    "run", "make_context", "write_outputs", "prepare_run_dir", "RunResult", "DiskFullError", "THREAD_ID", "CONFIG_FILE"
+]
 
 _log = logging.getLogger("synalign.graphs")
 
@@ -133,9 +139,9 @@ def make_context(
         embedder, [r.text for r in (*real, *heldout, *validation)],
         lambda done, _: emit({"node": "embed", "round": 0, "done": done, "total": total}) if done < total else None,
     )
-    real_emb, heldout_emb, validation_emb = np.split(vectors, [len(real), len(real) + len(heldout)])
-    heldout_emb = heldout_emb if heldout else None
-    validation_emb = validation_emb if validation else None
+    real_emb, heldout_all, validation_all = np.split(vectors, [len(real), len(real) + len(heldout)])
+    heldout_emb = heldout_all if heldout else None
+    validation_emb = validation_all if validation else None
     emit({"node": "embed", "round": 0, "done": total, "total": total})
     labels = sorted({r.label for r in real})
     if backend is None and config.ray is not None:
@@ -224,7 +230,7 @@ def _write_outputs(
     from synalign.artifacts.report import write_report
     from synalign.fileio import atomic_write_text, write_examples
 
-    out = ctx.run_dir
+    out = ctx.require_run_dir()
     run_dir = RunDir(out)
     samples, weights, mask = load_pool(store, prefix, state)
     pool = [
@@ -363,16 +369,26 @@ def run(
         DiskFullError: no space left while writing a checkpoint or an output (no output is half-written;
             the run resumes once there is space).
     """
-    if config.out is None:
-        raise InputError("RunConfig.out is required to run: the run directory the outputs and checkpoints go to")
+    out = _out(config)
     try:
         return _run(config, resume=resume or extend > 0, overwrite=overwrite, backend=backend, embedder=embedder,
                     on_event=on_event, extend=extend)
     except (OSError, sqlite3.OperationalError) as exc:
-        full = disk_full_error(exc, config.out / CHECKPOINT_FILE)  # SQLite names no file: the run's checkpoint
+        full = disk_full_error(exc, out / CHECKPOINT_FILE)  # SQLite names no file: the run's checkpoint
         if full is None:
             raise
         raise full from None
+
+
+def _out(config: RunConfig) -> Path:
+    """``config.out``, the run directory a run needs.
+
+    Raises:
+        InputError: ``config.out`` is None.
+    """
+    if config.out is None:
+        raise InputError("RunConfig.out is required to run: the run directory the outputs and checkpoints go to")
+    return config.out
 
 
 def _run(
@@ -386,7 +402,7 @@ def _run(
     extend: int = 0,
 ) -> RunResult:
     started = time.perf_counter()
-    out = config.out
+    out = _out(config)
     prepare_run_dir(out, resume=resume, overwrite=overwrite)  # cheap checks first: nothing created on error
     with RunDirLock(out):  # one process per run directory, taken before any work
         prepare_run_dir(out, resume=resume, overwrite=overwrite)  # again: another run may have just finished
@@ -427,7 +443,7 @@ def _run(
                     raise corrupt_checkpoint_error(out / CHECKPOINT_FILE, str(exc), out) from None
 
 
-def _thread(config: RunConfig) -> dict[str, Any]:
+def _thread(config: RunConfig) -> RunnableConfig:
     return {"configurable": {"thread_id": THREAD_ID}, "recursion_limit": 10 + 6 * config.max_rounds}
 
 
@@ -437,7 +453,7 @@ def _extended_config(config: RunConfig, extend: int) -> RunConfig:
     Raises:
         InputError: the run has not finished, or it has spent its ``max_samples`` budget.
     """
-    out = config.out
+    out = _out(config)
     conn, saver = open_checkpoints(out, resume=True)
     store_conn, store = open_store(out)
     try:
@@ -447,7 +463,9 @@ def _extended_config(config: RunConfig, extend: int) -> RunConfig:
         store_conn.close()
         conn.close()
     if not values.get("stop_reason"):
-        raise InputError(f"`extend` continues a finished run; the run in {out} has not finished (finish it with `resume`)")
+        raise InputError(
+            f"`extend` continues a finished run; the run in {out} has not finished (finish it with `resume`)"
+        )
     generated = sum(int(b["count"]) for b in values.get("sample_batches", []))
     if config.max_samples is not None and generated >= config.max_samples:
         raise InputError(
@@ -463,7 +481,7 @@ def _stream(
 ) -> dict[str, Any]:
     """Run the graph to its end from the last checkpoint; returns the final state values. ``extend``: the
     run has finished; a new run on its thread goes on from its final state."""
-    out = config.out
+    out = _out(config)
     graph = build_graph().compile(checkpointer=saver, store=store)
     thread = _thread(config)
     snapshot = read_state(graph, thread, out / CHECKPOINT_FILE, out)
@@ -474,7 +492,7 @@ def _stream(
     if resume and snapshot.values.get("stop_reason") and not extend:
         return snapshot.values  # already finished: just (re)write the outputs
     # A saved checkpoint: continue from it (its completed tasks' pending writes are applied first).
-    stream_input = None if resume and snapshot.metadata is not None else {}
+    stream_input: SynAlignState | None = None if resume and snapshot.metadata is not None else {}
     if extend:  # as a new run on a finished LangGraph thread (Studio does this): prepare keeps the state's values
         stream_input = {"stop_reason": None}  # not finished any more, should this run be interrupted
     try:
@@ -482,7 +500,7 @@ def _stream(
             stream_input, thread, context=ctx, stream_mode=["custom", "updates"], durability="sync"
         ):
             if mode == "custom" and on_event is not None:
-                on_event(payload)
+                on_event(cast(dict[str, Any], payload))  # what the nodes write (nodes._emit)
     except MissingItemError as exc:  # the store lost an item the checkpoint refers to
         raise corrupt_checkpoint_error(out / CHECKPOINT_FILE, str(exc), out) from None
     final = read_state(graph, thread, out / CHECKPOINT_FILE, out).values

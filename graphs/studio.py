@@ -61,9 +61,10 @@ class StudioConfig(RunConfig):
                        "with train/test splits (default: the bundled SST-2 demo).")
     out: Path | None = Field(default=None, description="Where finish writes the outputs (default: "
                              "runs/studio/<thread id> under the server's working directory).")
-    llm: LLMText = Field(default="eda", validate_default=True, title="Llm", description="Backend: 'eda' (no LLM, the default here), 'local' "
-                            "(embedded Gemma 3 270M via llama.cpp), 'local:PATH.gguf' or 'openai:MODEL' (any "
-                            "OpenAI-compatible server, with base_url).")
+    llm: LLMText = Field(default="eda", validate_default=True, title="Llm",
+                         description="Backend: 'eda' (no LLM, the default here), 'local' "
+                         "(embedded Gemma 3 270M via llama.cpp), 'local:PATH.gguf' or 'openai:MODEL' (any "
+                         "OpenAI-compatible server, with base_url).")
     write_outputs: bool = Field(default=True, description="finish writes synthetic.jsonl, pool.parquet, "
                                 "metrics.json, report.html, summary.json ... to out.")
 
@@ -111,7 +112,7 @@ def context_for(config: StudioConfig | dict[str, Any] | None, thread_id: str | N
         if ctx is not None:
             _contexts.move_to_end(key)
             return ctx
-        if studio.write_outputs:
+        if studio.write_outputs and run_config.out is not None:  # never None: run_config resolves it
             run_config.out.mkdir(parents=True, exist_ok=True)
         ctx = make_context(run_config)
         ctx.prune_alignments = False  # the server keeps every checkpoint (time travel): keep every alignment
@@ -127,7 +128,7 @@ def _write_outputs(
     from synalign.artifacts.rundir import RunDir
     from synalign.graphs.runner import write_outputs
 
-    RunDir(ctx.run_dir).write_config(ctx.config)
+    RunDir(ctx.require_run_dir()).write_config(ctx.config)
     write_outputs(
         ctx, {**state, **update}, wall, store=require_store(runtime), prefix=thread_namespace(runtime)
     )
@@ -145,7 +146,8 @@ def _with_context(node: Callable[..., dict[str, Any]]) -> Callable[..., dict[str
             runtime.context or {}
         )
         ctx = context_for(studio, thread_of(runtime))
-        update = node(state, runtime.override(context=ctx))
+        # Runtime.override keeps the context's type; here the node's StudioConfig is swapped for the real context
+        update = node(state, runtime.override(context=ctx))  # type: ignore[arg-type]
         if node is nodes.finish:
             _run_started.pop(run_id, None)
             if studio.write_outputs:

@@ -42,7 +42,7 @@ def _record_fields(name: str) -> list[dict[str, object]]:
     """:class:`FieldSpec` data of every field of the core record ``name`` (see :data:`RECORD_SCHEMAS`)."""
     if name not in RECORD_SCHEMAS:
         raise ValueError(f"outputs names no known record {name!r}; known: {', '.join(sorted(RECORD_SCHEMAS))}")
-    fields = []
+    fields: list[dict[str, object]] = []
     for field_name, info in RECORD_SCHEMAS[name].model_fields.items():
         kind = _ANNOTATION_TYPES.get(info.annotation)
         if kind is None:
@@ -62,7 +62,9 @@ class FieldSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     type: Literal["str", "int", "float", "bool", "list[str]"] = "str"
     description: str = ""
-    max_length: int | None = Field(default=None, ge=1, description="Output str (or each list item): at most this many characters.")
+    max_length: int | None = Field(
+        default=None, ge=1, description="Output str (or each list item): at most this many characters."
+    )
     max_items: int | None = Field(default=None, ge=1, description="Output list[str]: at most this many items.")
 
 
@@ -147,7 +149,9 @@ class PromptSpec(BaseModel):
     def sha256(self) -> str:
         """SHA-256 (hex) of the canonical JSON of the spec; changes when any field is renamed, retyped,
         re-described or reordered, or the instructions change."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = json.dumps(
+            self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def input_names(self) -> list[str]:

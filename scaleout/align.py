@@ -187,7 +187,10 @@ class _Shards:
         import ray
 
         actor = ray.remote(num_cpus=cpus)(_PoolShard)
-        self.handles = [actor.remote(part, column, id_column, label_column, int(cpus)) for part in pool.split(count)]
+        # Any: Ray types an actor's methods (``h.info.remote``) only under ``@ray.method``, and ray loads lazily here
+        self.handles: list[Any] = [
+            actor.remote(part, column, id_column, label_column, int(cpus)) for part in pool.split(count)
+        ]
         try:
             infos = ray.get([h.info.remote() for h in self.handles])
             missing = next((i[3] for i in infos if i[3]), "")

@@ -8,9 +8,9 @@ What runs where, given ``RunConfig.ray``:
 - **the KMM screen**: the labels whose eligible pool is larger than the working set
   (:data:`synalign.kmm.NYSTROM_WORKING_SET`, 2,048 rows) get their weights from the Nyström screen on sharded
   actors (:func:`synalign.scaleout.align.ray_kmm_weights_by_label`, one set of shards per round); smaller pools, where
-  both paths would solve the same exact problem on the driver, are solved there as locally. The selection then runs on the driver with these weights
-  (``align(..., weights=...)``); the default ``filter`` selection does not read them, so its accepted set is the
-  local path's;
+  both paths would solve the same exact problem on the driver, are solved there as locally. The selection then runs
+  on the driver with these weights (``align(..., weights=...)``); the default ``filter`` selection does not read
+  them, so its accepted set is the local path's;
 - **generation** with ``--llm openai:MODEL --base-url URL[,URL...]``: one actor per endpoint
   (:func:`synalign.scaleout.generation.ray_backend`); the summariser calls the first endpoint from the driver.
   The embedded local LM and the EDA backend generate on the driver.
@@ -63,7 +63,9 @@ def connect(address: str) -> None:
             ray.init(address=None if address == "auto" else address, logging_level=logging.ERROR,
                      log_to_driver=False, include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-            raise InputError(f"`ray` {address}: could not join the Ray cluster ({' '.join(str(exc).split())})") from None
+            raise InputError(
+                f"`ray` {address}: could not join the Ray cluster ({' '.join(str(exc).split())})"
+            ) from None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -161,7 +163,9 @@ def _pool_dataset(ids: np.ndarray, vectors: np.ndarray, labels: np.ndarray, shar
     import ray.data
 
     rows = np.asarray(vectors, dtype=np.float32)
-    items = [{"id": int(i), "label": str(label), "embedding": row} for i, label, row in zip(ids, labels, rows, strict=True)]
+    items = [
+        {"id": int(i), "label": str(label), "embedding": row} for i, label, row in zip(ids, labels, rows, strict=True)
+    ]
     # materialised: the shard actors then hold every free CPU, and a lazy Dataset would wait for one
     return ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 4 * shards))).materialize()
 

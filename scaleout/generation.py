@@ -111,7 +111,8 @@ class RayGenerator:
         self.endpoints = urls
         self._last: dict[str, Any] = {"by_endpoint": {}}
         worker = ray.remote(num_cpus=cpus_per_actor)(_EndpointWorker)
-        self._actors = [
+        # Any: Ray types an actor's methods (``a.ready.remote``) only under ``@ray.method``, and ray loads lazily here
+        self._actors: list[Any] = [
             worker.remote(config, settings, url, str(Path(run_dir) / "ray" / f"endpoint-{i}") if run_dir else None)
             for i, url in enumerate(urls)
         ]
@@ -142,8 +143,8 @@ class RayGenerator:
         return [generation for chunk in results for generation in chunk]
 
     def usage(self) -> dict[str, Any]:
-        """Usage counters of every endpoint added up (:func:`synalign.agents.usage.merge_usage`), with ``by_endpoint`` per URL; after
-        :meth:`close`, the counters as they were then."""
+        """Usage counters of every endpoint added up (:func:`synalign.agents.usage.merge_usage`), with
+        ``by_endpoint`` per URL; after :meth:`close`, the counters as they were then."""
         import ray
 
         if self._actors:
@@ -185,7 +186,8 @@ def ray_backend(
         raise InputError("ray_backend needs at least one endpoint URL")
     first = config.model_copy(update={"base_url": urls[0]})
     local = build_llm_backend(
-        first, Path(run_dir) if run_dir else None, settings=replace(settings, base_url=urls[0]) if settings is not None else None
+        first, Path(run_dir) if run_dir else None,
+        settings=replace(settings, base_url=urls[0]) if settings is not None else None,
     )
     generator = RayGenerator(config, urls, run_dir, settings=settings, chunk_size=chunk_size)
 

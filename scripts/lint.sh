@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static checks CI runs before the tests: ruff on the whole tree, then the import contracts of pyproject.toml
 # ([tool.importlinter]: the floors core <- prompts <- agents <- artifacts | scaleout <- graphs <- evals <- app, and no LLM framework in
-# the core). The package's folders are mapped into one import name, so lint-imports reads an installed copy.
+# the core), then mypy ([tool.mypy]). The package's folders are mapped into one import name, so lint-imports and
+# mypy read an installed copy.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 .venv/bin/ruff check .
@@ -14,3 +15,5 @@ git ls-files -z -co --exclude-standard | tar --null -T - --ignore-failed-read -c
   "$stage/src" >"$stage/pip.log" 2>&1 || { cat "$stage/pip.log" >&2; exit 1; }
 root=$PWD
 (cd "$stage" && PYTHONPATH="$stage/site" "$root/.venv/bin/lint-imports" --no-cache "$root/pyproject.toml")
+# the type checker over the same installed copy (only the package: not tests/ or evals/scripts/), [tool.mypy] settings
+(cd "$stage/site" && "$root/.venv/bin/mypy" --config-file "$root/pyproject.toml" --no-incremental -p synalign)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import numpy as np
 import torch
@@ -145,7 +146,11 @@ def rbf_from_sq_dists(d2: torch.Tensor, bandwidths: Sequence[float]) -> torch.Te
 
 def bandwidth_list(bandwidth: float | Sequence[float]) -> list[float]:
     """Validate one bandwidth or a non-empty sequence of them (positive, finite) → list of floats."""
-    values = [float(bandwidth)] if np.isscalar(bandwidth) else [float(b) for b in bandwidth]  # type: ignore[union-attr]
+    # np.isscalar's type guard widens a float to numpy's scalar union, and a 1-d array is no Sequence: say which
+    if np.isscalar(bandwidth):
+        values = [float(cast(float, bandwidth))]
+    else:
+        values = [float(b) for b in cast("Sequence[float]", bandwidth)]
     if not values or not all(np.isfinite(v) and v > 0 for v in values):
         raise InputError(f"kernel bandwidth must be positive and finite, got {bandwidth!r}")
     return values

@@ -122,9 +122,9 @@ class _AlignContext:
 
 def align(
     synthetic: np.ndarray,
-    synthetic_labels: Sequence[str],
+    synthetic_labels: Sequence[str] | np.ndarray,
     real: np.ndarray,
-    real_labels: Sequence[str],
+    real_labels: Sequence[str] | np.ndarray,
     *,
     bandwidth: float | None = None,
     strategy: str | StrategySpec = "filter",
@@ -188,9 +188,9 @@ def align(
 
 def _align(
     synthetic: np.ndarray,
-    synthetic_labels: Sequence[str],
+    synthetic_labels: Sequence[str] | np.ndarray,
     real: np.ndarray,
-    real_labels: Sequence[str],
+    real_labels: Sequence[str] | np.ndarray,
     *,
     bandwidth: float | None,
     strategy: str | StrategySpec,
@@ -292,9 +292,9 @@ def _align(
 
 def _align_eligible(
     synthetic: np.ndarray,
-    synthetic_labels: Sequence[str],
+    synthetic_labels: Sequence[str] | np.ndarray,
     real: np.ndarray,
-    real_labels: Sequence[str],
+    real_labels: Sequence[str] | np.ndarray,
     eligible: np.ndarray,
     weights: np.ndarray | None,
     **options: Any,

@@ -217,8 +217,8 @@ class HeldoutAssessment(BaseModel):
 
     Attributes:
         utility: A alone vs A + B, scored on the held-out set (paired Δ with 95 % bootstrap intervals).
-        novelty: share of B that are near-copies of A's or the held-out texts (``accepted_share`` = ``pool_share``; nothing
-            was excluded), and ``near_copies``, their count.
+        novelty: share of B that are near-copies of A's or the held-out texts (``accepted_share`` =
+            ``pool_share``; nothing was excluded), and ``near_copies``, their count.
         fidelity: B's MMD² and discriminator AUC to the held-out set, each next to what A scores.
         verdict: :func:`synalign.verdict.judge` of the three.
     """

@@ -227,7 +227,11 @@ class RunConfig(BaseModel):
     def _legacy_config(cls, data: object) -> object:
         """A ``config.json`` saved before the validation slice existed (every field dumped, no ``holdout``)
         resumes as it ran: no slice, no utility stop, near-copies allowed."""
-        if isinstance(data, dict) and "holdout" not in data and {"api_key_env", "llm_cache", "witness_guided"} <= set(data):
+        if (
+            isinstance(data, dict)
+            and "holdout" not in data
+            and {"api_key_env", "llm_cache", "witness_guided"} <= set(data)
+        ):
             return {**data, "holdout": 0.0, "patience": None, "allow_near_copies": True}
         return data
 
@@ -238,7 +242,9 @@ class RunConfig(BaseModel):
         if isinstance(value, str):
             pairs = [part.partition("=") for part in value.split(",") if part.strip()]
             if not pairs or any(not sep for _, sep, _ in pairs):
-                raise ValueError(f"expected VALUE=NAME pairs separated by commas (0=negative,1=positive), got {value!r}")
+                raise ValueError(
+                    f"expected VALUE=NAME pairs separated by commas (0=negative,1=positive), got {value!r}"
+                )
             keys = [key.strip() for key, _, _ in pairs]
             duplicate = next((key for key in keys if keys.count(key) > 1), None)
             if duplicate is not None:
@@ -247,7 +253,9 @@ class RunConfig(BaseModel):
         if isinstance(value, dict):
             for key, name in value.items():
                 if not str(key).strip() or not str(name).strip() or any(c in f"{key}{name}" for c in "\n\r"):
-                    raise ValueError(f"each label value and name must be non-empty and on one line, got {key!r}={name!r}")
+                    raise ValueError(
+                        f"each label value and name must be non-empty and on one line, got {key!r}={name!r}"
+                    )
         return value
 
     @field_validator("patience", mode="before")

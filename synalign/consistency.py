@@ -76,7 +76,10 @@ def fit_filter_classifier(x: np.ndarray, y: np.ndarray, c: float = FILTER_C, *, 
 
 
 def label_consistency_scores(
-    real: np.ndarray, real_labels: Sequence[str], pool: np.ndarray, pool_labels: Sequence[str]
+    real: np.ndarray,
+    real_labels: Sequence[str] | np.ndarray,
+    pool: np.ndarray,
+    pool_labels: Sequence[str] | np.ndarray,
 ) -> np.ndarray:
     """p_other(x) for every pool row: the largest probability of a label other than the generated one.
 
@@ -110,7 +113,7 @@ def label_consistency_scores(
 
 
 def consistency_mask(
-    p_other: np.ndarray, pool_labels: Sequence[str], quotas: dict[str, int], tau: float
+    p_other: np.ndarray, pool_labels: Sequence[str] | np.ndarray, quotas: dict[str, int], tau: float
 ) -> np.ndarray:
     """(m,) bool: rows with p_other ≤ τ; a label left with fewer than its quota keeps its quota of least
     suspect rows, so every label can still fill its quota."""

@@ -133,9 +133,10 @@ def load_examples(
         found = _locate(path, split)
         if found is None:
             raise InputError(f"{path}: no {split} split (expected {_expected_names(split)})")
-        if found[1] is not None:  # a Hugging Face layout
-            return _hf_examples(*found, text_field=text_field, label_field=label_field, split=split)
-        path = found[0]
+        where, shards = found
+        if shards is not None:  # a Hugging Face layout
+            return _hf_examples(where, shards, text_field=text_field, label_field=label_field, split=split)
+        path = where
     check_regular_file(path)  # a FIFO would block the first read forever
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".csv") or suffix in COMPRESSED_SUFFIXES:
@@ -177,8 +178,8 @@ def load_dataset(path: Path | str, *, text_field: str = "text", label_field: str
         raise InputError(f"no such file or directory: {path}")
     fields = {"text_field": text_field, "label_field": label_field}
     if not path.is_dir():
-        train = load_examples(path, **fields, split="train")
-        return Dataset(train=train, path=path, train_path=path, label_names=class_label_names([path], label_field))
+        examples = load_examples(path, **fields, split="train")
+        return Dataset(train=examples, path=path, train_path=path, label_names=class_label_names([path], label_field))
     train_split = _locate(path, "train")
     if train_split is None:
         raise InputError(f"{path}: no train split (expected {_expected_names('train')})")
@@ -233,7 +234,8 @@ def validation_splits(path: Path | str) -> list[Path]:
 
 def _split_name(path: Path) -> str:
     """The split a path of :func:`validation_splits` (or ``Dataset.*_path``) holds: ``"dev"`` for ``dev.csv``,
-    ``"validation"`` for a ``save_to_disk`` folder ``validation/`` or a shard ``data/validation-00000-of-00001.parquet``."""
+    ``"validation"`` for a ``save_to_disk`` folder ``validation/`` or a shard
+    ``data/validation-00000-of-00001.parquet``."""
     return path.stem.split("-")[0] if path.parent.name == "data" else path.name if path.is_dir() else path.stem
 
 

@@ -208,7 +208,7 @@ class Embedder:
         if cache_dir is False:
             self._cache_path = None
         else:
-            directory = Path(cache_dir) if cache_dir not in (None, True) else default_cache_dir()
+            directory = default_cache_dir() if cache_dir is None or cache_dir is True else Path(cache_dir)
             self._cache_path = directory / "embeddings.sqlite"
         self._conn: sqlite3.Connection | None = None
         self.stats = {"encoded": 0, "cache_hits": 0}
@@ -281,7 +281,9 @@ class Embedder:
                 else:
                     bad += 1
         if bad:
-            _log.warning("embedding cache %s: %d vector(s) failed their checksum; re-embedding them", self._cache_path, bad)
+            _log.warning(
+                "embedding cache %s: %d vector(s) failed their checksum; re-embedding them", self._cache_path, bad
+            )
         return found
 
     def _cache_call(self, action: Callable[[sqlite3.Connection], T], default: T) -> T:
@@ -325,7 +327,7 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         use_cache = self._cache_path is not None
         keys = self._keys(texts) if use_cache else []
-        cached = self._cache_call(lambda db: self._lookup(db, keys), {})
+        cached: dict[bytes, bytes] = self._cache_call(lambda db: self._lookup(db, keys), {})
         missing = [i for i, k in enumerate(keys) if k not in cached] if use_cache else list(range(len(texts)))
         # encode each distinct missing text once
         todo = list(dict.fromkeys(texts[i] for i in missing))

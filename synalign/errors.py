@@ -31,7 +31,8 @@ def first_validation_error(exc: Exception) -> tuple[str, str, int]:
     """The first problem of a pydantic ``ValidationError`` as ``(where, message, more)``: the dotted location
     (``""`` for a check across fields), the message without pydantic's ``"Value error, "`` prefix, and how many
     further problems there are. The one reading of a ``ValidationError`` that every one-line error builds on."""
-    errors = exc.errors() if callable(getattr(exc, "errors", None)) else []  # type: ignore[attr-defined]
+    read_errors = getattr(exc, "errors", None)
+    errors = read_errors() if callable(read_errors) else []
     if not errors:
         return "", " ".join(str(exc).split()), 0
     first = errors[0]

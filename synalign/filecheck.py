@@ -41,7 +41,9 @@ def check_not_compressed(path: Path | str) -> None:
         return  # the caller reports unreadable files
     for magic, (kind, tool) in _COMPRESSED_MAGIC.items():
         if head.startswith(magic) and (kind != "bzip2" or head[3:4].isdigit()):
-            raise InputError(f"{path} is {kind}-compressed; decompress it first (e.g. with {tool}) and pass the plain file")
+            raise InputError(
+                f"{path} is {kind}-compressed; decompress it first (e.g. with {tool}) and pass the plain file"
+            )
 
 
 def check_regular_file(path: Path | str) -> None:

@@ -51,7 +51,7 @@ def _file_mode(path: Path) -> int:
     return 0o666 & ~_umask
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Run ``write`` on a temporary file next to ``path``, fsync it, then ``os.replace`` it onto ``path``.
 
     On any exception the temporary file is removed and ``path`` is left as it was.

@@ -87,7 +87,9 @@ def read_hf_table(shards: list[Path], columns: list[str] | None = None) -> Any:
             else:
                 table = _read_arrow(shard)
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{shard}: not a readable {shard.suffix[1:]} file ({' '.join(str(exc).split())})") from None
+            raise InputError(
+                f"{shard}: not a readable {shard.suffix[1:]} file ({' '.join(str(exc).split())})"
+            ) from None
         for column in columns or []:
             if column not in table.column_names:
                 raise InputError(f"{shard}: missing column {column!r} (columns: {', '.join(table.column_names)})")

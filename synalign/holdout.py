@@ -17,10 +17,10 @@ Where the slice comes from (:func:`split_validation`):
   keeps real examples to fit on and to demonstrate), and at most ``ceil(MAX_VALIDATION / labels)`` rows.
 
 At the default fraction (``RunConfig.holdout``, 0.25) that is: 4 examples per label → 1 held out (3 left);
-8 → 2 (6 left); 32 → 8 (24 left); 1,000 → 250 (750 left); a label of 2 examples holds nothing out. With 8 per label over 6 labels (48
-texts), the held-out log-likelihood Δ had the right sign in 90–94 % of simulated draws, the accuracy Δ in only
-53–60 % (a standard deviation of ~5.5 points): the run reports both, each with its bootstrap interval
-(:mod:`synalign.utility`).
+8 → 2 (6 left); 32 → 8 (24 left); 1,000 → 250 (750 left); a label of 2 examples holds nothing out. With 8 per
+label over 6 labels (48 texts), the held-out log-likelihood Δ had the right sign in 90–94 % of simulated draws, the
+accuracy Δ in only 53–60 % (a standard deviation of ~5.5 points): the run reports both, each with its bootstrap
+interval (:mod:`synalign.utility`).
 """
 
 from __future__ import annotations

@@ -47,7 +47,9 @@ NYSTROM_LANDMARKS = 1024
 _DEFAULT_FEATURES = {"nystrom": NYSTROM_LANDMARKS, "rff": 2048}
 
 
-def _choose_features(m: int, n: int, d: int, n_features: int | None, n_iter: int, solver: str) -> str:
+def _choose_features(
+    m: int, n: int, d: int, n_features: int | None, n_iter: int, solver: str
+) -> Literal["exact", "nystrom"]:
     """``features="auto"``: the cheaper of exact and Nyström under a rough flop model (:func:`kmm_weights`)."""
     c = NYSTROM_WORKING_SET
     if m <= c:
@@ -225,11 +227,11 @@ class _QuadraticOp(Protocol):
     """f(w) = wᵀKw − 2wᵀb (+ const) over the simplex, through the few products the solvers need."""
 
     m: int
-    b: object  # (m,) float64 tensor: K_sr 1/n
+    b: torch.Tensor  # (m,) float64: K_sr 1/n
 
-    def column(self, i: int): ...
+    def column(self, i: int) -> torch.Tensor: ...
 
-    def matvec(self, w): ...
+    def matvec(self, w: torch.Tensor) -> torch.Tensor: ...
 
     def diag(self, i: int) -> float: ...
 
@@ -237,11 +239,12 @@ class _QuadraticOp(Protocol):
 class _CachedColumns:
     """``column(i)``: K[:, i] computed once by the subclass's ``_new_column`` and cached (visited vertices)."""
 
-    _cache: dict[int, object]
+    _cache: dict[int, torch.Tensor]
 
-    def _new_column(self, i: int): ...
+    def _new_column(self, i: int) -> torch.Tensor:
+        raise NotImplementedError
 
-    def column(self, i: int):
+    def column(self, i: int) -> torch.Tensor:
         col = self._cache.get(i)
         if col is None:
             col = self._new_column(i)
@@ -263,16 +266,16 @@ class _ExactOp(_CachedColumns):
             s, r, torch.full((n,), 1.0 / n, dtype=torch.float64, device=s.device), [sigma], block
         )
         self._rows = RBFRows(s, sigma)
-        self._cache: dict[int, object] = {}
-        self._k = None
+        self._cache: dict[int, torch.Tensor] = {}
+        self._k: torch.Tensor | None = None
         if keep_matrix:
             self._k = rbf_from_sq_dists(sq_dists(s, s), [sigma])
             self._k.fill_diagonal_(1.0)
 
-    def _new_column(self, i: int):
+    def _new_column(self, i: int) -> torch.Tensor:
         return self._rows.row(i).double()
 
-    def matvec(self, w):
+    def matvec(self, w: torch.Tensor) -> torch.Tensor:
         assert self._k is not None
         return (self._k @ w.to(self._k.dtype)).double()
 
@@ -292,14 +295,14 @@ class _FeatureOp(_CachedColumns):
         self.resid = (
             torch.zeros(self.m, dtype=torch.float64, device=phi.device) if resid is None else resid.double()
         )
-        self._cache: dict[int, object] = {}
+        self._cache: dict[int, torch.Tensor] = {}
 
-    def _new_column(self, i: int):
+    def _new_column(self, i: int) -> torch.Tensor:
         col = (self.phi @ self.phi[i]).double()
         col[i] += self.resid[i]
         return col
 
-    def matvec(self, w):
+    def matvec(self, w: torch.Tensor) -> torch.Tensor:
         return (self.phi @ (self.phi.T @ w.to(self.phi.dtype))).double().add_(self.resid * w)
 
     def diag(self, i: int) -> float:

@@ -7,6 +7,7 @@ and the alignment weight of stage 3 of SynAlign (Ren et al., WWW 2025, §3.3).
 from __future__ import annotations
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field
+from pydantic.json_schema import JsonDict
 
 __all__ = [
     "Example",
@@ -59,15 +60,15 @@ class SyntheticExample(Example):
     kmm_weight: float = Field(default=0.0, validation_alias=AliasChoices("kmm_weight", "weight"))
     accepted: bool = False
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators over @property; pydantic documents this
     @property
     def sample_weight(self) -> float:
         """Training weight: 1.0 when accepted, else 0.0 (selection keeps a subset; it does not reweight)."""
         return 1.0 if self.accepted else 0.0
 
 
-_TEXT_BOUND = {"max_length": 200}
-_LIST_BOUND = {"max_items": 8, "max_length": 120}
+_TEXT_BOUND: JsonDict = {"max_length": 200}
+_LIST_BOUND: JsonDict = {"max_items": 8, "max_length": 120}
 
 
 class AttributeSummary(BaseModel):

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from synalign.errors import InputError
 from synalign.records import RealExample
 
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import SupportsRichComparison
+
 __all__ = ["apportion", "stratified_sample"]
 
-K = TypeVar("K")
+K = TypeVar("K", bound="SupportsRichComparison")  # keys are sorted (labels, cluster ids)
 
 
 def apportion(sizes: Mapping[K, int], n: int) -> dict[K, int]:
@@ -31,7 +34,7 @@ def apportion(sizes: Mapping[K, int], n: int) -> dict[K, int]:
     total = sum(sizes.values())
     if n >= total:
         return dict(sizes)
-    keys = sorted(sizes)  # type: ignore[type-var]
+    keys = sorted(sizes)
     exact = {key: n * sizes[key] / total for key in keys}
     quota = {key: int(exact[key]) for key in keys}
     leftover = n - sum(quota.values())
@@ -45,8 +48,8 @@ def stratified_sample(
 ) -> list[RealExample]:
     """A size-``n`` random subset that keeps every label's proportion.
 
-    Per-label quotas follow the largest-remainder (Hamilton) method (:func:`apportion`): label ``l`` with ``c_l`` of ``N``
-    examples gets ``floor(n·c_l/N)`` plus one more for the labels with the largest remainders (ties broken
+    Per-label quotas follow the largest-remainder (Hamilton) method (:func:`apportion`): label ``l`` with ``c_l`` of
+    ``N`` examples gets ``floor(n·c_l/N)`` plus one more for the labels with the largest remainders (ties broken
     by label name). Then every label is raised to at least ``min(min_per_label, c_l)``, the seats taken one
     at a time from the label with the most above its own minimum (ties by label name), so rare labels are
     not dropped. Within a label the members are a uniform random draw

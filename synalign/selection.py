@@ -19,9 +19,9 @@ target can over-fit it, so the default (``"filter"``) was chosen by held-out mea
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -51,7 +51,10 @@ __all__ = [
     "register_strategy",
 ]
 
-C = TypeVar("C", bound=Hashable)
+if TYPE_CHECKING:  # pragma: no cover
+    from _typeshed import SupportsRichComparison
+
+C = TypeVar("C", bound="SupportsRichComparison")  # candidates are dict keys and compared (ties)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -65,18 +68,36 @@ class SelectionContext(Protocol):
     Attributes: pool (m, d) and pool_labels (m,) of the synthetic pool; real (n, d) and real_labels (n,);
     quotas: rows to accept per label, in iteration order; seed; tau: a fixed filter threshold or ``None``
     (choose by cross-validation); cv_seed: seed of that cross-validation's folds and draws (``None``: seed);
-    cv_warm_start: warm-started fits in it (:func:`cross_validate`).
+    cv_warm_start: warm-started fits in it (:func:`cross_validate`). Read-only to a strategy (properties here, so
+    that a frozen dataclass is a context too).
     """
 
-    pool: np.ndarray
-    pool_labels: np.ndarray
-    real: np.ndarray
-    real_labels: np.ndarray
-    quotas: dict[str, int]
-    seed: int
-    tau: float | None
-    cv_seed: int | None
-    cv_warm_start: bool
+    @property
+    def pool(self) -> np.ndarray: ...
+
+    @property
+    def pool_labels(self) -> np.ndarray: ...
+
+    @property
+    def real(self) -> np.ndarray: ...
+
+    @property
+    def real_labels(self) -> np.ndarray: ...
+
+    @property
+    def quotas(self) -> dict[str, int]: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    @property
+    def tau(self) -> float | None: ...
+
+    @property
+    def cv_seed(self) -> int | None: ...
+
+    @property
+    def cv_warm_start(self) -> bool: ...
 
     def per_label(self, leaf: PerLabel, mask: np.ndarray | None) -> np.ndarray:
         """Run ``leaf`` on each label's (masked) pool rows; sorted pool indices meeting the quotas."""
@@ -113,8 +134,8 @@ class PerLabel(Strategy):
     uses_weights: bool = False
     stream: int = 1
 
-    def __call__(self, *args: object, **kwargs: object) -> np.ndarray:
-        return self.fn(*args, **kwargs)  # type: ignore[arg-type]
+    def __call__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        return self.fn(*args, **kwargs)
 
     def choose(self, ctx: SelectionContext, mask: np.ndarray | None) -> np.ndarray:
         return ctx.per_label(self, mask)
@@ -194,7 +215,7 @@ def register_strategy(
         raise InputError(
             f"selection strategy {name!r} is already registered (pass overwrite=True to replace it)"
         )
-    SELECTION_STRATEGIES[name] = fn  # type: ignore[assignment]
+    SELECTION_STRATEGIES[name] = fn
     return None
 
 
@@ -250,9 +271,9 @@ def check_strategy(name: str) -> None:
 @single_blas_thread
 def cross_validate(
     real: np.ndarray,
-    real_labels: Sequence[str],
+    real_labels: Sequence[str] | np.ndarray,
     pool: np.ndarray,
-    pool_labels: Sequence[str],
+    pool_labels: Sequence[str] | np.ndarray,
     grid: Sequence[C],
     fold_selection: Callable[[int, np.ndarray], Callable[[C], np.ndarray]],
     *,
@@ -306,7 +327,7 @@ def cross_validate(
     means = {c: float(np.mean(v)) for c, v in losses.items()}
     best = min(means.values())
     near = [c for c, v in means.items() if v <= best + 1e-12]
-    return (max(near) if ties == "largest" else min(near)), means  # type: ignore[type-var]
+    return (max(near) if ties == "largest" else min(near)), means
 
 
 def _random_per_label(
@@ -322,9 +343,9 @@ def _random_per_label(
 
 def choose_threshold(
     real: np.ndarray,
-    real_labels: Sequence[str],
+    real_labels: Sequence[str] | np.ndarray,
     pool: np.ndarray,
-    pool_labels: Sequence[str],
+    pool_labels: Sequence[str] | np.ndarray,
     quotas: dict[str, int],
     *,
     seed: int = 0,

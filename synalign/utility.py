@@ -221,12 +221,12 @@ def estimate_utility(
     rand = None
     if pool is not None and pool_labels is not None and len(pool):
         y_pool = np.asarray([str(v) for v in pool_labels], dtype=object)
-        picks = []
+        picks: list[int] = []
         for label in sorted(set(y_syn.tolist())):
             rows = np.flatnonzero(y_pool == label)
             picks.extend(rng.permutation(rows)[: int(np.sum(y_syn == label))].tolist())
-        picks = np.sort(np.asarray(picks, dtype=np.int64))
-        rand = with_extra(np.asarray(pool)[picks], y_pool[picks])
+        chosen = np.sort(np.asarray(picks, dtype=np.int64))
+        rand = with_extra(np.asarray(pool)[chosen], y_pool[chosen])
 
     labels = sorted(set(y_val.tolist()))
     w = _bootstrap_weights(y_val, n_boot, rng)
@@ -252,23 +252,26 @@ def estimate_utility(
         )
         for label in labels
     }
-    out = {
-        "n_validation": n,
-        "n_real": len(y_real),
-        "n_synthetic": len(y_syn),
-        "real_only": real_only,
-        "with_synthetic": with_synthetic,
-        "delta_log_likelihood": paired(ll1, ll0),
-        "delta_accuracy": paired(c1, c0),
-        "delta_macro_f1": _interval(
+    with_random = vs_random_ll = vs_random_acc = None
+    if rand is not None:
+        ll2, pred2 = rand
+        with_random = scores(ll2, pred2)
+        vs_random_ll = paired(ll1, ll2)
+        vs_random_acc = paired(c1, (pred2 == y_val).astype(float))
+    return UtilityEstimate(
+        n_validation=n,
+        n_real=len(y_real),
+        n_synthetic=len(y_syn),
+        real_only=real_only,
+        with_synthetic=with_synthetic,
+        with_random=with_random,
+        delta_log_likelihood=paired(ll1, ll0),
+        delta_accuracy=paired(c1, c0),
+        delta_macro_f1=_interval(
             with_synthetic.macro_f1 - real_only.macro_f1,
             _macro_f1(w, y_val, pred1, labels) - _macro_f1(w, y_val, pred0, labels),
         ),
-        "per_label": per_label,
-    }
-    if rand is not None:
-        ll2, pred2 = rand
-        out["with_random"] = scores(ll2, pred2)
-        out["vs_random_log_likelihood"] = paired(ll1, ll2)
-        out["vs_random_accuracy"] = paired(c1, (pred2 == y_val).astype(float))
-    return UtilityEstimate(**out)
+        vs_random_log_likelihood=vs_random_ll,
+        vs_random_accuracy=vs_random_acc,
+        per_label=per_label,
+    )

@@ -120,7 +120,8 @@ def judge(
     )
     if fidelity.mmd2 is not None and fidelity.mmd2_floor:
         evidence.append(
-            f"fidelity: MMD² to the held-out real slice {fidelity.mmd2:.3g}, {fidelity.mmd2 / fidelity.mmd2_floor:.2f}× "
+            f"fidelity: MMD² to the held-out real slice {fidelity.mmd2:.3g}, "
+            f"{fidelity.mmd2 / fidelity.mmd2_floor:.2f}× "
             f"what a real subset of that size scores ({fidelity.mmd2_floor:.3g})"
         )
     if fidelity.discriminator_auc is not None:
@@ -148,7 +149,8 @@ def judge(
     ))
     if utility.vs_random_accuracy is not None and utility.vs_random_log_likelihood is not None:
         evidence.insert(1, (
-            f"vs a random subset of the pool of the same size: log-likelihood {utility.vs_random_log_likelihood.mean:+.3f} "
+            "vs a random subset of the pool of the same size: log-likelihood "
+            f"{utility.vs_random_log_likelihood.mean:+.3f} "
             f"nats, accuracy {_pts(utility.vs_random_accuracy.mean)} points"
         ))
     if not utility.accuracy_measurable:

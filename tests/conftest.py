@@ -47,7 +47,10 @@ def demo_rows() -> list[dict[str, str]]:
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory: pytest.TempPathFactory, demo_rows: list[dict[str, str]]) -> Path:
     """A 120-row real slice (60 per label) as a single JSONL file, for fast end-to-end runs."""
-    rows = [r for r in demo_rows if r["label"] == "negative"][:60] + [r for r in demo_rows if r["label"] == "positive"][:60]
+    rows = (
+        [r for r in demo_rows if r["label"] == "negative"][:60]
+        + [r for r in demo_rows if r["label"] == "positive"][:60]
+    )
     path = tmp_path_factory.mktemp("small") / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

@@ -52,21 +52,34 @@ def _config(tmp_path: Path, server: OpenAITestServer, **overrides: object) -> Ru
     return RunConfig(**base)
 
 
-def _backend(tmp_path: Path, server: OpenAITestServer, sleeps: list[float] | None = None, config: RunConfig | None = None, **settings: object):
+def _backend(
+    tmp_path: Path,
+    server: OpenAITestServer,
+    sleeps: list[float] | None = None,
+    config: RunConfig | None = None,
+    **settings: object,
+):
     from synalign.agents import LLMSettings, build_backend
 
     config = config or _config(tmp_path, server)
     llm_settings = LLMSettings.from_config(config, timeout_s=0.5, backoff_s=0.01, **settings)
-    return build_backend(config, config.out, settings=llm_settings, sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    return build_backend(
+        config, config.out, settings=llm_settings, sleep=(sleeps.append if sleeps is not None else lambda s: None)
+    )
 
 
 def _summary_requests(clusters: list[tuple[str, list[str]]]) -> list[SummaryRequest]:
-    return [SummaryRequest(task="Sentiment of movie reviews.", label=label, demonstrations=demos, round=1) for label, demos in clusters]
+    return [
+        SummaryRequest(task="Sentiment of movie reviews.", label=label, demonstrations=demos, round=1)
+        for label, demos in clusters
+    ]
 
 
 def _generation_requests(clusters, summaries, n: int = 6) -> list[GenerationRequest]:  # noqa: ANN001
     return [
-        GenerationRequest(task="Sentiment of movie reviews.", label=label, attributes=s, demonstrations=demos, n=n, seed=i, round=1)
+        GenerationRequest(
+            task="Sentiment of movie reviews.", label=label, attributes=s, demonstrations=demos, n=n, seed=i, round=1
+        )
         for i, ((label, demos), s) in enumerate(zip(clusters, summaries))
     ]
 
@@ -208,7 +221,9 @@ def test_exhausted_retries_raise_a_redacted_llm_error(tmp_path: Path, clusters) 
 
     with OpenAITestServer(api_key=KEY, faults=FaultPlan(rate=1.0, kinds=("server_error",))) as srv:
         backend = _backend(tmp_path, srv, max_attempts=3)
-        with pytest.raises(LLMError, match=r"summarize request 0 \(round 1\) failed after 3 attempt\(s\): server_error \(HTTP 500\)") as err:
+        with pytest.raises(
+            LLMError, match=r"summarize request 0 \(round 1\) failed after 3 attempt\(s\): server_error \(HTTP 500\)"
+        ) as err:
             backend.summarizer.summarize(_summary_requests(clusters[:1]))
     assert KEY not in str(err.value) and "\n" not in str(err.value)
     usage = backend.usage()
@@ -229,11 +244,16 @@ def test_bad_key_model_or_spec_are_input_errors(tmp_path: Path, clusters, monkey
         RunConfig(data=tmp_path, out=tmp_path / "r", llm="anthropic:claude")
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(InputError, match=f"needs an API key in \\${KEY_ENV}"):
-        build_backend(RunConfig(data=tmp_path, out=tmp_path / "r", llm="openai:gpt-4o-mini", api_key_env=KEY_ENV), tmp_path / "r")
+        build_backend(
+            RunConfig(data=tmp_path, out=tmp_path / "r", llm="openai:gpt-4o-mini", api_key_env=KEY_ENV), tmp_path / "r"
+        )
     (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
     with pytest.raises(InputError, match="not a synalign optimised-prompt file"):
         build_backend(
-            RunConfig(data=tmp_path, out=tmp_path / "r", llm="openai:m", base_url="http://127.0.0.1:9/v1", prompts=tmp_path / "bad.json"),
+            RunConfig(
+                data=tmp_path, out=tmp_path / "r", llm="openai:m", base_url="http://127.0.0.1:9/v1",
+                prompts=tmp_path / "bad.json",
+            ),
             tmp_path / "r",
         )
 
@@ -253,7 +273,9 @@ def test_sustained_rate_limits_lower_concurrency(tmp_path: Path, clusters) -> No
 # generator, cache, trace
 
 
-def test_generator_returns_n_filtered_label_consistent_texts(tmp_path: Path, server: OpenAITestServer, clusters) -> None:  # noqa: ANN001
+def test_generator_returns_n_filtered_label_consistent_texts(
+    tmp_path: Path, server: OpenAITestServer, clusters  # noqa: ANN001
+) -> None:
     backend = _backend(tmp_path, server)
     assert backend.is_llm and backend.name == "openai:test-model"
     summaries = backend.summarizer.summarize(_summary_requests(clusters))
@@ -331,7 +353,9 @@ def test_redactor_scrubs_keys_and_credential_shapes() -> None:
     from synalign.agents import Redactor
 
     redact = Redactor([KEY])
-    text = redact(f'key {KEY} header "Authorization": "Bearer abc.def-123" api_key=hunter2hunter sk-proj-AAAAAAAAAAAAAAAAAAAA')
+    text = redact(
+        f'key {KEY} header "Authorization": "Bearer abc.def-123" api_key=hunter2hunter sk-proj-AAAAAAAAAAAAAAAAAAAA'
+    )
     assert KEY not in text and "abc.def-123" not in text and "hunter2hunter" not in text and "sk-proj-" not in text
     assert text.count("[REDACTED]") == 4
 
@@ -391,7 +415,9 @@ def test_offline_backend_without_llm_says_so(tmp_path: Path, caplog: pytest.LogC
     from synalign.agents import build_backend
 
     with caplog.at_level("WARNING", logger="synalign.agents"):
-        backend = build_backend(RunConfig(data=tmp_path, out=tmp_path / "r"), tmp_path / "r", reference={"a": ["x y"], "b": ["z"]})
+        backend = build_backend(
+            RunConfig(data=tmp_path, out=tmp_path / "r"), tmp_path / "r", reference={"a": ["x y"], "b": ["z"]}
+        )
     assert backend.is_llm is False and backend.name.startswith("offline")
     assert "EDA backend" in caplog.text and "not LLM output" in caplog.text
     assert not (tmp_path / "r").exists()

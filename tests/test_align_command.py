@@ -13,7 +13,9 @@ from synalign.fileio import read_examples
 from synalign.records import SyntheticExample
 
 # GPT-2 (DiLM) SST-2 generations, real LM output (see its SOURCE.md)
-SHARED_POOL = Path(__file__).resolve().parents[2] / "shared" / "data" / "synthetic" / "sst2-gpt2-dilm" / "generated.jsonl"
+SHARED_POOL = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "synthetic" / "sst2-gpt2-dilm" / "generated.jsonl"
+)
 PER_LABEL = 25
 
 
@@ -37,9 +39,14 @@ def pool(tmp_path_factory: pytest.TempPathFactory, small_data: Path) -> Path:
     out = tmp_path_factory.mktemp("pool")
     if SHARED_POOL.is_file():
         rows = [json.loads(line) for line in SHARED_POOL.read_text(encoding="utf-8").splitlines()]
-        kept = [r for r in rows if r["label"] == "negative"][:PER_LABEL] + [r for r in rows if r["label"] == "positive"][:PER_LABEL]
+        kept = (
+            [r for r in rows if r["label"] == "negative"][:PER_LABEL]
+            + [r for r in rows if r["label"] == "positive"][:PER_LABEL]
+        )
         path = out / "pool.jsonl"
-        path.write_text("".join(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in kept), encoding="utf-8")
+        path.write_text(
+            "".join(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in kept), encoding="utf-8"
+        )
         return path
     from synalign.config import RunConfig
     from synalign.graphs import run
@@ -54,7 +61,9 @@ def test_align_selects_accept_fraction_per_label_and_writes_outputs(demo_dir: Pa
     out = tmp_path / "aligned"
     # --allow-near-copies: every pool text is eligible, so the counts are accept_fraction × pool (the near-copies
     # kept out by default are tested below)
-    common = ["--real", str(demo_dir), "--pool", str(pool), "--out", str(out), "--max-real", "200", "--allow-near-copies"]
+    common = [
+        "--real", str(demo_dir), "--pool", str(pool), "--out", str(out), "--max-real", "200", "--allow-near-copies"
+    ]
     result = _invoke(*common, "--accept-fraction", "0.4")
     assert result.exit_code == 0, (result.output, result.stderr)
     assert "20 accepted (negative 10/25, positive 10/25)" in result.stdout
@@ -76,7 +85,9 @@ def test_align_selects_accept_fraction_per_label_and_writes_outputs(demo_dir: Pa
     assert summary["command"] == "align" and summary["pool"] == str(pool) and summary["selection"] == "filter"
     assert summary["stop_reason"] in ("target", "single_pass") and summary["final_mmd2"] == metrics[0]["mmd2_accepted"]
     assert summary["noise_floor"] > 0 and summary["bandwidth"] > 0 and summary["accept_fraction"] == 0.4
-    assert summary["validation"]["source"] == "25% of train" and summary["verdict"]["level"] in ("green", "amber", "red")
+    assert summary["validation"]["source"] == "25% of train" and summary["verdict"]["level"] in (
+        "green", "amber", "red"
+    )
     assert f"verdict {summary['verdict']['level'].upper()}: {summary['verdict']['headline']}" in result.stdout
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "generated outside synalign" in page and 'id="verdict"' in page and "after aligning the pool" in page
@@ -90,6 +101,20 @@ def test_align_selects_accept_fraction_per_label_and_writes_outputs(demo_dir: Pa
     accepted = read_examples(out / "synthetic.jsonl", SyntheticExample)
     assert [sum(1 for s in accepted if s.label == lab) for lab in ("negative", "positive")] == [13, 13]  # ⌊12.5 + ½⌋
     assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["selection"] == "herding"
+
+
+def test_align_pool_and_run_refuse_a_config_without_out(demo_dir: Path, tmp_path: Path) -> None:
+    from synalign.config import RunConfig
+    from synalign.errors import InputError
+    from synalign.graphs import run
+    from synalign.graphs.align_pool import align_pool
+
+    config = RunConfig(data=demo_dir, llm="eda")  # no `out`: nowhere to write the outputs
+    with pytest.raises(InputError, match="RunConfig.out is required to align"):
+        align_pool(config, tmp_path / "pool.jsonl")
+    with pytest.raises(InputError, match="RunConfig.out is required to run"):
+        run(config)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_align_bad_input_is_one_line(demo_dir: Path, pool: Path, tmp_path: Path) -> None:
@@ -118,7 +143,9 @@ def test_align_bad_input_is_one_line(demo_dir: Path, pool: Path, tmp_path: Path)
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, str]]) -> Path:
-    path.write_text("".join(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -144,7 +171,10 @@ def test_near_copies_of_real_texts_are_kept_out_unless_allowed(
     # the slice (25 % of each label of the one file) is carved out of train; the rest is what the pool is aligned
     # against, and a copy counts as a near-copy of the texts aligned against
     held = set(summary["validation"]["ids"])
-    assert summary["validation"]["source"] == "25% of train" and len(held) == 30 and all(i.startswith("train-") for i in held)
+    assert (
+        summary["validation"]["source"] == "25% of train" and len(held) == 30
+        and all(i.startswith("train-") for i in held)
+    )
     assert row["utility"]["n_real"] == len(real) - len(held) and row["utility"]["n_validation"] == len(held)
     fitted = {r["text"] for i, r in enumerate(real) if f"train-{i}" not in held}
     fit_copies = [r for r in copied if r["text"] in fitted]
@@ -200,11 +230,16 @@ def test_validation_split_or_heldout_file_is_the_slice_and_never_aligned_against
     # a single file has no validation split: --heldout names the slice
     single = _write_jsonl(tmp_path / "train.jsonl", train)
     held = _write_jsonl(tmp_path / "heldout.jsonl", validation)
-    result = _invoke("--real", str(single), "--pool", str(pool), "--out", str(tmp_path / "file"), "--heldout", str(held))
+    result = _invoke(
+        "--real", str(single), "--pool", str(pool), "--out", str(tmp_path / "file"), "--heldout", str(held)
+    )
     assert result.exit_code == 0, (result.output, result.stderr)
     summary, row = _summary(tmp_path / "file")
     assert summary["validation"]["source"] == f"heldout file {held}" and len(used[-1].real) == len(train)
-    assert all(i.startswith("heldout-") for i in summary["validation"]["ids"]) and row["utility"]["n_validation"] == len(validation)
+    assert (
+        all(i.startswith("heldout-") for i in summary["validation"]["ids"])
+        and row["utility"]["n_validation"] == len(validation)
+    )
 
     # --holdout 0 and no split: nothing to measure utility on, and the verdict says so
     result = _invoke("--real", str(single), "--pool", str(pool), "--out", str(tmp_path / "none"), "--holdout", "0")

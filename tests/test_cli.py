@@ -43,7 +43,9 @@ def _write(path: Path, text: str | bytes) -> Path:
 def _rows(n: int = 6, labels: tuple[str, ...] = ("negative", "positive")) -> str:
     words = ["a gripping , funny film", "a dull , lifeless mess", "great acting all round", "flat and tedious",
              "warm and wise", "painfully slow"]
-    return "".join(json.dumps({"text": f"{words[i % 6]} {i}", "label": labels[i % len(labels)]}) + "\n" for i in range(n))
+    return "".join(
+        json.dumps({"text": f"{words[i % 6]} {i}", "label": labels[i % len(labels)]}) + "\n" for i in range(n)
+    )
 
 
 BAD_INPUTS = {
@@ -87,7 +89,9 @@ def test_bad_input_gets_one_line_and_exit_2(case: str, tmp_path: Path) -> None:
 
 def test_unknown_embedding_model(small_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = _invoke("--data", str(small_data), "--out", str(out), "--embedding-model", "no-such-org/no-such-model", *FAST)
+    result = _invoke(
+        "--data", str(small_data), "--out", str(out), "--embedding-model", "no-such-org/no-such-model", *FAST
+    )
     _assert_one_line_error(result, "no-such-org/no-such-model")
     assert not out.exists()
 
@@ -119,7 +123,9 @@ def test_read_only_output_directory(small_data: Path, tmp_path: Path) -> None:
 
 
 def test_bad_option_values(small_data: Path, tmp_path: Path) -> None:
-    _assert_one_line_error(_invoke("--data", str(small_data), "--out", str(tmp_path / "o"), "--target", "soon"), "target")
+    _assert_one_line_error(
+        _invoke("--data", str(small_data), "--out", str(tmp_path / "o"), "--target", "soon"), "target"
+    )
     _assert_one_line_error(
         _invoke("--data", str(small_data), "--out", str(tmp_path / "o"), "--selection", "magic", *FAST), "magic"
     )
@@ -150,14 +156,17 @@ def test_run_existing_dir_resume_and_overwrite(small_data: Path, tmp_path: Path)
     # --overwrite never deletes a directory that is not a synalign run
     foreign = tmp_path / "foreign"
     _write(foreign / "precious.txt", "keep me")
-    _assert_one_line_error(_invoke("--data", str(small_data), "--out", str(foreign), "--overwrite", *FAST), "not a synalign run")
+    _assert_one_line_error(
+        _invoke("--data", str(small_data), "--out", str(foreign), "--overwrite", *FAST), "not a synalign run"
+    )
     assert (foreign / "precious.txt").read_text() == "keep me"
 
 
 def test_console_script_exit_code_and_no_traceback(tmp_path: Path) -> None:
     """The installed entry point, as a user runs it."""
     proc = subprocess.run(
-        [sys.executable, "-m", "synalign.app", "run", "--data", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "synalign.app", "run", "--data", str(tmp_path / "missing.jsonl"),
+         "--out", str(tmp_path / "o")],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

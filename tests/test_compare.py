@@ -62,7 +62,9 @@ def test_compare_command_reads_a_run_directory_and_prints_json(tmp_path, demo_di
 def _jsonl(path, rows):  # noqa: ANN001, ANN202
     import json
 
-    path.write_text("".join(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in rows), encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 

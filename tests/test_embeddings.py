@@ -84,7 +84,8 @@ def test_the_align_step_runs_on_one_thread_and_embeds_on_the_usual_ones(tmp_path
     monkeypatch.setattr(Embedder, "encode", encode_spy)
     torch.set_num_threads(2)
     config = RunConfig(data=ROOT / "synalign/data/sst2-demo", out=tmp_path / "run", llm="eda", max_rounds=2,
-                       target="0", max_real=60, clusters_per_label=1, samples_per_cluster=4, cache_dir=tmp_path / "cache")
+                       target="0", max_real=60, clusters_per_label=1, samples_per_cluster=4,
+                       cache_dir=tmp_path / "cache")
     run(config)
     assert seen == [(1, 1), (1, 1)]
     assert encoded_on and set(encoded_on) == {2}

@@ -18,7 +18,10 @@ from synalign.app.cli import app
 @pytest.fixture(scope="module")
 def one_neutral(tmp_path_factory: pytest.TempPathFactory, demo_rows: list[dict[str, str]]) -> Path:
     """30 negative, 30 positive and a single neutral real review."""
-    rows = [r for r in demo_rows if r["label"] == "negative"][:30] + [r for r in demo_rows if r["label"] == "positive"][:30]
+    rows = (
+        [r for r in demo_rows if r["label"] == "negative"][:30]
+        + [r for r in demo_rows if r["label"] == "positive"][:30]
+    )
     rows.append({"text": "the film runs two hours and has a plot .", "label": "neutral"})
     path = tmp_path_factory.mktemp("one-neutral") / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

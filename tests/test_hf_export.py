@@ -33,7 +33,8 @@ from synalign.datafiles import validation_splits  # noqa: E402
 from synalign.labeltypes import detect_label_dtype  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--llm", "eda", "--rounds", "1", "--clusters-per-label", "1", "--cluster-size", "4", "--samples-per-cluster", "8",
+FAST = ["--llm", "eda", "--rounds", "1", "--clusters-per-label", "1", "--cluster-size", "4",
+        "--samples-per-cluster", "8",
         "--allow-near-copies"]  # EDA keeps near-copies of real texts: half of each pool is accepted, as asserted
 EXPORT_FILES = {"README.md", "data/train-00000-of-00001.parquet", "pool/train-00000-of-00001.parquet"}
 
@@ -343,7 +344,9 @@ def test_export_to_hub_errors(run: dict[str, Any], tmp_path: Path, monkeypatch: 
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_export_bad_input_is_one_line_exit_2(run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_bad_input_is_one_line_exit_2(
+    run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def export(*args: str) -> Any:
         return CliRunner().invoke(app, ["export", *args])
 

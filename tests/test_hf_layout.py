@@ -56,8 +56,9 @@ def hf_data(tmp_path_factory: pytest.TempPathFactory, demo_rows: list[dict[str, 
     neg, pos = [r for r in demo_rows if r["label"] == "negative"], [r for r in demo_rows if r["label"] == "positive"]
     folder = tmp_path_factory.mktemp("hf") / "sst2"
     datasets.disable_progress_bars()
-    datasets.DatasetDict({"train": part(neg[:40] + pos[:40]), "validation": part(neg[40:45] + pos[40:45])}).save_to_disk(
-        str(folder))
+    datasets.DatasetDict(
+        {"train": part(neg[:40] + pos[:40]), "validation": part(neg[40:45] + pos[40:45])}
+    ).save_to_disk(str(folder))
     return folder
 
 

@@ -33,7 +33,9 @@ def _run(data: Path, out: Path, server: OpenAITestServer, *extra: str):  # noqa:
     return CliRunner().invoke(app, args)
 
 
-def test_llm_loop_with_faults_then_cached_repeat(small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_llm_loop_with_faults_then_cached_repeat(
+    small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SYNALIGN_CACHE_DIR", str(tmp_path / "cache"))  # LLM response cache of these runs only
     plan = FaultPlan(rate=0.2, seed=2, slow_s=1.5, retry_after=1)
     with OpenAITestServer(api_key=KEY, faults=plan) as server:
@@ -71,7 +73,9 @@ def test_llm_loop_with_faults_then_cached_repeat(small_data: Path, tmp_path: Pat
     trace = [json.loads(line) for line in (run1 / "llm_trace.jsonl").read_text().splitlines()]
     assert {r["node"] for r in trace} == {"summarize", "generate"} and {r["round"] for r in trace} == {1, 2}
     assert sum(r["status"] == "error" for r in trace) == usage["failures"]
-    generated_texts = {t for r in trace if r["node"] == "generate" and r["status"] == "ok" for t in _texts(r["response"])}
+    generated_texts = {
+        t for r in trace if r["node"] == "generate" and r["status"] == "ok" for t in _texts(r["response"])
+    }
     assert {r["text"] for r in records} <= generated_texts
 
     # the repeat is served from the cache: no call reaches the server, same data comes out

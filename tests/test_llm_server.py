@@ -43,7 +43,10 @@ def test_chat_completion_with_n_usage_and_determinism(server: OpenAITestServer) 
     reply = client.chat.completions.create(model="test-model", messages=_demo_prompt(), n=3, seed=1)
     assert [c.index for c in reply.choices] == [0, 1, 2]
     assert reply.usage.prompt_tokens == sum(len(m["content"].split()) for m in _demo_prompt())
-    assert reply.usage.completion_tokens > 0 and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    assert (
+        reply.usage.completion_tokens > 0
+        and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    )
     again = client.chat.completions.create(model="test-model", messages=_demo_prompt(), n=3, seed=1)
     assert [c.message.content for c in again.choices] == [c.message.content for c in reply.choices]
     assert server.completions() == 2

@@ -95,7 +95,9 @@ def test_generator_writes_on_label_texts_through_dspy(tmp_path: Path, demo_rows,
         for k, label in enumerate(("negative", "positive")):
             demos = reference[label][k * 8 : k * 8 + 8]
             attributes = backend.summarizer.summarize([SummaryRequest(task="t", label=label, demonstrations=demos)])[0]
-            requests.append(GenerationRequest(task="t", label=label, attributes=attributes, demonstrations=demos, n=10, seed=k))
+            requests.append(
+                GenerationRequest(task="t", label=label, attributes=attributes, demonstrations=demos, n=10, seed=k)
+            )
         generations = backend.generator.generate(requests)
     finally:
         backend.close()
@@ -124,7 +126,9 @@ def test_langchain_summarizer_parses_schema_output(tmp_path: Path, server: Local
     runner = make_runner(config, settings, tmp_path / "run")
     summarizer = LLMSummarizer(make_chat_model(settings, "EMPTY"), runner)
     demos = [r["text"] for r in demo_rows if r["label"] == "negative"][:6]
-    summary = summarizer.summarize([SummaryRequest(task="Movie review sentiment", label="negative", demonstrations=demos)])[0]
+    summary = summarizer.summarize(
+        [SummaryRequest(task="Movie review sentiment", label="negative", demonstrations=demos)]
+    )[0]
     usage = runner.snapshot()
     assert usage["retries"] == 0 and usage["llm_calls"] == 1 and usage["tokens_out"] > 0
     assert isinstance(summary.style, str) and isinstance(summary.subtopics, list)
@@ -220,7 +224,9 @@ def _ok_calls(trace: Path) -> int:
     return sum(1 for line in lines if line.endswith("}") and json.loads(line).get("status") == "ok")
 
 
-def test_a_run_killed_mid_generate_resumes_to_the_samples_of_an_uninterrupted_run(small_data: Path, tmp_path: Path) -> None:
+def test_a_run_killed_mid_generate_resumes_to_the_samples_of_an_uninterrupted_run(
+    small_data: Path, tmp_path: Path
+) -> None:
     """The resumed run replays the calls made before the kill from the response cache and asks a fresh server
     for the rest; with llama.cpp's prompt cache those came out different (issue 21, "local LM interrupted")."""
     args = ["--data", str(small_data), "--llm", "local", "--rounds", "1", "--clusters-per-label", "1",
@@ -243,9 +249,14 @@ def test_a_run_killed_mid_generate_resumes_to_the_samples_of_an_uninterrupted_ru
     _, stderr = uninterrupted.communicate(timeout=300)
     assert uninterrupted.returncode == 0, stderr[-2000:]
     assert 2 <= made < _ok_calls(reference / "llm_trace.jsonl") and not (out / "synthetic.jsonl").exists()
-    resumed = subprocess.run([*SYNALIGN, "run", "--out", str(out), "--resume"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [*SYNALIGN, "run", "--out", str(out), "--resume"], capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     import pandas as pd
 
-    assert pd.read_parquet(out / "pool.parquet")["text"].tolist() == pd.read_parquet(reference / "pool.parquet")["text"].tolist()
+    assert (
+        pd.read_parquet(out / "pool.parquet")["text"].tolist()
+        == pd.read_parquet(reference / "pool.parquet")["text"].tolist()
+    )
     assert (out / "synthetic.jsonl").read_bytes() == (reference / "synthetic.jsonl").read_bytes()

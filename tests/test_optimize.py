@@ -42,9 +42,11 @@ def test_metric_components_measure_what_they_claim(metric, demo_rows) -> None:  
     assert right["mmd_drop"] > wrong["mmd_drop"] > 0.0
     copies = metric.components("positive", pos_demos, pos_demos)
     assert copies["novelty"] == pytest.approx(0.0) and right["novelty"] > 0.3
-    assert copies["mmd_drop"] == pytest.approx(0.0, abs=1e-4)  # copies leave the demonstrations' empirical distribution unchanged
+    # copies leave the demonstrations' empirical distribution unchanged
+    assert copies["mmd_drop"] == pytest.approx(0.0, abs=1e-4)
     assert metric.adherence(["one two three", "a b c d e f g h i j k l"], "length: 3-5 words (median 4)", []) == 0.5
-    assert metric.adherence(["one two three"], "topic: a film about zombies", []) == 0.5  # length ok, topic word missing
+    # length ok, topic word missing
+    assert metric.adherence(["one two three"], "topic: a film about zombies", []) == 0.5
     assert metric.components("positive", ["", "  "], pos_demos)["score"] == 0.0
     example = {"label": "positive", "demonstrations": pos_demos, "attributes": "length: 1-40 words"}
     score = metric(example, {"texts": pos_new[:10]})
@@ -60,7 +62,10 @@ def test_metric_rejects_single_label_data() -> None:
 
 
 def _small(tmp_path: Path, demo_rows: list[dict[str, str]]) -> Path:
-    rows = [r for r in demo_rows if r["label"] == "negative"][:48] + [r for r in demo_rows if r["label"] == "positive"][:48]
+    rows = (
+        [r for r in demo_rows if r["label"] == "negative"][:48]
+        + [r for r in demo_rows if r["label"] == "positive"][:48]
+    )
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
@@ -137,10 +142,12 @@ def test_cli_optimize_and_trace_bad_input_is_one_line_exit_2(tmp_path: Path, dem
     runner = CliRunner()
     data = _small(tmp_path, demo_rows)
     for args, message in [
-        (["optimize", "--data", str(data), "--llm", "openai:m", "--base-url", "http://127.0.0.1:9/v1", "--optimizer", "magic"],
+        (["optimize", "--data", str(data), "--llm", "openai:m", "--base-url", "http://127.0.0.1:9/v1",
+          "--optimizer", "magic"],
          "--optimizer must be one of bootstrap, mipro, gepa"),
         (["optimize", "--data", str(data)], "needs --llm openai:MODEL"),
-        (["optimize", "--data", str(tmp_path / "none.jsonl"), "--llm", "openai:m", "--base-url", "http://x/v1"], "no such file"),
+        (["optimize", "--data", str(tmp_path / "none.jsonl"), "--llm", "openai:m", "--base-url", "http://x/v1"],
+         "no such file"),
         (["trace", str(tmp_path)], "no LLM trace"),
     ]:
         result = runner.invoke(app, args)

@@ -253,7 +253,9 @@ def test_help_shows_full_option_names_at_80_columns_and_one_default_style() -> N
     for command in (["optimize"], ["compare"], ["eval"], ["export"], ["align"], ["local-lm", "build"]):
         shown = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"}, terminal_width=80).output
         assert "[default" not in shown and "…" not in shown, (command, shown)
-    assert "(default: synalign-prompts.json)" in runner.invoke(app, ["optimize", "--help"], env={"COLUMNS": "80"}).output
+    assert "(default: synalign-prompts.json)" in runner.invoke(
+        app, ["optimize", "--help"], env={"COLUMNS": "80"}
+    ).output
 
 
 # -- synalign optimize: a line per trial ----------------------------------------------------------------------
@@ -263,11 +265,16 @@ def test_optimize_reports_each_trial(tmp_path: Path, demo_rows: list[dict]) -> N
 
     from synalign.evals.optimize import optimize
 
-    rows = [r for r in demo_rows if r["label"] == "negative"][:48] + [r for r in demo_rows if r["label"] == "positive"][:48]
+    rows = (
+        [r for r in demo_rows if r["label"] == "negative"][:48]
+        + [r for r in demo_rows if r["label"] == "positive"][:48]
+    )
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    answers = {f"[[ ## label ## ]]\n{label}": {"texts": json.dumps([r["text"] for r in rows if r["label"] == label][-4:])}
-               for label in ("negative", "positive")}
+    answers = {
+        f"[[ ## label ## ]]\n{label}": {"texts": json.dumps([r["text"] for r in rows if r["label"] == label][-4:])}
+        for label in ("negative", "positive")
+    }
     trials: list[tuple[int, float | None]] = []
     optimize(data, out=tmp_path / "prompts.json", lm=DummyLM(answers), train_size=4, val_size=2, cluster_size=4,
              n=4, featurize="tfidf", pass_mark=0.0, on_trial=lambda t, s: trials.append((t, s)))
@@ -285,8 +292,9 @@ def test_optimize_command_prints_a_line_per_trial(monkeypatch: pytest.MonkeyPatc
         print("DSPy chatter")  # captured, as the optimiser's own output is
         for trial, score in ((1, 0.5), (2, None), (3, 0.625)):
             kwargs["on_trial"](trial, score)
-        return SimpleNamespace(unchanged=False, optimizer="bootstrap", demos=2, baseline_score=0.5, baseline_stderr=0.01,
-                               optimized_score=0.6, optimized_stderr=0.01, path=tmp_path / "p.json")
+        return SimpleNamespace(unchanged=False, optimizer="bootstrap", demos=2, baseline_score=0.5,
+                               baseline_stderr=0.01, optimized_score=0.6, optimized_stderr=0.01,
+                               path=tmp_path / "p.json")
 
     monkeypatch.setattr(module, "optimize", fake)
     monkeypatch.setattr("synalign.agents.backend.require_llm_extra", lambda what: None)

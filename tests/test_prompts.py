@@ -36,7 +36,9 @@ def test_hash_is_stable_and_covers_order_descriptions_and_instructions(tmp_path:
     assert spec.sha256 == load_spec("summarize_attributes").sha256 and len(spec.sha256) == 64
     same = load_spec(_write_spec(tmp_path / "same.yaml", spec))
     assert same.sha256 == spec.sha256
-    reordered = load_spec(_write_spec(tmp_path / "r.yaml", spec, outputs=[f.model_dump() for f in reversed(spec.outputs)]))
+    reordered = load_spec(
+        _write_spec(tmp_path / "r.yaml", spec, outputs=[f.model_dump() for f in reversed(spec.outputs)])
+    )
     assert reordered.sha256 != spec.sha256
     outputs = [f.model_dump() for f in spec.outputs]
     outputs[0]["description"] = "something else"
@@ -86,7 +88,9 @@ def test_signature_schema_and_chat_prompt_follow_the_spec() -> None:
     assert schema["properties"]["subtopics"]["type"] == "array"
 
     prompt = to_chat_prompt(summary)
-    values = render_inputs(summary, {"task": "sentiment", "label": "positive", "demonstrations": ["a  fine\nfilm", "b"]})
+    values = render_inputs(
+        summary, {"task": "sentiment", "label": "positive", "demonstrations": ["a  fine\nfilm", "b"]}
+    )
     messages = prompt.format_messages(**values)
     assert [m.type for m in messages] == ["system", "human"]
     assert summary.instructions.strip().splitlines()[0] in messages[0].content
@@ -100,8 +104,12 @@ def test_signature_schema_and_chat_prompt_follow_the_spec() -> None:
 def test_braces_in_instructions_do_not_break_the_chat_prompt(tmp_path: Path) -> None:
     from synalign.agents.specs import render_inputs, to_chat_prompt
 
-    spec = load_spec(_write_spec(tmp_path / "b.yaml", load_spec("summarize_attributes"), instructions='Reply as {"style": ...}.'))
-    messages = to_chat_prompt(spec).format_messages(**render_inputs(spec, {"task": "t", "label": "l", "demonstrations": ["x"]}))
+    spec = load_spec(
+        _write_spec(tmp_path / "b.yaml", load_spec("summarize_attributes"), instructions='Reply as {"style": ...}.')
+    )
+    messages = to_chat_prompt(spec).format_messages(
+        **render_inputs(spec, {"task": "t", "label": "l", "demonstrations": ["x"]})
+    )
     assert 'Reply as {"style": ...}.' in messages[0].content
 
 
@@ -149,7 +157,9 @@ def test_bad_state_files_are_input_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a synalign optimised-prompt file"):
         load_optimized(SampleGenerator(), other, spec)
     wrong = tmp_path / "wrong.json"
-    wrong.write_text(json.dumps({"format": "synalign-dspy-state/1", "spec": "summarize_attributes", "spec_sha256": "x"}))
+    wrong.write_text(
+        json.dumps({"format": "synalign-dspy-state/1", "spec": "summarize_attributes", "spec_sha256": "x"})
+    )
     with pytest.raises(InputError, match="is for prompt 'summarize_attributes'"):
         load_optimized(SampleGenerator(), wrong, spec)
     with pytest.raises(InputError, match="cannot read"):

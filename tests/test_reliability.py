@@ -422,7 +422,9 @@ def test_disk_full_is_one_line_leaves_no_half_file_and_resumes(where: str, small
 # -- item 7: a server that accepts but never answers ----------------------------------------------------------
 
 
-def test_a_request_to_a_server_that_never_answers_is_capped_in_total(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_request_to_a_server_that_never_answers_is_capped_in_total(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from synalign.agents import LLMError, LLMSettings, build_backend
     from synalign.agents.testing import FaultPlan, OpenAITestServer
     from synalign.backends import SummaryRequest

@@ -1,6 +1,7 @@
 """The run report: what it says (verdict, per-label table, calibrated discriminator, named noise floors, held-out
 utility) and that it renders in a real browser (headless Chromium): no console errors, every image decodes,
-nothing wider than the page. A screenshot is kept (``$SYNALIGN_ARTIFACTS_DIR`` or the test's tmp dir) and its path printed."""
+nothing wider than the page. A screenshot is kept (``$SYNALIGN_ARTIFACTS_DIR`` or the test's tmp dir) and its path
+printed."""
 
 from __future__ import annotations
 
@@ -96,7 +97,9 @@ _ROWS = [
     {"round": 1, "mmd2_accepted": 0.05, "target_mmd2": 0.03, "noise_floor_same_size": 0.02, "mmd2_pool": 0.06},
     {"round": 2, "mmd2_accepted": 0.036, "target_mmd2": 0.03, "noise_floor_same_size": 0.02, "mmd2_pool": 0.05},
 ]
-_OLD_SUMMARY = {"stop_reason": "max_rounds", "target": "1.5x noise floor", "selection": "filter", "accept_fraction": 0.5}
+_OLD_SUMMARY = {
+    "stop_reason": "max_rounds", "target": "1.5x noise floor", "selection": "filter", "accept_fraction": 0.5
+}
 _JUDGED = {
     "green": {
         "headline": "adding these 120 texts raised the held-out log-likelihood of the true label by 0.042 "
@@ -111,7 +114,9 @@ _JUDGED = {
     "amber": {
         "headline": "no gain measurable from these 120 texts on 48 held-out real examples (log-likelihood +0.004 "
                     "nats, 95 % CI -0.011 to +0.019)",
-        "evidence": ["fidelity: a classifier tells accepted from held-out real texts with AUC 0.71 (real vs real: 0.52)"],
+        "evidence": [
+            "fidelity: a classifier tells accepted from held-out real texts with AUC 0.71 (real vs real: 0.52)"
+        ],
         "advice": ["more held-out data narrows the interval: --holdout, or a validation split"],
     },
     "red": {
@@ -148,7 +153,9 @@ def test_verdict_box_without_a_verdict_is_the_old_box() -> None:
     assert verdict(_ROWS, {**_OLD_SUMMARY, "verdict": None}) == old
     # target reached: the tip to check downstream accuracy goes (the verdict is that check), a tighter one stays
     rows = [_ROWS[0], {**_ROWS[1], "mmd2_accepted": 0.024}]
-    reached = verdict(rows, {**_OLD_SUMMARY, "target": "1.5x noise floor", "verdict": {"level": "green", **_JUDGED["green"]}})
+    reached = verdict(
+        rows, {**_OLD_SUMMARY, "target": "1.5x noise floor", "verdict": {"level": "green", **_JUDGED["green"]}}
+    )
     assert 'class="verdict green"' in reached and "<b>Target reached</b> in round 2 of 2" in reached
     assert "synalign eval" not in reached and "--target 1x" in reached
     assert "synalign eval" in verdict(rows, _OLD_SUMMARY)
@@ -224,7 +231,8 @@ window.addEventListener("error", function (e) {
 }, true);
 ["error", "warn"].forEach(function (level) {
   var original = console[level];
-  console[level] = function () { window.__errs.push(level + ": " + Array.from(arguments).join(" ")); original.apply(console, arguments); };
+  console[level] = function () { window.__errs.push(level + ": " + Array.from(arguments).join(" "));\
+ original.apply(console, arguments); };
 });
 window.addEventListener("load", function () {
   var images = Array.from(document.images);

@@ -1,6 +1,7 @@
 """Crash matrix: a real `synalign run` interrupted (SIGINT = Ctrl-C, SIGKILL) inside every node, between nodes,
-after a node's writes are saved but before the step's checkpoint, and while the outputs are written, then `--resume`d, must end exactly
-like an uninterrupted run of the same seed: same accepted set, pool, weights, metrics and stop reason.
+after a node's writes are saved but before the step's checkpoint, and while the outputs are written, then `--resume`d,
+must end exactly like an uninterrupted run of the same seed: same accepted set, pool, weights, metrics and stop
+reason.
 
 The process signals itself at a chosen point through a small wrapper around the CLI (``_CRASH_WRAPPER``),
 so every point is hit deterministically.

@@ -139,7 +139,9 @@ def test_langgraph_dev_server_runs_the_graph(tmp_path: Path) -> None:
                         break
                 except httpx.TransportError:
                     pass
-                assert time.monotonic() < deadline, "server not up in 120 s:\n" + log.read_text(errors="replace")[-3000:]
+                assert time.monotonic() < deadline, (
+                    "server not up in 120 s:\n" + log.read_text(errors="replace")[-3000:]
+                )
                 time.sleep(0.25)
             ready = time.perf_counter()
             assistant = client.post("/assistants/search", json={"graph_id": "synalign"}).json()[0]

@@ -38,7 +38,9 @@ def file_sha256(path: Path) -> str:
         pass
     value = sha256_file(path)
     try:
-        stamp.write_text(json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": value}), encoding="utf-8")
+        stamp.write_text(
+            json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": value}), encoding="utf-8"
+        )
     except OSError:
         pass
     return value

@@ -176,7 +176,8 @@ class LocalServer:
 
         Args:
             model: GGUF file.
-            binary: the server binary (default: the cached build, see :func:`synalign.agents.llamacpp.build.find_binary`).
+            binary: the server binary (default: the cached build, see
+                :func:`synalign.agents.llamacpp.build.find_binary`).
             threads: generation threads (``-t``); 1 measured fastest on a loaded 2-core machine.
             slots: parallel slots (``-np``); the context is split between them.
             ctx_size: total context in tokens (``-c``).
@@ -190,7 +191,9 @@ class LocalServer:
         """
         binary = binary or find_binary()
         if binary is None:
-            raise ServerError("llama-server is not built yet; run: synalign local-lm build (about 6 min on 2 cores, once)")
+            raise ServerError(
+                "llama-server is not built yet; run: synalign local-lm build (about 6 min on 2 cores, once)"
+            )
         reap_orphans()
         servers = _servers_dir()
         log_path = log_path or servers / f"server-{os.getpid()}-{int(time.time())}.log"
@@ -209,7 +212,9 @@ class LocalServer:
                     preexec_fn=_die_with_parent,  # noqa: PLW1509 - setsid + PDEATHSIG, no Python code
                 )
             pid_file = servers / f"{process.pid}.json"
-            pid_file.write_text(json.dumps({"pid": process.pid, "owner_pid": os.getpid(), "port": port}), encoding="utf-8")
+            pid_file.write_text(
+                json.dumps({"pid": process.pid, "owner_pid": os.getpid(), "port": port}), encoding="utf-8"
+            )
             root = f"http://127.0.0.1:{port}"
             while time.monotonic() - started < startup_timeout:
                 if process.poll() is not None:

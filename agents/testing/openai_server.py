@@ -36,7 +36,7 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from synalign.agents.testing.faults import FAULT_KINDS, FaultPlan
 from synalign.agents.testing.replies import scripted_reply
@@ -83,7 +83,7 @@ class OpenAITestServer:
     @property
     def url(self) -> str:
         """Base URL for OpenAI clients, e.g. ``http://127.0.0.1:8123/v1``."""
-        host, port = self._httpd.server_address[:2]
+        host, port = cast("tuple[str, int]", self._httpd.server_address[:2])  # an AF_INET (host, port) pair
         return f"http://{host}:{port}/v1"
 
     def start(self) -> OpenAITestServer:
@@ -215,7 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "malformed_json":
             entry.update(outcome="malformed_json", status=200)
             self.owner._log(entry)
-            self._send_json(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess')
+            self._send_json(
+                200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess'
+            )
             return
         if fault == "missing_fields":
             entry.update(outcome="missing_fields", status=200)
@@ -246,7 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        base = {"id": reply["id"], "object": "chat.completion.chunk", "created": reply["created"], "model": reply["model"]}
+        base = {
+            "id": reply["id"], "object": "chat.completion.chunk", "created": reply["created"], "model": reply["model"]
+        }
         try:
             for choice in reply["choices"]:
                 message = choice["message"]
@@ -259,9 +263,15 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 if message.get("tool_calls"):
                     calls = [{"index": i, **c} for i, c in enumerate(message["tool_calls"])]
-                    chunk = {**base, "choices": [{"index": choice["index"], "delta": {"tool_calls": calls}, "finish_reason": None}]}
+                    chunk = {
+                        **base,
+                        "choices": [{"index": choice["index"], "delta": {"tool_calls": calls}, "finish_reason": None}],
+                    }
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                end = {**base, "choices": [{"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}]}
+                end = {
+                    **base,
+                    "choices": [{"index": choice["index"], "delta": {}, "finish_reason": choice["finish_reason"]}],
+                }
                 self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
             if (body.get("stream_options") or {}).get("include_usage"):
                 self.wfile.write(f"data: {json.dumps({**base, 'choices': [], 'usage': reply['usage']})}\n\n".encode())

@@ -70,7 +70,9 @@ def scripted_reply(body: dict[str, Any], *, fault: str, junk: bool) -> dict[str,
                 args = call["function"]["arguments"]
                 call["function"]["arguments"] = args[: max(1, len(args) // 2)]
             finish = "length"
-        out = (message.get("content") or "") + "".join(c["function"]["arguments"] for c in message.get("tool_calls") or [])
+        out = (message.get("content") or "") + "".join(
+            c["function"]["arguments"] for c in message.get("tool_calls") or []
+        )
         completion_tokens += len(out.split())
         choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
     prompt_tokens = sum(len(t.split()) for t in texts)
@@ -94,7 +96,11 @@ def _message(
 ) -> dict[str, Any]:
     response_format = body.get("response_format") or {}
     tools = body.get("tools") or []
-    dspy_fields = _OUTPUT_FIELD_RE.findall(system[system.find("Your output fields are") :]) if "Your output fields are" in system else []
+    dspy_fields = (
+        _OUTPUT_FIELD_RE.findall(system[system.find("Your output fields are") :])
+        if "Your output fields are" in system
+        else []
+    )
     context = _Context.from_prompt(system, user)
     if dspy_fields:
         values = {name: _field_value(name, type_, context, rng, junk=junk) for name, type_ in dspy_fields}
@@ -120,7 +126,11 @@ def _message(
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": call_id, "type": "function", "function": {"name": function.get("name", "tool"), "arguments": json.dumps(obj)}}
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": function.get("name", "tool"), "arguments": json.dumps(obj)},
+                }
             ],
         }
     if response_format.get("type") == "json_object":
@@ -157,7 +167,9 @@ class _Context:
                 parsed = json.loads(raw)
                 demos = [str(d) for d in parsed] if isinstance(parsed, list) else []
             except json.JSONDecodeError:
-                demos = [m.group(2) for m in _NUMBERED_RE.finditer(raw)] or [ln.strip("- ").strip() for ln in raw.splitlines() if ln.strip()]
+                demos = [m.group(2) for m in _NUMBERED_RE.finditer(raw)] or [
+                    ln.strip("- ").strip() for ln in raw.splitlines() if ln.strip()
+                ]
         if not demos:
             demos = [m.group(2) for m in _NUMBERED_RE.finditer(user)]
         match_n = re.match(r"\s*(\d+)", sections.get("n", ""))
@@ -210,7 +222,9 @@ def _attribute_values(context: _Context) -> dict[str, Any]:
         "topic": f"texts about {top[0]}",
         "subtopics": top[1:4],
         "length": f"{lengths[0]}-{lengths[-1]} words (median {lengths[len(lengths) // 2]})",
-        "perspective": "third-person reviewer" if not any(" i " in f" {d.lower()} " for d in demos) else "first-person reviewer",
+        "perspective": (
+            "third-person reviewer" if not any(" i " in f" {d.lower()} " for d in demos) else "first-person reviewer"
+        ),
         "other": [f"frequent words: {', '.join(top[:5])}"],
     }
 

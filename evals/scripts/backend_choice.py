@@ -74,7 +74,11 @@ def _downstream(real_dir: Path, synthetic: dict[str, list[dict]], seeds: int, k:
     results: dict[str, list[dict]] = {"real only": [], **{f"real + {b}": [] for b in synthetic}}
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
-        few = [train[i] for label in labels for i in rng.permutation([j for j, r in enumerate(train) if str(r["label"]) == label])[:k]]
+        few = [
+            train[i]
+            for label in labels
+            for i in rng.permutation([j for j, r in enumerate(train) if str(r["label"]) == label])[:k]
+        ]
         x_real = embedder.encode([r["text"] for r in few])
         y_real = [str(r["label"]) for r in few]
         results["real only"].append(scores(y_test, fit_predict_lr(x_real, y_real, x_test)))
@@ -119,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         acc = {name: np.array([r["accuracy"] for r in rows]) for name, rows in results.items()}
         f1 = {name: np.array([r["macro_f1"] for r in rows]) for name, rows in results.items()}
         diff = acc["real + local"] - acc["real + eda"]
-        p = float(stats.ttest_rel(acc["real + local"], acc["real + eda"]).pvalue) if len(diff) > 1 and diff.std() > 0 else float("nan")
+        p = (
+            float(stats.ttest_rel(acc["real + local"], acc["real + eda"]).pvalue)
+            if len(diff) > 1 and diff.std() > 0
+            else float("nan")
+        )
         for name in results:
             down_rows.append([task, name, f"{acc[name].mean():.4f} ± {acc[name].std():.4f}",
                               f"{f1[name].mean():.4f} ± {f1[name].std():.4f}"])
@@ -128,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         verdict[task] = {"fidelity_ok": local_fid >= 0.85, "beats_eda": bool(diff.mean() > 0)}
     local_default = all(v["fidelity_ok"] and v["beats_eda"] for v in verdict.values())
     text = "\n\n".join([
-        markdown(["task", "backend", "generated", "accepted", "label fidelity (accepted)", "distinct-2", "MMD² accepted", "wall s"], fidelity_rows),
+        markdown(["task", "backend", "generated", "accepted", "label fidelity (accepted)", "distinct-2",
+                  "MMD² accepted", "wall s"], fidelity_rows),
         markdown(["task", "training set", f"accuracy (mean ± std, {args.seeds} seeds)", "macro-F1"], down_rows),
         f"verdict: {json.dumps(verdict)}; local LM as default: {'yes' if local_default else 'no'}",
     ])

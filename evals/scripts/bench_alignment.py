@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_note())
     print(
         f"data: {src}; real rows {len(real)}; RBF bandwidth {bw:.4f} (median heuristic); {args.n_iter} solver "
-        f"iterations; Nyström r = {args.n_features or 1024} landmarks (screen; working set 2,048 solved exactly), RFF D = {args.n_features or 2048}; 2 torch threads; each row a fresh process; peak MiB = rise of the "
+        f"iterations; Nyström r = {args.n_features or 1024} landmarks (screen; working set 2,048 solved exactly), "
+        f"RFF D = {args.n_features or 2048}; 2 torch threads; each row a fresh process; peak MiB = rise of the "
         "resident set during the solve (sampled every 2 ms)\n"
     )
     print(

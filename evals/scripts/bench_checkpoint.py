@@ -18,7 +18,7 @@ embedding 100k texts. After each round's ``align`` the worker records:
 
 "end of run" is the file a user keeps (the WAL folded in when the run closes it).
 
-    python evals/scripts/bench_checkpoint.py                                  # 10k and 100k samples, 4 rounds, vs 8123aaf
+    python evals/scripts/bench_checkpoint.py                           # 10k and 100k samples, 4 rounds, vs 8123aaf
     python evals/scripts/bench_checkpoint.py --samples 10000 --rounds 3 --before ''
 """
 

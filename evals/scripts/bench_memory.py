@@ -55,7 +55,8 @@ def _dataset(labels: int, data: Path, work: Path) -> Path:
     path = work / f"labels{labels}" / "train.jsonl"
     if path.is_file():
         return path.parent
-    rows = [json.loads(line) for line in (data / "amazon_fdu13" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line)
+            for line in (data / "amazon_fdu13" / "train.jsonl").read_text(encoding="utf-8").splitlines()
             if line.strip()]
     categories = sorted({r["label"] for r in rows})
     order = [(b, c) for b in range(_BUCKETS) for c in categories]
@@ -124,7 +125,9 @@ def _measure(key: dict, results: Path, data: Path, rounds: int, labels: int, cac
             row = json.loads(line)
             if row["key"] == key:
                 return row
-    row = {"key": key, **run_worker("bench_memory", [str(data), str(rounds), str(labels), str(cache)], work, path_first)}
+    row = {
+        "key": key, **run_worker("bench_memory", [str(data), str(rounds), str(labels), str(cache)], work, path_first)
+    }
     with results.open("a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
     return row

@@ -37,7 +37,9 @@ def _spec(variant: str, noun: str):  # noqa: ANN202
 
     spec = load_spec("generate_samples")
     template = spec.completion.model_copy(
-        update={"header": "{attributes}" if "attributes" in variant else "", "item": noun if "noun" in variant else "Text"}
+        update={
+            "header": "{attributes}" if "attributes" in variant else "", "item": noun if "noun" in variant else "Text"
+        }
     )
     return spec.model_copy(update={"completion": template})
 
@@ -111,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
                 round(copy_share(texts, [r["demonstrations"] for r in rows]), 3),
                 round(float(np.mean([len(t.split()) for t in texts])), 1), round(rows[0]["seconds_per_text"], 2),
             ])
-            print(markdown(["task", "variant", "texts", "fidelity", "distinct-2", "copies", "words", "s/text"], table[-1:]).splitlines()[-1], flush=True)
-    text = markdown(["task", "variant", "texts", "label fidelity", "distinct-2", "near-copies", "mean words", "s/text"], table)
+            print(markdown(["task", "variant", "texts", "fidelity", "distinct-2", "copies", "words", "s/text"],
+                           table[-1:]).splitlines()[-1], flush=True)
+    text = markdown(["task", "variant", "texts", "label fidelity", "distinct-2", "near-copies", "mean words", "s/text"],
+                    table)
     atomic_write_text(OUT / "summary.md", text + "\n")
     print(text)
     return 0

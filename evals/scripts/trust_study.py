@@ -13,9 +13,9 @@ made and selected on the rest. Three estimates of "does adding the accepted set 
 
 Conditions: ``eda`` (``synalign run --llm eda``, the defaults: label filter, near-copies refused),
 ``local`` (``synalign run --llm local``, the embedded Gemma 3 270M, with the task's ``--item-name``; opt-in with
-``--conditions``: minutes per run), ``eda-copies`` (the same with ``--allow-near-copies`` and ``--selection random``: EDA's near-copies of real
-texts, the data the old verdict called green), and for SST-2 and AG News an LLM-written pool from
-``../shared/data/synthetic`` aligned to the few-shot set (:func:`synalign.alignment.align` with the
+``--conditions``: minutes per run), ``eda-copies`` (the same with ``--allow-near-copies`` and ``--selection random``:
+EDA's near-copies of real texts, the data the old verdict called green), and for SST-2 and AG News an LLM-written
+pool from ``../shared/data/synthetic`` aligned to the few-shot set (:func:`synalign.alignment.align` with the
 validation slice held out, near-copies refused) with ``filter`` and with ``random`` selection.
 
 Rows go to ``evals/results/trust/rows.jsonl`` as they finish; a re-run skips rows already there (resumable).
