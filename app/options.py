@@ -1,7 +1,7 @@
 """``synalign run``'s options, derived from :class:`~synalign.config.RunConfig`'s fields.
 
-One source of names, defaults, help and validation: each field becomes ``--field-name`` (or the flag named by
-the field's ``json_schema_extra["cli_flag"]``), its help is the field's description plus its default, and a
+One source of names, defaults, help and validation: each field becomes ``--field-name`` (or the flag that
+:data:`_FLAGS` spells), its help is the field's description plus its default, and a
 boolean field is a ``--name/--no-name`` switch. Every option defaults to None ("not given"), so the command
 passes on only what the user typed and pydantic fills in and validates the rest. Fields marked
 ``json_schema_extra["resume_safe"]`` are the ones ``--resume`` may change: they change how the run talks to
@@ -33,20 +33,18 @@ from synalign.errors import invalid_field_message
 __all__ = ["cli_message", "config_error", "config_option", "field_help", "given_fields", "option_flag",
            "resume_safe_fields", "run_default", "run_parameters", "spec_option", "unused_option_notes"]
 
-_PARAMETER_FLAGS = {"repo_id": "--to-hub"}
-"""Python parameters named in messages whose flag is not ``--parameter-name`` (RunConfig fields name theirs
-with ``json_schema_extra["cli_flag"]``)."""
+_FLAGS = {"max_rounds": "--rounds", "repo_id": "--to-hub"}
+"""The RunConfig fields and Python parameters whose flag is not ``--name-with-dashes`` (the one table of flag
+spellings: the lower floors name settings by their Python names)."""
 
 _FIELD_MENTION = re.compile(r"`([a-z][a-z0-9_]*)`")
 """A setting named in a message of the lower floors (the convention of :mod:`synalign.errors`)."""
 
 
 def option_flag(name: str) -> str:
-    """The command-line flag of setting ``name``: a RunConfig field's ``json_schema_extra["cli_flag"]``
-    (``max_rounds`` → ``--rounds``), else ``--name-with-dashes``."""
-    field = RunConfig.model_fields.get(name)
-    extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
-    return str(extra.get("cli_flag") or _PARAMETER_FLAGS.get(name) or "--" + name.replace("_", "-"))
+    """The command-line flag of setting ``name`` (a RunConfig field or a parameter named in a message):
+    :data:`_FLAGS` (``max_rounds`` → ``--rounds``), else ``--name-with-dashes``."""
+    return _FLAGS.get(name) or "--" + name.replace("_", "-")
 
 
 def cli_message(message: str) -> str:

@@ -108,8 +108,8 @@ class RunConfig(BaseModel):
     ``max_rounds`` rounds, or once ``max_samples`` synthetic samples have been generated.
 
     Each field's description is also its ``synalign run --help`` text (the CLI is generated from these fields,
-    :mod:`synalign.app.options`); ``json_schema_extra`` may name a ``cli_flag`` other than ``--field-name``
-    and mark a field ``resume_safe`` (``--resume`` may change it: how the run talks to the LLM, never what it
+    :mod:`synalign.app.options`, which also spells each field's flag); ``json_schema_extra`` may mark a field
+    ``resume_safe`` (``--resume`` may change it: how the run talks to the LLM, never what it
     computes).
 
     Frozen, and parsed at construction: ``target``, ``selection`` and ``llm`` hold :class:`Target`,
@@ -146,7 +146,7 @@ class RunConfig(BaseModel):
     clusters_per_label: int = Field(default=2, ge=1, description="Demonstration clusters per label per round.")
     cluster_size: int = Field(default=8, ge=1, description="Pick + nearest neighbours per cluster.")
     samples_per_cluster: int = Field(default=16, ge=1, description="Texts generated per cluster.")
-    max_rounds: int = Field(default=4, ge=1, description="Maximum rounds.", json_schema_extra={"cli_flag": "--rounds"})
+    max_rounds: int = Field(default=4, ge=1, description="Maximum rounds.")
     max_samples: int | None = Field(default=None, ge=1, description="Maximum synthetic samples generated; a "
                                     "round that would pass it splits the rest across the labels by their share "
                                     "(default: no limit).")
