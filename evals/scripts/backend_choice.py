@@ -30,7 +30,7 @@ BACKENDS = ("eda", "local")
 
 
 ITEM_NAMES = {"sst2": "Movie review", "agnews": "News article"}
-"""``--item-name`` given to the local LM, as the README recommends (evals/local_lm_prompts.py)."""
+"""``--item-name`` given to the local LM, as the README recommends (evals/scripts/local_lm_prompts.py)."""
 
 
 def _tasks(shared: Path) -> dict[str, tuple[Path, Path]]:
