@@ -51,6 +51,7 @@ def build_backend(
     lm: Any = None,
     settings: LLMSettings | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    label_names: Mapping[str, str] | None = None,
 ) -> Backend:
     """The run's backend.
 
@@ -58,11 +59,13 @@ def build_backend(
         config: run configuration; ``config.llm`` (``"openai:MODEL"``, ``"local"``) selects the LLM backend,
             ``"eda"`` the offline backend (unless ``chat_model``/``lm`` are given).
         run_dir: the run directory; the LLM trace goes to ``run_dir/llm_trace.jsonl``.
-        reference: real texts per label, passed to the offline backend's summariser.
+        reference: real texts per label, passed to the offline backend's summariser (and, with ``label_check``
+            lm, the LM label check's few-shot examples).
         chat_model: any LangChain chat model for the summariser (overrides the one ``config.llm`` builds).
         lm: any ``dspy.LM`` for the generator (overrides the one ``config.llm`` builds).
         settings: explicit :class:`LLMSettings` (default: :meth:`LLMSettings.from_config`).
         sleep: sleep function between retries (tests).
+        label_names: label value → the name the prompts use (the LM label check's prompt).
 
     Returns:
         ``Backend(is_llm=True, name="openai:MODEL", usage=<counters>)`` or the offline backend.
@@ -88,9 +91,10 @@ def build_backend(
     if kind == "local" and not custom:
         from synalign.agents.local import build_local_backend
 
-        return build_local_backend(config, run_dir, reference=reference, sleep=sleep)
+        return build_local_backend(config, run_dir, reference=reference, sleep=sleep, label_names=label_names)
     return build_llm_backend(
-        config, run_dir, chat_model=chat_model, lm=lm, settings=settings, reference=reference, sleep=sleep
+        config, run_dir, chat_model=chat_model, lm=lm, settings=settings, reference=reference, sleep=sleep,
+        label_names=label_names,
     )
 
 
@@ -255,6 +259,7 @@ def build_llm_backend(
     reference: Mapping[str, Sequence[str]] | None = None,
     identity: dict[str, Any] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    label_names: Mapping[str, str] | None = None,
 ) -> Backend:
     """The LLM backend (see :func:`build_backend`); ``chat_model``/``lm`` default to ones built from
     ``settings``.
@@ -311,6 +316,25 @@ def build_llm_backend(
     )
     info = {"kind": settings.provider, "model": settings.model, "base_url": settings.base_url,
             "prompt_style": generator.prompt_style, "summarizer": summarizer.name}
+    checker = None
+    if config.label_check == "lm":
+        from synalign.agents.labelcheck import InContextLabelChecker
+
+        if not settings.base_url or reference is None:
+            raise InputError("`label_check` lm needs a llama.cpp endpoint (`base_url`) and the real examples")
+        checker = InContextLabelChecker(settings.base_url, settings.model, reference, label_names=label_names,
+                                        api_key=api_key or "EMPTY", timeout=settings.timeout_s)
+        info["label_check"] = {"name": checker.name, "per_label": checker.per_label,
+                               "label_groups": [list(g) for g in checker.groups.values() if len(g) > 1]}
+    usage = runner.snapshot
+    if checker is not None:
+        label_checker = checker
+
+        def usage() -> dict[str, Any]:  # the label check's requests count as the run's LM usage too
+            return {**runner.snapshot(), "label_check_calls": label_checker.calls,
+                    "label_check_seconds": round(label_checker.seconds, 3)}
+
     return Backend(
-        name=settings.name, summarizer=summarizer, generator=generator, usage=runner.snapshot, is_llm=True, info=info
+        name=settings.name, summarizer=summarizer, generator=generator, usage=usage, is_llm=True, info=info,
+        label_checker=checker, close=checker.close if checker is not None else lambda: None,
     )

@@ -40,11 +40,18 @@ def ensure_server_binary(log: Callable[[str], None] = _stderr) -> Path:
     return build_server(log=log)  # returns the cached binary at once when it exists
 
 
+CONTEXT_PER_SLOT = 8192
+"""Context tokens per server slot. Eight demonstrations of long texts (Amazon product reviews, ~350 tokens each)
+make prompts of ~2,900 tokens, which the earlier 2,048 refused; Gemma 3 270M reads 32K, and the larger KV cache
+costs memory (tens of MB for this model), not time."""
+
+
 def build_local_backend(
     config: RunConfig,
     run_dir: Path | None,
     *,
     reference: Mapping[str, Sequence[str]] | None = None,
+    label_names: Mapping[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Backend:
     """The ``--llm local[:PATH.gguf]`` backend with its server running.
@@ -68,13 +75,14 @@ def build_local_backend(
     binary = ensure_server_binary()
     server = LocalServer.start(
         model_path, binary=binary, threads=settings.local_threads, slots=settings.local_slots,
-        ctx_size=2048 * max(1, settings.local_slots),
+        ctx_size=CONTEXT_PER_SLOT * max(1, settings.local_slots),
     )
     try:
         # concurrency then follows the server's /props slots, as for any llama.cpp endpoint (build_llm_backend)
         settings = replace(settings, base_url=server.base_url)
         backend = build_llm_backend(
-            config, run_dir, settings=settings, reference=reference, identity={"gguf_sha256": sha256}, sleep=sleep
+            config, run_dir, settings=settings, reference=reference, identity={"gguf_sha256": sha256}, sleep=sleep,
+            label_names=label_names,
         )
     except BaseException:
         server.stop()
@@ -87,6 +95,12 @@ def build_local_backend(
                 "slots": server.total_slots, "n_ctx": server.n_ctx, "startup_s": round(server.startup_s, 2)},
         terms=GEMMA_TERMS_NOTE if not config.llm.model else None,
     )
-    backend.close = server.stop
+    close_checker = backend.close
+
+    def close() -> None:
+        close_checker()
+        server.stop()
+
+    backend.close = close
     _log.info("local LM %s served by llama-server pid %d (%d slot(s))", settings.model, server.pid, server.total_slots)
     return backend

@@ -200,6 +200,10 @@ def _print_result(console: Any, result: Any) -> None:
             f"{u.get('failures', 0)} failed attempts, cache hit rate {u.get('cache_hit_rate') or 0:.0%}, "
             f"tokens {u.get('tokens_in', 0)} in / {u.get('tokens_out', 0)} out"
             + (f", cost ${u['cost_usd']:.4f}" if u.get("cost_usd") is not None else "")
+            + (f"; {s.cost.llm_calls_per_accepted:.2f} calls per accepted text"
+               if s.cost is not None and s.cost.llm_calls_per_accepted is not None else "")
+            + (f"; label check: {u['label_check_calls']} requests, {float(u.get('label_check_seconds', 0)):.0f} s"
+               if u.get("label_check_calls") else "")
         )
     typer.echo(f"outputs in {result.run_dir}:")
     for name, path in result.outputs.items():

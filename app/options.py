@@ -66,7 +66,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
              "cache_dir", "device", "ray", "holdout"),
     "Generation": ("task", "max_rounds", "clusters_per_label", "cluster_size", "samples_per_cluster", "max_samples",
                    "witness_guided", "length_scale", "seed"),
-    "Alignment": ("target", "selection", "accept_fraction", "allow_near_copies", "patience"),
+    "Alignment": ("target", "selection", "accept_fraction", "label_check", "allow_near_copies", "patience"),
     "LLM": ("llm", "item_name", "prompt_style", "base_url", "api_key_env", "temperature", "max_tokens",
             "max_concurrency", "llm_cache", "prompts"),
     "Output": ("out",),

@@ -99,7 +99,7 @@ class RoundProgress:
     When stderr is not a terminal (a log file, CI) there is no bar: one plain line per finished step instead.
     """
 
-    _STEPS = {"explore": 1, "summarize": 2, "generate": 3, "align": 4}
+    _STEPS = {"explore": 1, "summarize": 2, "generate": 3, "label_check": 3, "align": 4}
 
     def __init__(self, max_rounds: int, console: Any = None) -> None:
         """``console``: where the bars go (default: a rich ``Console`` on stderr)."""

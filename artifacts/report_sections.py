@@ -448,10 +448,32 @@ def maker_section(summary: RunSummary | Mapping[str, Any]) -> str:
          else f"${cost:.4f}" if isinstance(cost, (int, float)) else "not priced (set SYNALIGN_LLM_PRICES)"),
         ("response cache hit rate", f"{rate:.0%} ({usage.get('cache_hits', 0)} hits)" if rate is not None
          else "no cache lookups"),
+        *_cost_pairs(summary, usage),
         ("embedding model", summary.embedding_model),
         ("embedding truncation (tokens)", summary.embedding_max_seq_length),
     ]
     return kv_table([(k, v) for k, v in pairs if v not in (None, "")])
+
+
+def _cost_pairs(summary: RunSummary, usage: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Rows of what one accepted text cost (:class:`~synalign.artifacts.summary.CostRecord`), and the LM label
+    check's requests when the run made any."""
+    cost = summary.cost
+    pairs: list[tuple[str, Any]] = []
+    if usage.get("label_check_calls"):
+        pairs.append(("LM label-check requests", f"{usage['label_check_calls']} "
+                      f"({float(usage.get('label_check_seconds', 0.0)):.0f} s)"))
+    if cost is None:
+        return pairs
+    for name, value, unit in (
+        ("texts generated per accepted text", cost.generated_per_accepted, ""),
+        ("LM calls per accepted text", cost.llm_calls_per_accepted, ""),
+        ("label-check requests per accepted text", cost.label_check_calls_per_accepted, ""),
+        ("wall time per accepted text", cost.seconds_per_accepted, " s"),
+    ):
+        if value is not None:
+            pairs.append((name, f"{value:.2f}{unit}"))
+    return pairs
 
 
 def samples_section(synthetic: Sequence[SyntheticExample], metrics: list[dict[str, Any]], per_label: int) -> str:

@@ -22,9 +22,45 @@ from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, field
 from synalign.utility import UtilityEstimate
 from synalign.verdict import Fidelity, Novelty, Verdict
 
-__all__ = ["RunSummary", "ValidationRecord", "as_summary"]
+__all__ = ["CostRecord", "RunSummary", "ValidationRecord", "as_summary"]
 
 _ALIGN_ONLY = ("command", "real_data", "pool")
+_LATER = ("cost",)
+"""Fields added after summaries were first compared byte for byte: left out when unset, like the align-only ones."""
+
+
+class CostRecord(BaseModel):
+    """What one accepted text cost (issue 20, item 5), over every process of the run.
+
+    Attributes:
+        generated_per_accepted: texts generated per text accepted (over-generation).
+        llm_calls_per_accepted: generation and summariser LM calls per accepted text (retries and top-ups
+            included; label-check requests not).
+        label_check_calls_per_accepted: one-token label-check requests per accepted text (``label_check`` lm).
+        seconds_per_accepted: wall seconds of the run's last process per accepted text.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    generated_per_accepted: float | None = None
+    llm_calls_per_accepted: float | None = None
+    label_check_calls_per_accepted: float | None = None
+    seconds_per_accepted: float | None = None
+
+    @classmethod
+    def of(cls, generated: int, accepted: int, usage: Mapping[str, Any] | None, wall_seconds: float) -> CostRecord:
+        """The record of a run that generated / accepted that many texts with this merged ``usage``."""
+        if accepted <= 0:
+            return cls()
+        usage = usage or {}
+        calls = usage.get("llm_calls")
+        checks = usage.get("label_check_calls")
+        return cls(
+            generated_per_accepted=round(generated / accepted, 3),
+            llm_calls_per_accepted=round(float(calls) / accepted, 3) if calls is not None else None,
+            label_check_calls_per_accepted=round(float(checks) / accepted, 3) if checks is not None else None,
+            seconds_per_accepted=round(wall_seconds / accepted, 3),
+        )
 
 
 class ValidationRecord(BaseModel):
@@ -57,7 +93,7 @@ class RunSummary(BaseModel):
             (:func:`synalign.agents.usage.merge_usage`) and how many processes that is.
         dropped: samples dropped before alignment, by reason.
         embedding_model / embedding_max_seq_length: the embedder and its truncation.
-        wall_seconds: the run's wall time.
+        wall_seconds: the run's wall time; ``cost``: per accepted text (:class:`CostRecord`).
         verdict, utility, fidelity, novelty, validation: the judged last round (:mod:`synalign.verdict`).
         command, real_data, pool: ``synalign align`` only (``"align"``, its real data and pool paths).
     """
@@ -87,6 +123,7 @@ class RunSummary(BaseModel):
     embedding_model: str | None = None
     embedding_max_seq_length: int | None = None
     wall_seconds: float | None = None
+    cost: CostRecord | None = None
     accept_fraction: float | None = None
     verdict: Verdict | None = None
     utility: UtilityEstimate | None = None
@@ -97,7 +134,7 @@ class RunSummary(BaseModel):
     real_data: str | None = None
     pool: str | None = None
 
-    @field_validator("verdict", "utility", "fidelity", "novelty", "validation", mode="before")
+    @field_validator("verdict", "utility", "fidelity", "novelty", "validation", "cost", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return value or None  # an empty record (``{}``) is no record, as the renderers always read it
@@ -105,7 +142,7 @@ class RunSummary(BaseModel):
     @model_serializer(mode="wrap")
     def _drop_unset_align_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
-        for key in _ALIGN_ONLY:
+        for key in (*_ALIGN_ONLY, *_LATER):
             if data.get(key) is None:
                 data.pop(key, None)
         return data

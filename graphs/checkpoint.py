@@ -173,9 +173,9 @@ def _check_run_config(conn: sqlite3.Connection, config: RunConfig, path: Path, o
     current = _field_digests(config)
     if digest == _digest(current):
         return
-    changed = [
-        name for name, value in current.items()
-        if stored.get(name, _default_digest(name)) != value
+    changed = [  # a field either side leaves out (written before it existed, or an off switch) has its default
+        name for name in dict.fromkeys([*current, *stored]) if name in RunConfig.model_fields
+        and stored.get(name, _default_digest(name)) != current.get(name, _default_digest(name))
     ]
     if not changed:
         return

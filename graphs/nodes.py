@@ -244,10 +244,33 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
     if budget is not None and len(samples) > budget:
         dropped["over_budget"] = dropped.get("over_budget", 0) + len(samples) - budget
         samples = samples[:budget]
+    _emit("generate", round_, done=len(clusters), total=len(clusters), texts=len(samples), **_llm_usage(ctx))
+    if cfg.label_check == "lm":
+        _label_check(ctx, samples, round_)
     batch = put_samples(require_store(runtime), thread_namespace(runtime), round_, samples)  # before the state
     ctx.sample_batches[batch["key"]] = samples  # align reads it from here, not back from the store
-    _emit("generate", round_, done=len(clusters), total=len(clusters), texts=len(samples), **_llm_usage(ctx))
     return {"sample_batches": [batch], "dropped": dropped}
+
+
+def _label_check(ctx: SynAlignContext, samples: list[SampleRecord], round_: int) -> None:
+    """Write the LM's own label-check margin (:mod:`synalign.lmcheck`) into each new sample, with a
+    ``label_check`` progress event per scored text.
+
+    Raises:
+        InputError: the backend has no label checker (``label_check`` lm on a backend without one).
+    """
+    from synalign.errors import InputError
+
+    checker = ctx.backend.label_checker
+    if checker is None:
+        raise InputError(f"`label_check` lm: the {ctx.backend.name} backend has no LM label check")
+    _emit("label_check", round_, done=0, total=len(samples))
+    margins = checker.margins(
+        [s["text"] for s in samples], [s["label"] for s in samples],
+        on_done=lambda done, total: _emit("label_check", round_, done=done, total=total),  # type: ignore[call-arg]
+    )
+    for sample, margin in zip(samples, margins, strict=True):
+        sample["label_margin"] = float(margin)
 
 
 def _llm_usage(ctx: SynAlignContext) -> dict[str, int]:
@@ -363,6 +386,8 @@ def _align(
     novelty = _near_copies(ctx, samples, emb)
     eligible = None if cfg.allow_near_copies else ~novelty.mask
     seed = _seed(cfg.seed, round_, 7919)
+    margins = (np.asarray([s.get("label_margin", np.nan) for s in samples], dtype=np.float64)
+               if cfg.label_check == "lm" else None)  # the LM's own label check orders each label's pick
     weights = None  # solved per label inside kmm_align, unless the KMM screen runs on Ray (--ray)
     if cfg.ray is not None:
         from synalign.scaleout.cluster import screen_weights
@@ -384,6 +409,7 @@ def _align(
         compute_mmd=False,
         eligible=eligible,
         weights=weights,
+        priority=margins,
     )
     mask = np.asarray(result.accepted, dtype=bool)
     acc = emb[mask]
@@ -414,6 +440,12 @@ def _align(
         )
     metrics["near_copies"] = int(novelty.mask.sum())
     metrics["near_copies_accepted"] = int((novelty.mask & mask).sum())
+    if margins is not None:
+        checker = ctx.backend.label_checker
+        metrics["lm_agrees_accepted"] = float(np.mean(margins[mask] > 0)) if mask.any() else nan
+        metrics["lm_agrees_pool"] = float(np.mean(margins > 0)) if len(margins) else nan
+        metrics["label_check_calls"] = int(getattr(checker, "calls", 0))
+        metrics["label_check_seconds"] = round(float(getattr(checker, "seconds", 0.0)), 3)
     if ctx.validation_embeddings is not None and len(ctx.validation):
         _emit("align", round_, done=2, total=_ALIGN_STEPS, phase="held-out check")
     metrics.update(_held_out(ctx, samples, emb, mask, bandwidth, _seed(cfg.seed, round_, 104729)))

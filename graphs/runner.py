@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import numpy as np
 
 from synalign.artifacts.rundir import CONFIG_FILE, RunDir, RunDirLock, prepare_run_dir, remove_run_files
-from synalign.artifacts.summary import RunSummary, ValidationRecord
+from synalign.artifacts.summary import CostRecord, RunSummary, ValidationRecord
 from synalign.artifacts.usage import record_usage, total_usage
 from synalign.backends import Backend
 from synalign.config import RunConfig
@@ -152,7 +152,11 @@ def make_context(
         from synalign.agents import build_backend
 
         reference = {label: [r.text for r in real if r.label == label] for label in labels}
-        backend = build_backend(config, run_dir=config.out, reference=reference)
+        backend = build_backend(config, run_dir=config.out, reference=reference, label_names=label_names)
+    if config.label_check == "lm" and backend.label_checker is None:
+        backend.close()
+        raise InputError(f"`label_check` lm: the {backend.name} backend has no LM label check (it needs a llama.cpp "
+                         "endpoint, one backend, not `ray` generation)")
     return SynAlignContext(
         config=config,
         real=real,
@@ -289,6 +293,7 @@ def _write_outputs(
         embedding_model=ctx.embedder.model_id,
         embedding_max_seq_length=getattr(ctx.embedder, "truncation", None),
         wall_seconds=round(wall, 2),
+        cost=CostRecord.of(len(pool), len(accepted), usage, wall) if backend.is_llm else None,
         accept_fraction=ctx.config.accept_fraction,
         verdict=verdict,
         utility=metrics[-1].get("utility") if metrics else None,

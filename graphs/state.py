@@ -62,6 +62,7 @@ class SampleRecord(TypedDict):
     round: int
     backend: str
     demonstration_ids: list[str]
+    label_margin: NotRequired[float]
 
 
 class SampleBatch(TypedDict):
@@ -90,7 +91,10 @@ class RoundMetrics(TypedDict):
 
     ``near_copies`` / ``near_copies_accepted``: near-copies of real texts in the pool / the accepted set
     (:mod:`synalign.novelty`); ``utility``: the held-out :class:`synalign.utility.UtilityEstimate` dump and
-    ``fidelity``: the :class:`synalign.verdict.Fidelity` dump on the validation slice (absent without one)."""
+    ``fidelity``: the :class:`synalign.verdict.Fidelity` dump on the validation slice (absent without one);
+    with ``label_check`` lm, ``lm_agrees_accepted`` / ``lm_agrees_pool``: the share of the accepted set / the pool
+    whose LM label-check margin is > 0 (:mod:`synalign.lmcheck`), and ``label_check_calls`` /
+    ``label_check_seconds``: this process's scoring requests and their time so far."""
 
     round: int
     generated: int
@@ -111,6 +115,10 @@ class RoundMetrics(TypedDict):
     near_copies_accepted: NotRequired[int]
     utility: NotRequired[dict[str, Any]]
     fidelity: NotRequired[dict[str, Any]]
+    lm_agrees_accepted: NotRequired[float]
+    lm_agrees_pool: NotRequired[float]
+    label_check_calls: NotRequired[int]
+    label_check_seconds: NotRequired[float]
     align_seconds: float
     stop: StopReason | None
 

@@ -75,6 +75,7 @@ class _AlignContext:
     cv_warm_start: bool = False
     filtered: int = 0
     picks: dict[str, np.ndarray] = field(default_factory=dict)
+    priority: np.ndarray | None = None
 
     def per_label(self, leaf: PerLabel, mask: np.ndarray | None) -> np.ndarray:
         if leaf.target != "labelled":
@@ -89,6 +90,10 @@ class _AlignContext:
             xr = self.real[self.real_labels == label]
             w = self.weights[s_idx]
             kept = np.flatnonzero(keep[s_idx])  # positions within the label that survive the filter
+            if self.priority is not None:  # the quota is filled in priority order instead of by the leaf
+                self.picks[label] = kept[_by_priority(self.priority[s_idx][kept], k)]
+                out.append(s_idx[self.picks[label]])
+                continue
             w_kept = w[kept] / w[kept].sum() if w[kept].sum() > 0 else np.full(len(kept), 1.0 / len(kept))
             chosen = np.asarray(
                 leaf(
@@ -137,6 +142,7 @@ def align(
     compute_mmd: bool = True,
     weights: np.ndarray | None = None,
     eligible: np.ndarray | None = None,
+    priority: np.ndarray | None = None,
 ) -> AlignmentResult:
     """Align the synthetic pool to the real set per label: KMM weights, then selection (SynAlign stage 3).
 
@@ -169,6 +175,11 @@ def align(
         eligible: (m,) bool, the rows that may be weighted and accepted (e.g. not near-copies of real texts,
             :mod:`synalign.novelty`); the others get weight 0 and are never accepted, and each label's quota is
             ``accept_fraction`` of its eligible rows. ``None`` = every row.
+        priority: (m,) float, an order of preference (e.g. the LM's own label-check margin,
+            :mod:`synalign.lmcheck`: SuperGen, Meng et al. 2022, keeps the texts the LM itself is surest of):
+            each label's quota is filled with the rows of largest priority among those the strategy's filter
+            keeps (``"filter"``: the label-consistency filter; ties in pool order), instead of the strategy's
+            own per-label pick. NaN ranks last. ``None`` = the strategy decides.
 
     Raises:
         InputError: mismatched lengths or dims, a synthetic label with no real rows, bad accept_fraction,
@@ -179,11 +190,16 @@ def align(
         bandwidth=bandwidth, strategy=strategy, accept_fraction=accept_fraction, solver=solver, seed=seed,
         cv_seed=cv_seed, cv_warm_start=cv_warm_start, device=device, compute_mmd=compute_mmd,
     )
+    if priority is not None:
+        priority = np.asarray(priority, dtype=np.float64)
+        if priority.shape != (len(synthetic_labels),):
+            raise InputError(f"priority must be {len(synthetic_labels)} numbers, got shape {priority.shape}")
     if eligible is not None:
         return _align_eligible(
-            synthetic, synthetic_labels, real, real_labels, np.asarray(eligible, dtype=bool), weights, **options
+            synthetic, synthetic_labels, real, real_labels, np.asarray(eligible, dtype=bool), weights, priority,
+            **options,
         )
-    return _align(synthetic, synthetic_labels, real, real_labels, weights=weights, **options)
+    return _align(synthetic, synthetic_labels, real, real_labels, weights=weights, priority=priority, **options)
 
 
 def _align(
@@ -202,6 +218,7 @@ def _align(
     device: str,
     compute_mmd: bool,
     weights: np.ndarray | None,
+    priority: np.ndarray | None = None,
 ) -> AlignmentResult:
     """:func:`align` on every row of the pool."""
     from synalign._torch import as_matrix, bandwidth_list
@@ -254,6 +271,7 @@ def _align(
         strategy, s, syn_lab, r, real_lab, quotas, seed, device, weights, bws, np.random.default_rng(seed),
         cv_seed=cv_seed,
         cv_warm_start=cv_warm_start,
+        priority=priority,
     )
     accepted = np.zeros(s.shape[0], dtype=bool)
     accepted[plan.choose(ctx, None)] = True
@@ -297,6 +315,7 @@ def _align_eligible(
     real_labels: Sequence[str] | np.ndarray,
     eligible: np.ndarray,
     weights: np.ndarray | None,
+    priority: np.ndarray | None,
     **options: Any,
 ) -> AlignmentResult:
     """:func:`align` on the ``eligible`` rows only, scattered back to the whole pool (others: weight 0, never
@@ -316,10 +335,17 @@ def _align_eligible(
             part = labels[rows] == label
             total = sub_w[part].sum()
             sub_w[part] = sub_w[part] / total if total > 0 else 1.0 / part.sum()
-    inner = _align(np.asarray(synthetic)[rows], labels[rows], real, real_labels, weights=sub_w, **options)
+    inner = _align(np.asarray(synthetic)[rows], labels[rows], real, real_labels, weights=sub_w,
+                   priority=None if priority is None else priority[rows], **options)
     full_w[rows] = inner.weights
     full_acc[rows] = inner.accepted
     return replace(inner, weights=full_w, accepted=full_acc)
+
+
+def _by_priority(priority: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest of (n,) ``priority`` (NaN last; ties in order), in that order."""
+    key = np.where(np.isnan(priority), -np.inf, priority)
+    return np.argsort(-key, kind="stable")[:k].astype(np.int64)
 
 
 def _check_weights(weights: np.ndarray, labels: np.ndarray, order: list[str]) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The two roles an LLM (or the offline backend) plays in the loop: attribute summariser and generator.
+"""The roles an LLM (or the offline backend) plays in the loop: attribute summariser, generator and (optional)
+label checker.
 
 Core code depends only on these protocols; ``synalign.agents`` provides LLM implementations and
 :mod:`synalign.offline` the no-LLM ones. Both take a batch of requests so that LLM implementations can run
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from synalign.records import AttributeSummary
 
-__all__ = ["SummaryRequest", "GenerationRequest", "Generation", "Summarizer", "Generator", "Backend"]
+__all__ = ["SummaryRequest", "GenerationRequest", "Generation", "Summarizer", "Generator", "LabelChecker", "Backend"]
 
 
 class SummaryRequest(BaseModel):
@@ -73,6 +74,24 @@ class Generator(Protocol):
     def generate(self, requests: list[GenerationRequest]) -> list[Generation]: ...
 
 
+@runtime_checkable
+class LabelChecker(Protocol):
+    """The generating LM's own label check (:mod:`synalign.lmcheck`): one margin per text, in nats.
+
+    ``margins(texts, labels)`` returns, for each text, the log-probability the LM gives the first token of its
+    intended label's name minus the best other label's, in a few-shot classification prompt of real examples
+    (> 0: the LM reads the text as its label). ``labels`` are the run's label values. A ``margins`` that also
+    takes a keyword ``on_done(done, total)`` gets called as texts are scored (progress). ``calls`` and
+    ``seconds`` count the scoring requests made so far and the time they took.
+    """
+
+    name: str
+    calls: int
+    seconds: float
+
+    def margins(self, texts: list[str], labels: list[str]) -> list[float]: ...
+
+
 def _no_usage() -> dict[str, Any]:
     return {}
 
@@ -95,6 +114,8 @@ class Backend:
             local model its ``gguf`` path, ``gguf_sha256``, server threads/slots and a ``terms`` note.
         close: releases what the backend holds (stops a local model server); the runner calls it once the
             run ends, fails or is interrupted. Idempotent.
+        label_checker: the LM's own label check (``label_check`` lm), or None when the backend has none (the
+            offline backend; an endpoint without next-token log-probabilities).
     """
 
     name: str
@@ -104,3 +125,4 @@ class Backend:
     is_llm: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     close: Callable[[], None] = field(default=_nothing)
+    label_checker: LabelChecker | None = None

@@ -176,6 +176,14 @@ class RunConfig(BaseModel):
         default=2, ge=1, description="Stop when the held-out gain (log-likelihood Δ vs real only) has not "
         "improved for this many rounds (stop reason utility_plateau); 0 or none = never."
     )
+    label_check: Literal["off", "lm"] = Field(
+        default="off", exclude_if=lambda v: v == "off", description="lm: the generating LM also classifies each text in context (few-shot real "
+        "examples, its next-token log-probabilities; needs a llama.cpp endpoint: --llm local or --base-url), and "
+        "each label's quota is filled with the label filter's kept texts of the largest LM margin; off: random "
+        "among the kept."
+    )
+    """Left out of ``config.json`` when off, so a config saved before the switch existed is unchanged, and a
+    missing key reads as off (:meth:`_legacy_config`) whatever the default becomes."""
     allow_near_copies: bool = Field(
         default=False, description="Accept synthetic texts that are near-copies of real examples (refused by "
         "default: they match the real distribution by construction and add nothing)."
@@ -232,7 +240,9 @@ class RunConfig(BaseModel):
             and "holdout" not in data
             and {"api_key_env", "llm_cache", "witness_guided"} <= set(data)
         ):
-            return {**data, "holdout": 0.0, "patience": None, "allow_near_copies": True}
+            return {**data, "holdout": 0.0, "patience": None, "allow_near_copies": True, "label_check": "off"}
+        if isinstance(data, dict) and "label_check" not in data and {"api_key_env", "llm_cache"} <= set(data):
+            return {**data, "label_check": "off"}  # a saved config.json (every field dumped but an off switch)
         return data
 
     @field_validator("label_names", mode="before")
@@ -350,6 +360,12 @@ class RunConfig(BaseModel):
         if self.llm.kind == "eda":
             if self.prompts is not None:
                 raise ValueError("`prompts` needs an LLM backend (`llm` ...); the EDA backend would ignore it")
+            if self.label_check != "off":
+                raise ValueError("`label_check` lm needs a language model (`llm` local, or openai:MODEL with "
+                                 "`base_url` a llama.cpp server); the EDA backend has none")
+        if self.label_check != "off" and self.llm.kind == "openai" and self.base_url is None:
+            raise ValueError("`label_check` lm needs a llama.cpp endpoint's next-token log-probabilities: give its "
+                             "`base_url`, or use `llm` local")
         if self.prompts is not None:
             from synalign.fileio import read_json
 

@@ -50,6 +50,9 @@ class SyntheticExample(Example):
         sample_weight: the training weight (computed): 1.0 for an accepted text, 0.0 otherwise. Every
             selection strategy keeps a subset and counts each kept text once, so train on the accepted set
             with this column (or with none).
+        label_margin: with ``label_check`` lm, the generating LM's own label check (:mod:`synalign.lmcheck`):
+            the log-probability (nats) of the intended label's first name token minus the best other label's,
+            in a few-shot classification prompt (> 0: the LM reads the text as its label); absent otherwise.
     """
 
     model_config = ConfigDict(frozen=False, populate_by_name=True)
@@ -59,6 +62,7 @@ class SyntheticExample(Example):
     demonstration_ids: list[str] = Field(default_factory=list)
     kmm_weight: float = Field(default=0.0, validation_alias=AliasChoices("kmm_weight", "weight"))
     accepted: bool = False
+    label_margin: float | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators over @property; pydantic documents this
     @property

@@ -31,7 +31,7 @@ from _bench import REPO
 
 OUT = REPO / "evals" / "results" / "ablation"
 CONDITIONS = ("zerogen", "random", "gp", "gp+attributes")
-ITEM = {"sst2": "Movie review", "agnews": "News article"}
+ITEM = {"sst2": "Movie review", "agnews": "News article", "amazon_fdu13": "Product review"}
 
 
 def _few_shot(train: list[dict], k: int, seed: int) -> list[dict]:
