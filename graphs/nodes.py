@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 import numpy as np
 from langgraph.config import get_stream_writer
@@ -19,6 +19,7 @@ from langgraph.runtime import Runtime
 from synalign._threads import single_thread
 from synalign.backends import GenerationRequest, SummaryRequest
 from synalign.graphs.context import SynAlignContext
+from synalign.graphs.quality import choose_kept, held_out, label_check, near_copies
 from synalign.graphs.samplestore import (
     get_alignment,
     get_samples,
@@ -36,7 +37,6 @@ from synalign.graphs.state import (
     SummaryRecord,
     SynAlignState,
 )
-from synalign.novelty import NearCopies
 from synalign.records import AttributeSummary, SyntheticExample
 
 __all__ = ["prepare", "explore", "summarize", "generate", "align", "route", "finish"]
@@ -246,31 +246,10 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
         samples = samples[:budget]
     _emit("generate", round_, done=len(clusters), total=len(clusters), texts=len(samples), **_llm_usage(ctx))
     if cfg.label_check == "lm":
-        _label_check(ctx, samples, round_)
+        label_check(ctx, samples, round_, _emit)
     batch = put_samples(require_store(runtime), thread_namespace(runtime), round_, samples)  # before the state
     ctx.sample_batches[batch["key"]] = samples  # align reads it from here, not back from the store
     return {"sample_batches": [batch], "dropped": dropped}
-
-
-def _label_check(ctx: SynAlignContext, samples: list[SampleRecord], round_: int) -> None:
-    """Write the LM's own label-check margin (:mod:`synalign.lmcheck`) into each new sample, with a
-    ``label_check`` progress event per scored text.
-
-    Raises:
-        InputError: the backend has no label checker (``label_check`` lm on a backend without one).
-    """
-    from synalign.errors import InputError
-
-    checker = ctx.backend.label_checker
-    if checker is None:
-        raise InputError(f"`label_check` lm: the {ctx.backend.name} backend has no LM label check")
-    _emit("label_check", round_, done=0, total=len(samples))
-    margins = checker.margins(
-        [s["text"] for s in samples], [s["label"] for s in samples],
-        on_done=lambda done, total: _emit("label_check", round_, done=done, total=total),  # type: ignore[call-arg]
-    )
-    for sample, margin in zip(samples, margins, strict=True):
-        sample["label_margin"] = float(margin)
 
 
 def _llm_usage(ctx: SynAlignContext) -> dict[str, int]:
@@ -383,7 +362,7 @@ def _align(
     started = time.perf_counter()  # align_seconds: the step itself, after the new samples are embedded
     bandwidth = state["bandwidth"]
     real = ctx.real_embeddings
-    novelty = _near_copies(ctx, samples, emb)
+    novelty = near_copies(ctx, samples, emb)
     eligible = None if cfg.allow_near_copies else ~novelty.mask
     seed = _seed(cfg.seed, round_, 7919)
     margins = (np.asarray([s.get("label_margin", np.nan) for s in samples], dtype=np.float64)
@@ -412,6 +391,9 @@ def _align(
         priority=margins,
     )
     mask = np.asarray(result.accepted, dtype=bool)
+    keep_choice = choose_kept(ctx, samples, emb, mask, margins, _seed(cfg.seed, round_, 15485863))
+    if keep_choice is not None:
+        mask = keep_choice[1]
     acc = emb[mask]
     nan = float("nan")  # nothing accepted (e.g. every text a near-copy): no divergence to measure
     floor, floor_std = (
@@ -440,6 +422,8 @@ def _align(
         )
     metrics["near_copies"] = int(novelty.mask.sum())
     metrics["near_copies_accepted"] = int((novelty.mask & mask).sum())
+    if keep_choice is not None:
+        metrics["keep_choice"] = keep_choice[0].model_dump()
     if margins is not None:
         checker = ctx.backend.label_checker
         metrics["lm_agrees_accepted"] = float(np.mean(margins[mask] > 0)) if mask.any() else nan
@@ -448,59 +432,10 @@ def _align(
         metrics["label_check_seconds"] = round(float(getattr(checker, "seconds", 0.0)), 3)
     if ctx.validation_embeddings is not None and len(ctx.validation):
         _emit("align", round_, done=2, total=_ALIGN_STEPS, phase="held-out check")
-    metrics.update(_held_out(ctx, samples, emb, mask, bandwidth, _seed(cfg.seed, round_, 104729)))
+    metrics.update(held_out(ctx, samples, emb, mask, bandwidth, _seed(cfg.seed, round_, 104729)))
     metrics["align_seconds"] = round(time.perf_counter() - started, 3)
     metrics["stop"] = _stop_reason(metrics, state.get("metrics", []), round_, len(samples), cfg)
     return np.asarray(result.weights, dtype=np.float64), mask, metrics
-
-
-def _near_copies(ctx: SynAlignContext, samples: list[SampleRecord], emb: np.ndarray) -> NearCopies:
-    """Near-copies among the pool of any real text the run holds, its validation slice included
-    (:mod:`synalign.novelty`); each sample's similarities are computed once per process (``ctx.near_copy``)."""
-    from synalign.novelty import nearest_text_similarity
-
-    new = [i for i, s in enumerate(samples) if s["id"] not in ctx.near_copy]
-    if new:
-        # the validation slice too: a copy of a held-out text (an external pool may hold one) would leak into
-        # the utility estimate; excluding it can only make the estimate more conservative
-        reference = [*ctx.real, *ctx.validation]
-        vectors = ctx.real_embeddings
-        if ctx.validation_embeddings is not None and len(ctx.validation):
-            vectors = np.vstack([vectors, ctx.validation_embeddings])
-        sim, _ = nearest_text_similarity([samples[i]["text"] for i in new], [r.text for r in reference])
-        cos = (emb[new] @ vectors.T).max(axis=1)
-        ctx.near_copy.update(
-            (samples[i]["id"], (float(a), float(b))) for i, a, b in zip(new, sim, cos, strict=True)
-        )
-    pairs = np.asarray([ctx.near_copy[s["id"]] for s in samples], dtype=np.float64).reshape(-1, 2)
-    return NearCopies.from_similarities(pairs[:, 0], pairs[:, 1])
-
-
-class _HeldOut(TypedDict, total=False):
-    """The ``utility`` and ``fidelity`` of a :class:`RoundMetrics` row (absent without a validation slice)."""
-
-    utility: dict[str, Any]
-    fidelity: dict[str, Any]
-
-
-def _held_out(
-    ctx: SynAlignContext, samples: list[SampleRecord], emb: np.ndarray, mask: np.ndarray, bandwidth: float, seed: int
-) -> _HeldOut:
-    """The round's utility and fidelity on the validation slice (``{}`` when the run has none)."""
-    from synalign.compare import heldout_fidelity
-    from synalign.utility import estimate_utility
-
-    val = ctx.validation_embeddings
-    if val is None or not len(ctx.validation):
-        return {}
-    labels = [s["label"] for s in samples]
-    acc_labels = [lab for lab, keep in zip(labels, mask, strict=True) if keep]
-    utility = estimate_utility(
-        ctx.real_embeddings, [r.label for r in ctx.real], emb[mask], acc_labels, val,
-        [r.label for r in ctx.validation], pool=emb, pool_labels=labels, seed=seed,
-    )
-    fidelity = heldout_fidelity(emb[mask], val, ctx.real_embeddings, bandwidth, seed=seed, device=ctx.device)
-    return {"utility": utility.model_dump(), "fidelity": fidelity.model_dump()}
 
 
 def _stop_reason(

@@ -94,7 +94,8 @@ class RoundMetrics(TypedDict):
     ``fidelity``: the :class:`synalign.verdict.Fidelity` dump on the validation slice (absent without one);
     with ``label_check`` lm, ``lm_agrees_accepted`` / ``lm_agrees_pool``: the share of the accepted set / the pool
     whose LM label-check margin is > 0 (:mod:`synalign.lmcheck`), and ``label_check_calls`` /
-    ``label_check_seconds``: this process's scoring requests and their time so far."""
+    ``label_check_seconds``: this process's scoring requests and their time so far; with ``keep`` heldout,
+    ``keep_choice``: the :class:`synalign.keepchoice.KeepChoice` dump (the accepted set is what it kept)."""
 
     round: int
     generated: int
@@ -119,6 +120,7 @@ class RoundMetrics(TypedDict):
     lm_agrees_pool: NotRequired[float]
     label_check_calls: NotRequired[int]
     label_check_seconds: NotRequired[float]
+    keep_choice: NotRequired[dict[str, Any]]
     align_seconds: float
     stop: StopReason | None
 

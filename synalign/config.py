@@ -177,13 +177,20 @@ class RunConfig(BaseModel):
         "improved for this many rounds (stop reason utility_plateau); 0 or none = never."
     )
     label_check: Literal["off", "lm"] = Field(
-        default="off", exclude_if=lambda v: v == "off", description="lm: the generating LM also classifies each text in context (few-shot real "
-        "examples, its next-token log-probabilities; needs a llama.cpp endpoint: --llm local or --base-url), and "
+        default="off", exclude_if=lambda v: v == "off",
+        description="lm: the generating LM also classifies each text in context (few-shot real examples, its "
+        "next-token log-probabilities; needs a llama.cpp endpoint: --llm local or --base-url), and "
         "each label's quota is filled with the label filter's kept texts of the largest LM margin; off: random "
         "among the kept."
     )
     """Left out of ``config.json`` when off, so a config saved before the switch existed is unchanged, and a
     missing key reads as off (:meth:`_legacy_config`) whatever the default becomes."""
+    keep: Literal["all", "heldout"] = Field(
+        default="all", exclude_if=lambda v: v == "all", description="all: keep the whole accepted set; heldout: "
+        "keep it, each label's better half of it, or none, whichever the validation slice says helps most (a "
+        "change must beat the whole set by more than its 95 % interval)."
+    )
+    """Left out of ``config.json`` when ``all``, as ``label_check`` when off."""
     allow_near_copies: bool = Field(
         default=False, description="Accept synthetic texts that are near-copies of real examples (refused by "
         "default: they match the real distribution by construction and add nothing)."
@@ -240,9 +247,10 @@ class RunConfig(BaseModel):
             and "holdout" not in data
             and {"api_key_env", "llm_cache", "witness_guided"} <= set(data)
         ):
-            return {**data, "holdout": 0.0, "patience": None, "allow_near_copies": True, "label_check": "off"}
-        if isinstance(data, dict) and "label_check" not in data and {"api_key_env", "llm_cache"} <= set(data):
-            return {**data, "label_check": "off"}  # a saved config.json (every field dumped but an off switch)
+            data = {**data, "holdout": 0.0, "patience": None, "allow_near_copies": True}
+        if isinstance(data, dict) and {"api_key_env", "llm_cache"} <= set(data):
+            # a saved config.json dumps every field but the switches left out when off: missing means off
+            return {"label_check": "off", "keep": "all", **data}
         return data
 
     @field_validator("label_names", mode="before")

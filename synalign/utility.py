@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict
 
 from synalign.errors import InputError
 
-__all__ = ["Interval", "Scores", "LabelUtility", "UtilityEstimate", "estimate_utility", "score_classifier",
-           "ACCURACY_TOO_WIDE"]
+__all__ = ["Interval", "Scores", "LabelUtility", "UtilityEstimate", "estimate_utility", "paired_interval",
+           "score_classifier", "ACCURACY_TOO_WIDE"]
 
 ACCURACY_TOO_WIDE = 0.05
 """Half-width of the accuracy Δ interval (share, not points) above which the slice is too small to measure
@@ -162,6 +162,29 @@ def _macro_f1(w: np.ndarray, y: np.ndarray, pred: np.ndarray, labels: list[str])
 def _interval(point: float, samples: np.ndarray) -> Interval:
     low, high = np.percentile(samples, [2.5, 97.5])
     return Interval(mean=float(point), low=float(low), high=float(high))
+
+
+def paired_interval(
+    a: np.ndarray, b: np.ndarray, labels: Sequence[str], *, n_boot: int = 2000, seed: int = 0
+) -> Interval:
+    """The paired Δ = mean(a − b) over a slice's examples with its 95 % percentile interval from the stratified
+    bootstrap of this module (each label's rows resampled within the label; Efron & Tibshirani 1993, ch. 13).
+
+    Args:
+        a, b: (v,) per-example scores of two models on the same slice (e.g. log p(true label), nats).
+        labels: (v,) the slice's labels (the strata).
+        n_boot: resamples; seed: seeds them.
+
+    Raises:
+        InputError: lengths differ or the slice is empty.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    y = np.asarray([str(v) for v in labels], dtype=object)
+    if not len(y) or a.shape != (len(y),) or b.shape != (len(y),):
+        raise InputError("paired interval: two score vectors and the labels of one non-empty slice are needed")
+    d = a - b
+    w = _bootstrap_weights(y, n_boot, np.random.default_rng(seed))
+    return _interval(float(d.mean()), w @ d / len(y))
 
 
 def estimate_utility(

@@ -101,6 +101,7 @@ def judge(
     *,
     accepted: int,
     no_slice_reason: str = "the run has no validation slice",
+    keep: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """The verdict on an accepted set (see the module docstring for the rules).
 
@@ -109,9 +110,24 @@ def judge(
         novelty: near-copy shares; fidelity: held-out MMD² and discriminator AUC with their floors.
         accepted: size of the accepted set (for the wording).
         no_slice_reason: why ``utility`` is None, for the headline.
+        keep: the run's held-out choice of how much to keep (a :class:`synalign.keepchoice.KeepChoice` dump),
+            when it made one: ``none`` makes the verdict red with what the whole set did; the others add a line.
     """
     evidence: list[str] = []
     advice: list[str] = []
+    if keep:
+        evidence.append(f"kept on the held-out slice: {keep['reason']} (chosen on the slice the utility below is "
+                        "measured on, so its interval is optimistic)")
+    if keep and keep.get("chosen") == "none":
+        whole = keep["candidates"]["all"]["size"]
+        headline = (f"adding the {whole} accepted texts made the held-out predictions worse, so the run kept none of "
+                    "them: train on the real examples alone")
+        advice += [
+            "generate differently: another --llm backend, the LM's own label check (--label-check lm), more "
+            "demonstrations (--cluster-size), a task noun (--item-name)",
+            "or keep the whole accepted set anyway (--keep all) and test it on your own split",
+        ]
+        return Verdict(level="red", headline=headline, evidence=evidence, advice=advice)
     near = novelty.accepted_share > MAX_NEAR_COPY_SHARE
     evidence.append(
         f"novelty: {novelty.accepted_share:.0%} of the accepted texts are near-copies of real texts (character "
@@ -225,5 +241,6 @@ def judge_round(
     )
     utility = UtilityEstimate.model_validate(row["utility"]) if row.get("utility") else None
     fidelity = Fidelity.model_validate(row.get("fidelity") or {})
-    verdict = judge(utility, novelty, fidelity, accepted=accepted, no_slice_reason=no_slice_reason)
+    verdict = judge(utility, novelty, fidelity, accepted=accepted, no_slice_reason=no_slice_reason,
+                    keep=row.get("keep_choice"))
     return verdict, novelty
