@@ -166,13 +166,11 @@ class InContextLabelChecker:
 
     def _token_logprobs(self, text: str) -> np.ndarray:
         """(t,) log-probabilities of the label first tokens (:attr:`tokens`) after ``text``'s prompt."""
-        started = time.perf_counter()
         reply = self._post(self.base_url + "/completions", {
             "model": self.model, "prompt": f"{self.prefix}Text: {_clip(text, _TEXT_WORDS)}\nLabel:",
             "max_tokens": 1, "temperature": 0, "logprobs": TOP_LOGPROBS, "cache_prompt": True,
         })
         self.calls += 1
-        self.seconds += time.perf_counter() - started
         try:
             top = reply["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
             by_id = {int(t["id"]): float(t["logprob"]) for t in top}
@@ -200,11 +198,14 @@ class InContextLabelChecker:
         if unknown:
             raise InputError(f"label check: unknown label(s) {', '.join(map(repr, unknown))}")
         rows = []
+        started = time.perf_counter()
         if texts:
             self._hold_prefix()  # whatever the slot held: the prefix, its last token evaluated as below
         for i, text in enumerate(texts):
             self._hold_prefix()
             rows.append(self._token_logprobs(text))
+            self.seconds += time.perf_counter() - started
+            started = time.perf_counter()
             if on_done is not None:
                 on_done(i + 1, len(texts))
         lp = np.vstack(rows) if rows else np.zeros((0, len(self.tokens)))

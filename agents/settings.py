@@ -29,8 +29,10 @@ _LOCAL_MAX_TOKENS = 256
 generator asks for 3 × the longest demonstration's words within this cap."""
 
 _CHAT_TIMEOUT_S = 120.0
-_LOCAL_TIMEOUT_S = 60.0
-"""Default per-call timeout (``SYNALIGN_LLM_TIMEOUT`` unset): a remote endpoint, the embedded local LM."""
+_LOCAL_TIMEOUT_S = 180.0
+"""Default per-call timeout (``SYNALIGN_LLM_TIMEOUT`` unset): a remote endpoint, the embedded local LM. The local
+one covers a cold pass over a long prompt on a loaded machine: eight Amazon-review demonstrations (~2,900
+tokens) took over 120 s on 2 cores shared with another model server (60 s made such a run fail)."""
 
 _FIXED: dict[str, Any] = {
     "summary_temperature": None,
@@ -55,7 +57,7 @@ class LLMEnvironment(BaseSettings):
 
     Attributes:
         llm_structured: ``SYNALIGN_LLM_STRUCTURED`` (``json_schema``, ``function_calling`` or ``json_mode``).
-        llm_timeout: ``SYNALIGN_LLM_TIMEOUT``; None = the backend's default (60 s local, 120 s otherwise).
+        llm_timeout: ``SYNALIGN_LLM_TIMEOUT``; None = the backend's default (180 s local, 120 s otherwise).
         llm_connect_timeout: ``SYNALIGN_LLM_CONNECT_TIMEOUT`` (10).
         llm_max_attempts: ``SYNALIGN_LLM_MAX_ATTEMPTS`` (6).
         llm_request_budget: ``SYNALIGN_LLM_REQUEST_BUDGET`` (600).

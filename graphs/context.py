@@ -89,5 +89,12 @@ class SynAlignContext:
         return self.label_names.get(label, label)
 
     @property
+    def label_check_on(self) -> bool:
+        """Whether the run scores its texts with the LM's own label check: the config asks for it
+        (:attr:`synalign.config.RunConfig.label_check_on`) and the backend has a checker (``auto`` with a backend
+        given in Python without one runs without it; ``lm`` without one is refused when the context is made)."""
+        return self.config.label_check_on and self.backend.label_checker is not None
+
+    @property
     def device(self) -> str:
         return self.config.device

@@ -245,7 +245,7 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
         dropped["over_budget"] = dropped.get("over_budget", 0) + len(samples) - budget
         samples = samples[:budget]
     _emit("generate", round_, done=len(clusters), total=len(clusters), texts=len(samples), **_llm_usage(ctx))
-    if cfg.label_check == "lm":
+    if ctx.label_check_on:
         label_check(ctx, samples, round_, _emit)
     batch = put_samples(require_store(runtime), thread_namespace(runtime), round_, samples)  # before the state
     ctx.sample_batches[batch["key"]] = samples  # align reads it from here, not back from the store
@@ -366,7 +366,7 @@ def _align(
     eligible = None if cfg.allow_near_copies else ~novelty.mask
     seed = _seed(cfg.seed, round_, 7919)
     margins = (np.asarray([s.get("label_margin", np.nan) for s in samples], dtype=np.float64)
-               if cfg.label_check == "lm" else None)  # the LM's own label check orders each label's pick
+               if ctx.label_check_on else None)  # the LM's own label check orders each label's pick
     weights = None  # solved per label inside kmm_align, unless the KMM screen runs on Ray (--ray)
     if cfg.ray is not None:
         from synalign.scaleout.cluster import screen_weights

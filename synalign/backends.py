@@ -81,8 +81,8 @@ class LabelChecker(Protocol):
     ``margins(texts, labels)`` returns, for each text, the log-probability the LM gives the first token of its
     intended label's name minus the best other label's, in a few-shot classification prompt of real examples
     (> 0: the LM reads the text as its label). ``labels`` are the run's label values. A ``margins`` that also
-    takes a keyword ``on_done(done, total)`` gets called as texts are scored (progress). ``calls`` and
-    ``seconds`` count the scoring requests made so far and the time they took.
+    takes a keyword ``on_done(done, total)`` gets called as texts are scored (progress). ``calls`` counts
+    the texts scored so far (one scoring request each) and ``seconds`` the time all their requests took.
     """
 
     name: str

@@ -176,12 +176,12 @@ class RunConfig(BaseModel):
         default=2, ge=1, description="Stop when the held-out gain (log-likelihood Δ vs real only) has not "
         "improved for this many rounds (stop reason utility_plateau); 0 or none = never."
     )
-    label_check: Literal["off", "lm"] = Field(
-        default="off", exclude_if=lambda v: v == "off",
+    label_check: Literal["auto", "off", "lm"] = Field(
+        default="auto", exclude_if=lambda v: v == "off",
         description="lm: the generating LM also classifies each text in context (few-shot real examples, its "
         "next-token log-probabilities; needs a llama.cpp endpoint: --llm local or --base-url), and "
         "each label's quota is filled with the label filter's kept texts of the largest LM margin; off: random "
-        "among the kept."
+        "among the kept; auto: lm with --llm local, off otherwise."
     )
     """Left out of ``config.json`` when off, so a config saved before the switch existed is unchanged, and a
     missing key reads as off (:meth:`_legacy_config`) whatever the default becomes."""
@@ -368,10 +368,10 @@ class RunConfig(BaseModel):
         if self.llm.kind == "eda":
             if self.prompts is not None:
                 raise ValueError("`prompts` needs an LLM backend (`llm` ...); the EDA backend would ignore it")
-            if self.label_check != "off":
+            if self.label_check == "lm":
                 raise ValueError("`label_check` lm needs a language model (`llm` local, or openai:MODEL with "
                                  "`base_url` a llama.cpp server); the EDA backend has none")
-        if self.label_check != "off" and self.llm.kind == "openai" and self.base_url is None:
+        if self.label_check == "lm" and self.llm.kind == "openai" and self.base_url is None:
             raise ValueError("`label_check` lm needs a llama.cpp endpoint's next-token log-probabilities: give its "
                              "`base_url`, or use `llm` local")
         if self.prompts is not None:
@@ -382,6 +382,12 @@ class RunConfig(BaseModel):
             except InputError as exc:
                 raise ValueError(str(exc)) from None
         return self
+
+    @property
+    def label_check_on(self) -> bool:
+        """Whether the run makes the LM's own label check: ``label_check`` lm, or auto with ``llm`` local (the
+        embedded llama.cpp server serves the log-probabilities it reads; measured in ``evals/RESULTS.md`` §16)."""
+        return self.label_check == "lm" or (self.label_check == "auto" and self.llm.kind == "local")
 
     @property
     def backend_kind(self) -> str:

@@ -85,6 +85,14 @@ def test_priority_of_the_wrong_length_is_refused() -> None:
         align(syn, syn_labels, real, real_labels, priority=np.zeros(3), device="cpu")
 
 
+def test_auto_checks_labels_with_the_local_lm_only(tmp_path: Path) -> None:
+    assert RunConfig(data=tmp_path, llm="local").label_check_on
+    assert not RunConfig(data=tmp_path, llm="eda").label_check_on
+    assert not RunConfig(data=tmp_path, llm="openai:gpt-4o-mini").label_check_on  # its API has no token ids
+    assert not RunConfig(data=tmp_path, llm="local", label_check="off").label_check_on
+    assert "label_check" not in RunConfig(data=tmp_path, llm="local", label_check="off").model_dump()
+
+
 def test_label_check_needs_a_language_model(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="`label_check` lm needs a language model"):
         RunConfig(data=tmp_path, llm="eda", label_check="lm")
