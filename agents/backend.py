@@ -317,7 +317,7 @@ def build_llm_backend(
     info = {"kind": settings.provider, "model": settings.model, "base_url": settings.base_url,
             "prompt_style": generator.prompt_style, "summarizer": summarizer.name}
     checker = None
-    if config.label_check_on:
+    if config.label_check == "lm" or (config.label_check_on and settings.base_url and lm is None):
         from synalign.agents.labelcheck import InContextLabelChecker
 
         if not settings.base_url or reference is None:

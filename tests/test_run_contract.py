@@ -181,7 +181,7 @@ def test_llm_settings_defaults_depend_on_the_backend(tmp_path: Path, monkeypatch
     local = LLMSettings.from_config(RunConfig(data=tmp_path, llm="local"))
     by_backend = ("timeout_s", "max_tokens", "prompt_style", "provider")
     assert tuple(getattr(remote, name) for name in by_backend) == (120, 1024, "chat", "openai")
-    assert tuple(getattr(local, name) for name in by_backend) == (60, 256, "completion", "local")
+    assert tuple(getattr(local, name) for name in by_backend) == (180, 256, "completion", "local")
     environment = ("connect_timeout_s", "max_attempts", "request_budget_s", "backoff_s", "structured_method",
                    "prices", "local_threads", "local_slots")
     for settings in (remote, local):
