@@ -79,6 +79,18 @@ def test_priority_fills_each_quota_with_the_largest_margins_among_the_filters_ke
     assert not np.array_equal(result.accepted, plain.accepted)  # random among the kept picks others
 
 
+def test_priority_without_a_filter_takes_exactly_each_labels_largest_margins() -> None:
+    syn, syn_labels, real, real_labels = _pool(2)
+    margins = np.random.default_rng(3).normal(size=len(syn_labels))
+    result = align(syn, syn_labels, real, real_labels, strategy="random", accept_fraction=0.25, seed=0,
+                   device="cpu", compute_mmd=False, priority=margins)
+    labels = np.asarray(syn_labels)
+    for label in ("a", "b"):
+        rows = np.flatnonzero(labels == label)
+        top = rows[np.argsort(-margins[rows])[:5]]
+        assert set(np.flatnonzero(result.accepted & (labels == label))) == set(top)
+
+
 def test_priority_of_the_wrong_length_is_refused() -> None:
     syn, syn_labels, real, real_labels = _pool()
     with pytest.raises(InputError, match="priority must be 40"):
