@@ -241,7 +241,7 @@ def make_completion_lm(settings: LLMSettings, api_key: str) -> Any:
     # endpoint would bill it, and its caching is not ours to control
     engine = CompletionEngine(
         settings.base_url, settings.model, api_key=api_key, timeout=settings.timeout_s,
-        reproducible=settings.provider == "local",
+        reproducible=settings.provider == "local", sampler=settings.sampler,
     )
     return dspy.LM(
         f"openai/{settings.model}", engine=engine, temperature=settings.temperature, max_tokens=settings.max_tokens,
@@ -291,7 +291,7 @@ def build_llm_backend(
         generator = DSPyGenerator(
             lm if lm is not None else make_completion_lm(settings, api_key), runner, module=module,
             adapter=ContinuationAdapter(module.spec, item=config.item_name), max_topups=settings.max_topups,
-            identity=identity,
+            identity={**(identity or {}), **({"sampler": settings.sampler} if settings.sampler else {})},
         )
     else:
         from synalign.agents.summarizer import LLMSummarizer

@@ -20,7 +20,7 @@ Pretrained Language Models") and Ye et al. (2022, ZeroGen).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dspy
@@ -154,19 +154,29 @@ class CompletionEngine:
         timeout: seconds per HTTP request.
         reproducible: the protocol above; False = plain ``cache_prompt: true`` (one prompt pass fewer per
             cluster, completions that depend on what the server ran before).
+        sampler: extra sampling fields sent with every completion (llama.cpp names, e.g. the DRY sampler's
+            ``{"dry_multiplier": 0.8, "dry_penalty_last_n": -1}``); empty = the server's defaults.
 
     Raises (from :meth:`complete`): the ``openai`` client's errors (``APIConnectionError``,
     ``APITimeoutError``, ``APIStatusError``), which :func:`synalign.agents.errors.classify_error` classifies.
     """
 
     def __init__(
-        self, base_url: str, model: str, *, api_key: str = "EMPTY", timeout: float = 120.0, reproducible: bool = False
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str = "EMPTY",
+        timeout: float = 120.0,
+        reproducible: bool = False,
+        sampler: Mapping[str, Any] | None = None,
     ) -> None:
         import openai
 
         self.model = model
         self.base_url = base_url
         self.reproducible = reproducible
+        self.sampler = dict(sampler or {})
         self._held: str | None = None  # the prompt of this engine's last completed request (what the slot holds)
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout)
 
@@ -191,7 +201,7 @@ class CompletionEngine:
                 model=self.model, prompt=prompt, max_tokens=1, temperature=0.0, extra_body={"cache_prompt": False}
             )
         try:
-            reply = self.client.completions.create(**kwargs, extra_body={"cache_prompt": True})
+            reply = self.client.completions.create(**kwargs, extra_body={**self.sampler, "cache_prompt": True})
         except BaseException:
             self._held = None  # a cut request leaves the slot in an unknown state
             raise

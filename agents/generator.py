@@ -93,6 +93,7 @@ class SampleGenerator(dspy.Module):
         *,
         existing: Sequence[str] = (),
         lm_call: LMCall | None = None,
+        contrast: Sequence[tuple[str, Sequence[str]]] = (),
     ) -> dspy.Prediction:
         """Ask the predictor for ``n`` texts, then keep at most ``n`` usable ones (:func:`filter_texts`).
 
@@ -103,6 +104,9 @@ class SampleGenerator(dspy.Module):
                 dropped.
             lm_call: how to make the LM call (see :data:`LMCall`); None calls the predictor in the current
                 DSPy context (as DSPy optimisers do).
+            contrast: ``(label, texts)`` of confusable other labels (:mod:`synalign.contrast`), shown after the
+                predictor's own few-shot demos as incomplete DSPy demos (``label`` and ``texts`` only): a
+                continuation prompt renders each as lines of its label, a chat prompt as an example.
 
         Returns:
             ``dspy.Prediction(texts=[...], dropped={reason: count})``.
@@ -114,6 +118,9 @@ class SampleGenerator(dspy.Module):
             "demonstrations": list(demonstrations),
             "n": n,
         }
+        if contrast:
+            inputs["demos"] = [*self.generate.demos,
+                               *(dspy.Example(label=lab, texts=list(texts)) for lab, texts in contrast)]
         if lm_call is None:
             kwargs: dict[str, Any] = {"config": {"seed": seed}} if seed is not None else {}
             candidates: list[Any] | None = candidate_texts(self.generate(**inputs, **kwargs).texts)
@@ -225,7 +232,7 @@ class DSPyGenerator:
             prediction = self.module(
                 task=request.task, label=request.label, attributes=attributes,
                 demonstrations=list(request.demonstrations), n=need, seed=seed, existing=tuple(kept),
-                lm_call=partial(self._call, index, request, topup),
+                lm_call=partial(self._call, index, request, topup), contrast=request.contrast,
             )
             kept.extend(prediction.texts)
             dropped.update(prediction.dropped)
@@ -253,8 +260,10 @@ class DSPyGenerator:
     ) -> list[str] | None:
         """:data:`LMCall` of :meth:`SampleGenerator.forward` in a run: ``predict`` on ``inputs`` through the
         runner (cache, retries, trace); the texts, or None for a completion cut at ``max_tokens`` (chat:
-        retried)."""
-        messages = self.adapter.format(predict.signature, predict.demos, inputs)
+        retried). ``inputs["demos"]``, when there, replaces the predictor's demos (contrast blocks)."""
+        inputs = dict(inputs)
+        demos = inputs.pop("demos", predict.demos)
+        messages = self.adapter.format(predict.signature, demos, inputs)
         payload = {
             "node": "generate",
             "lm": {**lm_identity(self.lm), **self.identity},
@@ -271,7 +280,7 @@ class DSPyGenerator:
         def call() -> CallResult:
             lm = self.lm.copy() if hasattr(self.lm, "copy") else self.lm
             with dspy.context(lm=lm, adapter=self.adapter):
-                prediction = predict(**inputs, config={"seed": seed, **budget})
+                prediction = predict(**inputs, demos=demos, config={"seed": seed, **budget})
             entry = lm.history[-1] if getattr(lm, "history", None) else {}
             truncated = _finish_reason(entry.get("response")) == "length"
             if truncated and not self.completion:

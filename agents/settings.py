@@ -34,6 +34,10 @@ _LOCAL_TIMEOUT_S = 180.0
 one covers a cold pass over a long prompt on a loaded machine: eight Amazon-review demonstrations (~2,900
 tokens) took over 120 s on 2 cores shared with another model server (60 s made such a run fail)."""
 
+_DRY: dict[str, Any] = {"dry_base": 1.75, "dry_allowed_length": 2, "dry_penalty_last_n": 8192}
+"""llama.cpp's DRY sampler beside ``dry_multiplier``: its usual base and allowed length, and a window that covers
+the whole prompt (the embedded server's slot context; this llama.cpp refuses -1 over the API)."""
+
 _FIXED: dict[str, Any] = {
     "summary_temperature": None,
     "max_backoff_s": 60.0,
@@ -166,6 +170,8 @@ class LLMSettings:
         local_threads, local_slots: ``llama-server`` threads and parallel slots of ``--llm local``
             (``SYNALIGN_LOCAL_THREADS`` / ``SYNALIGN_LOCAL_SLOTS``, default 1 and 1: measured fastest on 2
             loaded cores).
+        sampler: extra sampling fields of every completion request (llama.cpp names): the DRY sampler when
+            ``dry_multiplier`` > 0, else empty.
         prices: USD per million tokens by model, ``{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}``
             (``SYNALIGN_LLM_PRICES`` = path of such a JSON file); None = cost not reported.
     """
@@ -193,6 +199,7 @@ class LLMSettings:
     prompt_style: str
     local_threads: int
     local_slots: int
+    sampler: dict[str, Any]
 
     @property
     def name(self) -> str:
@@ -242,6 +249,7 @@ class LLMSettings:
             prompt_style=style,
             local_threads=int(env.local_threads),
             local_slots=int(env.local_slots),
+            sampler={"dry_multiplier": config.dry_multiplier, **_DRY} if config.dry_multiplier > 0 else {},
             **_FIXED,
         )
         return replace(settings, **overrides) if overrides else settings

@@ -49,6 +49,8 @@ class SynAlignContext:
             saver keeps 2 checkpoints); False keeps every one (a server that keeps every checkpoint).
         label_names: label value → the name the prompts and the card use (``--label-names``, else the data's
             ``ClassLabel`` names; :func:`synalign.labeltypes.label_names_for_run`); a label not in it is its value.
+        neighbours: each label's most confusable other label(s) on the real set (:func:`synalign.contrast.
+            confusable_labels`), computed on first use by a run with ``contrast`` > 0; None before.
     """
 
     config: RunConfig
@@ -68,6 +70,7 @@ class SynAlignContext:
     sample_batches: dict[str, list[SampleRecord]] = field(default_factory=dict)
     prune_alignments: bool = True
     label_names: dict[str, str] = field(default_factory=dict)
+    neighbours: dict[str, list[str]] | None = None
 
     def require_run_dir(self) -> Path:
         """``run_dir``, for code that writes the run's files.

@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 from synalign._threads import single_thread
 from synalign.backends import GenerationRequest, SummaryRequest
 from synalign.graphs.context import SynAlignContext
-from synalign.graphs.quality import choose_kept, held_out, label_check, near_copies
+from synalign.graphs.quality import choose_kept, contrast_blocks, held_out, label_check, near_copies
 from synalign.graphs.samplestore import (
     get_alignment,
     get_samples,
@@ -219,6 +219,7 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
             n=sizes[k],
             seed=_seed(cfg.seed, round_, k),
             round=round_,
+            contrast=contrast_blocks(ctx, list(clusters[k]["example_ids"]), clusters[k]["label"]),
         )
         for k in asked
     ]

@@ -1,6 +1,7 @@
-"""The quality checks of the loop's nodes: near-copies of real texts, the LM's own label check, the held-out
-utility and the held-out choice of how much to keep (thin calls into the core: :mod:`synalign.novelty`,
-:mod:`synalign.lmcheck`, :mod:`synalign.utility`, :mod:`synalign.keepchoice`)."""
+"""The quality checks of the loop's nodes: contrastive demonstrations, near-copies of real texts, the LM's own
+label check, the held-out utility and the held-out choice of how much to keep (thin calls into the core:
+:mod:`synalign.contrast`, :mod:`synalign.novelty`, :mod:`synalign.lmcheck`, :mod:`synalign.utility`,
+:mod:`synalign.keepchoice`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,24 @@ from synalign.graphs.state import SampleRecord
 from synalign.keepchoice import KeepChoice
 from synalign.novelty import NearCopies
 
-__all__ = ["HeldOut", "choose_kept", "held_out", "label_check", "near_copies"]
+__all__ = ["HeldOut", "choose_kept", "contrast_blocks", "held_out", "label_check", "near_copies"]
+
+
+def contrast_blocks(ctx: SynAlignContext, example_ids: list[str], label: str) -> list[tuple[str, list[str]]]:
+    """The contrast of one cluster (``--contrast N``): N real texts of the label most confused with ``label``
+    (the ones nearest the cluster's demonstrations), as ``[(label name, texts)]``; ``[]`` when off or with a
+    single label. The confusion is computed once per process and kept in ``ctx.neighbours``."""
+    from synalign.contrast import confusable_labels, contrast_examples
+
+    labels = [r.label for r in ctx.real]
+    if ctx.config.contrast == 0 or len(set(labels)) < 2:
+        return []
+    if ctx.neighbours is None:
+        ctx.neighbours = confusable_labels(ctx.real_embeddings, labels, seed=ctx.config.seed)
+    row = {r.id: i for i, r in enumerate(ctx.real)}
+    blocks = contrast_examples(ctx.real_embeddings, labels, [row[i] for i in example_ids],
+                               ctx.neighbours.get(label, []), ctx.config.contrast)
+    return [(ctx.label_name(other), [ctx.real[i].text for i in rows]) for other, rows in blocks]
 
 
 def label_check(ctx: SynAlignContext, samples: list[SampleRecord], round_: int, emit: Callable[..., None]) -> None:

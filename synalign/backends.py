@@ -30,7 +30,9 @@ class SummaryRequest(BaseModel):
 class GenerationRequest(BaseModel):
     """Input of the generator: write ``n`` new texts of ``label`` that share ``attributes``.
 
-    ``seed`` makes the request reproducible (offline backend, LLM response cache key).
+    ``seed`` makes the request reproducible (offline backend, LLM response cache key). ``contrast`` holds
+    real texts of the labels most confused with ``label`` (:mod:`synalign.contrast`), as ``(label name,
+    texts)`` blocks an LLM generator shows before the demonstrations (``--contrast``); empty = none.
     """
 
     task: str
@@ -40,6 +42,7 @@ class GenerationRequest(BaseModel):
     n: int = Field(ge=1)
     seed: int = 0
     round: int = 0
+    contrast: list[tuple[str, list[str]]] = Field(default_factory=list)
 
 
 class Generation(BaseModel):

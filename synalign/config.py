@@ -185,6 +185,13 @@ class RunConfig(BaseModel):
     )
     """Left out of ``config.json`` when off, so a config saved before the switch existed is unchanged, and a
     missing key reads as off (:meth:`_legacy_config`) whatever the default becomes."""
+    contrast: int = Field(
+        default=0, ge=0, le=8, exclude_if=lambda v: v == 0,
+        description="Contrastive prompts: show this many real texts of the label most confused with each "
+        "cluster's label (cross-validated on the real set; the texts nearest the cluster), each with its own "
+        "label, before the cluster's demonstrations; 0 = off.",
+    )
+    """Left out of ``config.json`` when 0, as ``label_check`` when off."""
     keep: Literal["all", "heldout"] = Field(
         default="all", exclude_if=lambda v: v == "all", description="all: keep the whole accepted set; heldout: "
         "keep it, each label's better half of it, or none, whichever the validation slice says helps most (a "
@@ -231,6 +238,13 @@ class RunConfig(BaseModel):
     temperature: float = Field(default=0.8, description="LLM sampling temperature.")
     max_tokens: int | None = Field(default=None, description="LLM max output tokens per call (default: 1024 "
                                    "for chat; a 3x-longest-demonstration budget capped at 256 for completion).")
+    dry_multiplier: float = Field(
+        default=0.0, ge=0, le=5, exclude_if=lambda v: v == 0,
+        description="Base models on a llama.cpp server (--llm local or --base-url): the DRY sampler's "
+        "multiplier over the whole prompt, which penalises writing a demonstration again (0.8 is llama.cpp's "
+        "usual value); 0 = off.",
+    )
+    """Left out of ``config.json`` when 0, as ``label_check`` when off."""
     max_concurrency: int = Field(default=4, description="Concurrent LLM calls (capped by a llama.cpp "
                                  "server's slots).", json_schema_extra={"resume_safe": True})
     llm_cache: bool = Field(default=True, description="Use the on-disk LLM response cache.",
@@ -371,6 +385,10 @@ class RunConfig(BaseModel):
             if self.label_check == "lm":
                 raise ValueError("`label_check` lm needs a language model (`llm` local, or openai:MODEL with "
                                  "`base_url` a llama.cpp server); the EDA backend has none")
+        if self.dry_multiplier > 0 and not (self.llm.kind == "local" or (self.llm.kind == "openai" and self.base_url)
+                                            ) or self.dry_multiplier > 0 and self.prompt_style == "chat":
+            raise ValueError("`dry_multiplier` is a llama.cpp sampler of base-model (completion) prompts: it needs "
+                             "`llm` local, or openai:MODEL with `base_url` a llama.cpp server")
         if self.label_check == "lm" and self.llm.kind == "openai" and self.base_url is None:
             raise ValueError("`label_check` lm needs a llama.cpp endpoint's next-token log-probabilities: give its "
                              "`base_url`, or use `llm` local")

@@ -260,3 +260,27 @@ def test_a_run_killed_mid_generate_resumes_to_the_samples_of_an_uninterrupted_ru
         == pd.read_parquet(reference / "pool.parquet")["text"].tolist()
     )
     assert (out / "synthetic.jsonl").read_bytes() == (reference / "synthetic.jsonl").read_bytes()
+
+
+def test_dry_sampler_stops_verbatim_copies_of_the_demonstrations(server: LocalServer) -> None:
+    """``--dry-multiplier`` reaches llama.cpp: on a prompt that repeats its demonstrations, the base model writes
+    one of them again verbatim most of the time; with DRY over the whole prompt it does not (RESULTS §16: on
+    the shared tasks copies are rare, and what DRY leaves are near-copies the generator still drops)."""
+    from synalign.agents.backend import make_completion_lm
+    from synalign.agents.settings import LLMSettings
+    from synalign.config import RunConfig
+
+    demos = ["a dull , lifeless film that goes nowhere", "the plot is thin and the jokes fall flat",
+             "a tedious mess from start to finish", "badly acted and worse written", "i was bored for two long hours"]
+    prompt = "\n".join(f"Movie review (negative): {d}" for d in demos * 2) + "\nMovie review (negative):"
+    verbatim = {}
+    for dry in (0.0, 0.8):
+        config = RunConfig(data=Path("."), llm="openai:gemma", base_url=server.base_url, prompt_style="completion",
+                           dry_multiplier=dry)
+        settings = LLMSettings.from_config(config)
+        assert settings.sampler == ({} if dry == 0 else {"dry_multiplier": 0.8, "dry_base": 1.75,
+                                                          "dry_allowed_length": 2, "dry_penalty_last_n": 8192})
+        lm = make_completion_lm(settings, "EMPTY")
+        outs = [lm(prompt, seed=s, stop=["\n"], max_tokens=40)[0].strip() for s in range(12)]
+        verbatim[dry] = sum(o in demos for o in outs)
+    assert verbatim[0.0] >= 4 and verbatim[0.8] <= 1, verbatim

@@ -8,6 +8,9 @@ of texts per label from the same real few-shot set (k real train examples per cl
 - ``gp``: the GP explorer's clusters (SynAlign stage 1: max posterior variance pick + 7 nearest neighbours,
   picks spread over the few-shot set);
 - ``gp+attributes``: the same clusters with the statistical attribute summary as the header line (stages 1+2).
+- ``gp+attributes+contrast``: the same, with contrast lines first (``--contrast 3``, :mod:`synalign.contrast`):
+  3 real texts of the label most confused with the cluster's label (cross-validated logistic regression on the
+  few-shot set), those nearest the cluster's demonstrations, each with its own label.
 
 Each cluster gets ``per_cluster`` texts (one completion each, prefix-cached); the pool of a condition goes to
 ``evals/results/ablation/<task>/seed<s>-<condition>.jsonl`` (text, label, cluster, demonstration texts). A
@@ -30,7 +33,9 @@ import numpy as np
 from _bench import REPO
 
 OUT = REPO / "evals" / "results" / "ablation"
-CONDITIONS = ("zerogen", "random", "gp", "gp+attributes")
+CONDITIONS = ("zerogen", "random", "gp", "gp+attributes", "gp+attributes+contrast")
+CONTRAST = 3
+"""Contrast lines per cluster of the ``+contrast`` condition."""
 ITEM = {"sst2": "Movie review", "agnews": "News article", "amazon_fdu13": "Product review"}
 
 
@@ -39,6 +44,20 @@ def _few_shot(train: list[dict], k: int, seed: int) -> list[dict]:
     labels = sorted({str(r["label"]) for r in train})
     return [train[i] for label in labels
             for i in rng.permutation([j for j, r in enumerate(train) if str(r["label"]) == label])[:k]]
+
+
+def _contrast(few: list[dict], clusters: list[tuple[str, list[str]]], seed: int) -> list[list[tuple[str, list[str]]]]:
+    """The contrast blocks of each cluster, as a run with ``--contrast CONTRAST`` builds them."""
+    from synalign.contrast import confusable_labels, contrast_examples
+    from synalign.embeddings import Embedder
+
+    emb = Embedder().encode([r["text"] for r in few])
+    labels = [str(r["label"]) for r in few]
+    neighbours = confusable_labels(emb, labels, seed=seed)
+    row = {r["text"]: i for i, r in enumerate(few)}
+    return [[(other, [few[i]["text"] for i in rows]) for other, rows in
+             contrast_examples(emb, labels, [row[t] for t in demos], neighbours[label], CONTRAST)]
+            for label, demos in clusters]
 
 
 def _clusters(condition: str, few: list[dict], n_clusters: int, seed: int) -> list[tuple[str, list[str]]]:
@@ -76,6 +95,7 @@ def _generate(task: str, condition: str, few: list[dict], per_label: int, per_cl
     from synalign.prompts import load_spec
 
     clusters = _clusters(condition, few, -(-per_label // per_cluster), seed)
+    contrast = _contrast(few, clusters, seed) if condition.endswith("+contrast") else [[] for _ in clusters]
     partial = path.with_suffix(".partial")
     done = [json.loads(line) for line in partial.read_text().splitlines()] if partial.is_file() else []
     finished = {row["cluster"] for row in done}
@@ -85,7 +105,7 @@ def _generate(task: str, condition: str, few: list[dict], per_label: int, per_cl
     backend = build_backend(RunConfig(data=run_dir, out=run_dir, llm="local", llm_cache=True), run_dir,
                             reference=reference)
     spec = load_spec("generate_samples")
-    if condition != "gp+attributes":
+    if not condition.startswith("gp+attributes"):
         spec = spec.model_copy(update={"completion": spec.completion.model_copy(update={"header": ""})})
     backend.generator.module = SampleGenerator(spec)
     backend.generator.adapter = ContinuationAdapter(spec, item=ITEM[task])
@@ -96,7 +116,7 @@ def _generate(task: str, condition: str, few: list[dict], per_label: int, per_cl
             attributes = backend.summarizer.summarize(
                 [SummaryRequest(task="t", label=label, demonstrations=demos or reference[label][:8])])[0]
             request = GenerationRequest(task="t", label=label, attributes=attributes, demonstrations=demos,
-                                        n=per_cluster, seed=seed * 10_000 + index)
+                                        n=per_cluster, seed=seed * 10_000 + index, contrast=contrast[index])
             gen = backend.generator.generate([request])[0]
             rows = [{"text": t, "label": label, "cluster": index, "demonstrations": demos} for t in gen.texts]
             with open(partial, "a", encoding="utf-8") as handle:
