@@ -65,7 +65,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
     "Data": ("data", "text_field", "label_field", "label_names", "max_real", "embedding_model", "max_seq_length",
              "cache_dir", "device", "ray", "holdout"),
     "Generation": ("task", "max_rounds", "clusters_per_label", "cluster_size", "samples_per_cluster", "max_samples",
-                   "contrast", "witness_guided", "length_scale", "seed"),
+                   "overgenerate", "contrast", "witness_guided", "length_scale", "seed"),
     "Alignment": ("target", "selection", "accept_fraction", "label_check", "keep", "allow_near_copies",
                   "patience"),
     "LLM": ("llm", "item_name", "prompt_style", "base_url", "api_key_env", "temperature", "max_tokens",

@@ -423,8 +423,10 @@ def _selection_section(
         "## Selection strategy",
         "",
         f"- `{name}`: {note}",
-        f"- accepted fraction of each label's pool: {config.get('accept_fraction')}",
+        f"- accepted fraction of each label's pool: {summary.accept_fraction or config.get('accept_fraction')}",
     ]
+    if float(config.get("overgenerate") or 1) > 1:
+        lines.append(f"- over-generation: {config['overgenerate']}× the texts per cluster, the same number accepted")
     thresholds = [m.get("filter_threshold") for m in metrics if m.get("filter_threshold") is not None]
     if thresholds:
         filtered = [m.get("filtered", 0) for m in metrics]

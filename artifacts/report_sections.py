@@ -254,8 +254,8 @@ def _next_steps(
     pool = metrics[-1].get("mmd2_pool")
     if isinstance(pool, float) and pool < final:
         tips.append(f"Keep more of the pool: the whole pool (MMD² {_fmt(pool)}) is closer to the real data than the "
-                    f"accepted set; a larger {_code('--accept-fraction')} (now {_or_unknown(summary.accept_fraction)}) "
-                    "keeps more of it.")
+                    f"accepted set; a larger {_code('--accept-fraction')} keeps more of it (now "
+                    f"{_or_unknown(summary.accept_fraction)} of each label's pool is accepted).")
     other = "herding" if not selection.endswith("herding") else "filter"
     why = ("kernel herding picks the samples that match the real distribution most closely, the lowest MMD² by "
            "design, though it lost accuracy to random selection in evals/RESULTS.md" if other == "herding"

@@ -196,7 +196,9 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
 
     Respects ``max_samples``: a round that would pass the budget asks for fewer texts (:func:`_cluster_sizes`:
     the rest of the budget split across the labels in proportion to their share of the round, then across each
-    label's clusters), so the pool never exceeds the budget and every label gets its share of it.
+    label's clusters), so the pool never exceeds the budget and every label gets its share of it. With
+    ``overgenerate`` F each cluster is asked for ⌈F · samples_per_cluster⌉ texts (the align node then accepts
+    ``accept_fraction / F`` of each label's pool).
     """
     ctx = _context(runtime)
     cfg = ctx.config
@@ -208,7 +210,8 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
     budget = None if cfg.max_samples is None else max(cfg.max_samples - already, 0)
     _emit("generate", round_, done=0, total=len(clusters))
     fields = set(AttributeSummary.model_fields)
-    sizes = _cluster_sizes([c["label"] for c in clusters], cfg.samples_per_cluster, budget)
+    per_cluster = int(np.ceil(cfg.samples_per_cluster * cfg.overgenerate - 1e-9))  # --overgenerate F: F × as many
+    sizes = _cluster_sizes([c["label"] for c in clusters], per_cluster, budget)
     asked = [k for k, size in enumerate(sizes) if size > 0]
     requests = [
         GenerationRequest(
@@ -381,7 +384,7 @@ def _align(
         [r.label for r in ctx.real],
         bandwidth=bandwidth,
         strategy=cfg.selection,
-        accept_fraction=cfg.accept_fraction,
+        accept_fraction=cfg.accept_share,
         seed=seed,
         cv_seed=_seed(cfg.seed, 7919),  # the same folds every round: their real-set classifiers are fitted once
         cv_warm_start=True,

@@ -294,7 +294,7 @@ def _write_outputs(
         embedding_max_seq_length=getattr(ctx.embedder, "truncation", None),
         wall_seconds=round(wall, 2),
         cost=CostRecord.of(len(pool), len(accepted), usage, wall) if backend.is_llm else None,
-        accept_fraction=ctx.config.accept_fraction,
+        accept_fraction=ctx.config.accept_share,
         verdict=verdict,
         utility=metrics[-1].get("utility") if metrics else None,
         fidelity=metrics[-1].get("fidelity") if metrics else None,

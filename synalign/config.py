@@ -162,7 +162,15 @@ class RunConfig(BaseModel):
         description="Selection strategy: filter (label-consistency filter + random, the measured default), "
         "filter+NAME, herding, top_weight, proportional or random.",
     )
-    accept_fraction: float = Field(default=0.5, gt=0, le=1, description="Fraction of each label's pool accepted.")
+    accept_fraction: float = Field(default=0.5, gt=0, le=1, description="Fraction of each label's pool accepted "
+                                   "(of its nominal pool with --overgenerate).")
+    overgenerate: float = Field(
+        default=1.0, ge=1, le=4, exclude_if=lambda v: v == 1,
+        description="Over-generation: each cluster writes this many times --samples-per-cluster texts and the run "
+        "accepts as many as without it (accept_fraction / overgenerate of each label's pool), the best by the "
+        "selection's filter and the LM's label check; costs that many times the generation.",
+    )
+    """Left out of ``config.json`` when 1, as ``label_check`` when off."""
     length_scale: float | None = Field(default=None, gt=0, description="GP RBF length-scale (default: the median "
                                        "heuristic).")
     witness_guided: bool = Field(default=True, description="From round 2, aim the explorer at under-covered "
@@ -400,6 +408,12 @@ class RunConfig(BaseModel):
             except InputError as exc:
                 raise ValueError(str(exc)) from None
         return self
+
+    @property
+    def accept_share(self) -> float:
+        """The share of each label's pool the selection accepts: ``accept_fraction / overgenerate`` (the nominal
+        accept fraction of a pool generated ``overgenerate`` times over)."""
+        return self.accept_fraction / self.overgenerate
 
     @property
     def label_check_on(self) -> bool:

@@ -15,7 +15,9 @@ Two steps:
   smallest label's pool, as RESULTS §7): random; ``filter`` (today's default: the real-set classifier filter with
   each label's quota m, then random among the kept); ``lm`` (the m largest margins); ``filter+lm`` (the
   filter, then the largest margins among the kept: ``--label-check lm``); ``filter+lm ¾`` (the same at accept
-  fraction 3/4: three quarters of the smallest label's pool per label); and each of ``filter`` /
+  fraction 3/4: three quarters of the smallest label's pool per label); ``filter+lm 1×`` / ``2×`` (over-generation:
+  a quarter of the smallest label's pool per label, from the first half of each label's clusters, as a run that
+  asked for half the texts, or from the whole pool, as one that generated twice as many); and each of ``filter`` /
   ``filter+lm`` followed by the run's ``--keep heldout`` choice (:func:`synalign.keepchoice.choose_keep`: 24 real
   per label to train on, 8 as the validation slice). Downstream: logistic regression on MiniLM (the seed's real
   few-shot set + the selection, the real test split); label fidelity under a classifier fitted on the full real
@@ -88,95 +90,136 @@ def _margins(rows: list[dict[str, Any]], pool: list[dict[str, Any]]) -> np.ndarr
     return np.asarray([by_i.get(i, np.nan) for i in range(len(pool))], dtype=np.float64)
 
 
-def table(tasks: list[str], condition: str, data: Path) -> None:
-    """Print the selections' downstream accuracy and label fidelity, per task, over the scored seeds."""
-    from scipy import stats
-
+def _filter_kept(few_emb: np.ndarray, few_labels: list[str], emb: np.ndarray, labels: list[str], quota: int,
+                 seed: int, within: np.ndarray | None) -> np.ndarray:
+    """(len(pool),) bool: the label filter's kept rows with each label's quota ``quota``, over the rows of
+    ``within`` only (None: all); rows outside it are False."""
     from synalign.consistency import consistency_mask, label_consistency_scores
-    from synalign.embeddings import Embedder
+    from synalign.selection import choose_threshold
+
+    rows = np.arange(len(labels)) if within is None else np.flatnonzero(within)
+    sub_labels = [labels[i] for i in rows]
+    quotas = {label: quota for label in sorted(set(sub_labels))}
+    tau, _ = choose_threshold(few_emb, few_labels, emb[rows], sub_labels, quotas, seed=seed)
+    mask = consistency_mask(label_consistency_scores(few_emb, few_labels, emb[rows], sub_labels), sub_labels, quotas,
+                            tau)
+    out = np.zeros(len(labels), dtype=bool)
+    out[rows[mask]] = True
+    return out
+
+
+def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np.ndarray, y_test: list[str]
+               ) -> tuple[list[dict[str, Any]], list[float], dict[str, list[str]]]:
+    """Per scored seed of ``condition``: one row per selection (accuracy, macro-F1, fidelity, ...), the share
+    of the pool the filter keeps, and the held-out keep choices."""
+    from synalign.consistency import consistency_mask, label_consistency_scores
     from synalign.evals.classifiers import fit_predict_lr, scores
-    from synalign.evals.fidelity import LabelOracle, distinct_n, read_jsonl
+    from synalign.evals.fidelity import distinct_n
     from synalign.keepchoice import choose_keep
     from synalign.selection import choose_threshold
     from synalign.verdict import MIN_LOG_LIKELIHOOD_EFFECT
+
+    rows: list[dict[str, Any]] = []
+    filter_keeps: list[float] = []
+    choices: dict[str, list[str]] = {}
+    for path in sorted((OUT / task).glob(f"seed*-{condition}.jsonl")):
+        seed = int(path.name[4:].split("-")[0])
+        pool = _read(POOLS / task / path.name)
+        margin = _margins(_read(path), pool)
+        if np.isnan(margin).any():
+            print(f"{task} seed {seed}: {int(np.isnan(margin).sum())} texts not scored yet; skipped",
+                  file=sys.stderr)
+            continue
+        few = _read(POOLS / task / f"seed{seed}-fewshot.jsonl")
+        few_emb, few_labels = embedder.encode([r["text"] for r in few]), [r["label"] for r in few]
+        emb, labels = embedder.encode([r["text"] for r in pool]), [r["label"] for r in pool]
+        label_set = sorted(set(labels))
+        m = min(labels.count(label) for label in label_set) // 2
+        quotas = {label: m for label in label_set}  # as FilterThen at accept fraction m / pool (0.5)
+        tau, _ = choose_threshold(few_emb, few_labels, emb, labels, quotas, seed=seed)
+        kept = consistency_mask(label_consistency_scores(few_emb, few_labels, emb, labels), labels, quotas, tau)
+        filter_keeps.append(float(kept.mean()))
+        # accept fraction 3/4 instead of 1/2: fewer LM calls per accepted text (item 5's target), same pool
+        m34 = 3 * min(labels.count(label) for label in label_set) // 4
+        quotas34 = {label: m34 for label in label_set}
+        tau34, _ = choose_threshold(few_emb, few_labels, emb, labels, quotas34, seed=seed)
+        kept34 = consistency_mask(label_consistency_scores(few_emb, few_labels, emb, labels), labels, quotas34,
+                                  tau34)
+        # over-generation (item 4): the first half of each label's clusters is what a run asks for; "1×"
+        # accepts half of it, "2×" the same number from the whole pool (twice the texts generated)
+        half = np.zeros(len(pool), dtype=bool)
+        for label in label_set:
+            mine = sorted({int(r["cluster"]) for r in pool if r["label"] == label})
+            first = set(mine[: len(mine) // 2])
+            half |= np.array([r["label"] == label and int(r["cluster"]) in first for r in pool])
+        m_half = min(int(half[np.asarray(labels) == label].sum()) for label in label_set) // 2
+        kept_half = _filter_kept(few_emb, few_labels, emb, labels, m_half, seed, half)
+        kept_over = _filter_kept(few_emb, few_labels, emb, labels, m_half, seed, None)
+        rng = np.random.default_rng(seed)
+        picks: dict[str, list[int]] = {}
+        for label in label_set:
+            idx = np.array([i for i, x in enumerate(labels) if x == label])
+            by_margin = idx[np.argsort(-margin[idx], kind="stable")]
+            filtered = [i for i in rng.permutation(idx) if kept[i]]
+            picks.setdefault("random", []).extend(rng.permutation(idx)[:m])
+            picks.setdefault("filter", []).extend(filtered[:m])
+            picks.setdefault("lm", []).extend(by_margin[:m])
+            picks.setdefault("filter+lm", []).extend([i for i in by_margin if kept[i]][:m])
+            picks.setdefault("filter+lm ¾", []).extend([i for i in by_margin if kept34[i]][:m34])
+            picks.setdefault("filter+lm 1×", []).extend([i for i in by_margin if kept_half[i]][:m_half])
+            picks.setdefault("filter+lm 2×", []).extend([i for i in by_margin if kept_over[i]][:m_half])
+        # the run's --keep heldout on each selection: 24 real per label train, 8 are the validation slice
+        split = np.random.default_rng(seed + 101)
+        val = np.zeros(len(few), dtype=bool)
+        for label in label_set:
+            idx = np.flatnonzero(np.asarray(few_labels) == label)
+            val[split.permutation(idx)[: len(idx) // 4]] = True
+        p_other = label_consistency_scores(few_emb[~val], np.asarray(few_labels)[~val], emb, labels)
+        for base, rank in (("filter", 1.0 - p_other), ("filter+lm", margin)):
+            idx = np.asarray(picks[base])
+            choice, kept_at = choose_keep(
+                few_emb[~val], np.asarray(few_labels)[~val].tolist(), emb[idx], [labels[i] for i in idx],
+                rank[idx], few_emb[val], np.asarray(few_labels)[val].tolist(), min_effect=MIN_LOG_LIKELIHOOD_EFFECT,
+                seed=seed)
+            picks[f"{base} → keep"] = idx[kept_at].tolist()
+            choices.setdefault(base, []).append(choice.chosen)
+        real_only = scores(y_test, fit_predict_lr(few_emb, few_labels, x_test))
+        rows.append({"seed": seed, "selection": "real only", **real_only})
+        for how, idx in picks.items():
+            if not len(idx):  # kept none: real only
+                rows.append({"seed": seed, "selection": how, "n": 0, **real_only})
+                continue
+            chosen = [pool[i] for i in idx]
+            pred = fit_predict_lr(np.vstack([few_emb, emb[idx]]), few_labels + [r["label"] for r in chosen], x_test)
+            rows.append({"seed": seed, "selection": how, "n": len(idx), **scores(y_test, pred),
+                         "fidelity": oracle.fidelity([r["text"] for r in chosen], [r["label"] for r in chosen]),
+                         "distinct2": distinct_n([r["text"] for r in chosen], 2),
+                         "lm_agree": float(np.mean(margin[idx] > 0))})
+        rows.append({"seed": seed, "selection": "pool", "fidelity": oracle.fidelity(
+            [r["text"] for r in pool], labels), "lm_agree": float(np.mean(margin > 0)), "n": len(pool)})
+    return rows, filter_keeps, choices
+
+
+def table(tasks: list[str], condition: str, data: Path, versus: str | None = None) -> None:
+    """Print the selections' downstream accuracy and label fidelity, per task, over the scored seeds; with
+    ``versus``, each selection's paired difference to the same selection on that condition's pools."""
+    from scipy import stats
+
+    from synalign.embeddings import Embedder
+    from synalign.evals.fidelity import LabelOracle, read_jsonl
 
     embedder = Embedder()
     for task in tasks:
         oracle = LabelOracle(read_jsonl(data / task / "train.jsonl"))
         test = read_jsonl(data / task / "test.jsonl")
         x_test, y_test = embedder.encode([r["text"] for r in test]), [str(r["label"]) for r in test]
-        rows: list[dict[str, Any]] = []
-        filter_keeps: list[float] = []
-        choices: dict[str, list[str]] = {}
-        for path in sorted((OUT / task).glob(f"seed*-{condition}.jsonl")):
-            seed = int(path.name[4:].split("-")[0])
-            pool = _read(POOLS / task / path.name)
-            margin = _margins(_read(path), pool)
-            if np.isnan(margin).any():
-                print(f"{task} seed {seed}: {int(np.isnan(margin).sum())} texts not scored yet; skipped",
-                      file=sys.stderr)
-                continue
-            few = _read(POOLS / task / f"seed{seed}-fewshot.jsonl")
-            few_emb, few_labels = embedder.encode([r["text"] for r in few]), [r["label"] for r in few]
-            emb, labels = embedder.encode([r["text"] for r in pool]), [r["label"] for r in pool]
-            label_set = sorted(set(labels))
-            m = min(labels.count(label) for label in label_set) // 2
-            quotas = {label: m for label in label_set}  # as FilterThen at accept fraction m / pool (0.5)
-            tau, _ = choose_threshold(few_emb, few_labels, emb, labels, quotas, seed=seed)
-            kept = consistency_mask(label_consistency_scores(few_emb, few_labels, emb, labels), labels, quotas, tau)
-            filter_keeps.append(float(kept.mean()))
-            # accept fraction 3/4 instead of 1/2: fewer LM calls per accepted text (item 5's target), same pool
-            m34 = 3 * min(labels.count(label) for label in label_set) // 4
-            quotas34 = {label: m34 for label in label_set}
-            tau34, _ = choose_threshold(few_emb, few_labels, emb, labels, quotas34, seed=seed)
-            kept34 = consistency_mask(label_consistency_scores(few_emb, few_labels, emb, labels), labels, quotas34,
-                                      tau34)
-            rng = np.random.default_rng(seed)
-            picks: dict[str, list[int]] = {}
-            for label in label_set:
-                idx = np.array([i for i, x in enumerate(labels) if x == label])
-                by_margin = idx[np.argsort(-margin[idx], kind="stable")]
-                filtered = [i for i in rng.permutation(idx) if kept[i]]
-                picks.setdefault("random", []).extend(rng.permutation(idx)[:m])
-                picks.setdefault("filter", []).extend(filtered[:m])
-                picks.setdefault("lm", []).extend(by_margin[:m])
-                picks.setdefault("filter+lm", []).extend([i for i in by_margin if kept[i]][:m])
-                picks.setdefault("filter+lm ¾", []).extend([i for i in by_margin if kept34[i]][:m34])
-            # the run's --keep heldout on each selection: 24 real per label train, 8 are the validation slice
-            split = np.random.default_rng(seed + 101)
-            val = np.zeros(len(few), dtype=bool)
-            for label in label_set:
-                idx = np.flatnonzero(np.asarray(few_labels) == label)
-                val[split.permutation(idx)[: len(idx) // 4]] = True
-            p_other = label_consistency_scores(few_emb[~val], np.asarray(few_labels)[~val], emb, labels)
-            for base, rank in (("filter", 1.0 - p_other), ("filter+lm", margin)):
-                idx = np.asarray(picks[base])
-                choice, kept_at = choose_keep(
-                    few_emb[~val], np.asarray(few_labels)[~val].tolist(), emb[idx], [labels[i] for i in idx],
-                    rank[idx], few_emb[val], np.asarray(few_labels)[val].tolist(), min_effect=MIN_LOG_LIKELIHOOD_EFFECT,
-                    seed=seed)
-                picks[f"{base} → keep"] = idx[kept_at].tolist()
-                choices.setdefault(base, []).append(choice.chosen)
-            real_only = scores(y_test, fit_predict_lr(few_emb, few_labels, x_test))
-            rows.append({"seed": seed, "selection": "real only", **real_only})
-            for how, idx in picks.items():
-                if not len(idx):  # kept none: real only
-                    rows.append({"seed": seed, "selection": how, "n": 0, **real_only})
-                    continue
-                chosen = [pool[i] for i in idx]
-                pred = fit_predict_lr(np.vstack([few_emb, emb[idx]]), few_labels + [r["label"] for r in chosen], x_test)
-                rows.append({"seed": seed, "selection": how, "n": len(idx), **scores(y_test, pred),
-                             "fidelity": oracle.fidelity([r["text"] for r in chosen], [r["label"] for r in chosen]),
-                             "distinct2": distinct_n([r["text"] for r in chosen], 2),
-                             "lm_agree": float(np.mean(margin[idx] > 0))})
-            rows.append({"seed": seed, "selection": "pool", "fidelity": oracle.fidelity(
-                [r["text"] for r in pool], labels), "lm_agree": float(np.mean(margin > 0)), "n": len(pool)})
+        rows, filter_keeps, choices = _task_rows(task, condition, embedder, oracle, x_test, y_test)
         seeds = sorted({r["seed"] for r in rows})
         if not seeds:
             continue
         lines = []
-        for how in ("real only", "random", "filter", "lm", "filter+lm", "filter+lm ¾", "filter → keep",
-                    "filter+lm → keep", "pool"):
+        for how in ("real only", "random", "filter", "lm", "filter+lm", "filter+lm ¾", "filter+lm 1×",
+                    "filter+lm 2×", "filter → keep", "filter+lm → keep", "pool"):
             cell = [r for r in rows if r["selection"] == how]
             line = [how, str(int(np.mean([r.get("n", 0) for r in cell])))]
             if "accuracy" in cell[0]:
@@ -204,6 +247,31 @@ def table(tasks: list[str], condition: str, data: Path) -> None:
                         "label fidelity", "distinct-2", "LM agrees"], lines))
         print("\nheld-out keep choices per seed: "
               + "; ".join(f"{base}: {', '.join(c)}" for base, c in choices.items()))
+        if versus:
+            _versus(task, condition, versus, rows, _task_rows(task, versus, embedder, oracle, x_test, y_test)[0])
+
+
+def _versus(task: str, condition: str, versus: str, rows: list[dict[str, Any]], other: list[dict[str, Any]]) -> None:
+    """Print, per selection, ``condition`` − ``versus`` in accuracy, macro-F1 and fidelity over the common seeds
+    (the pools share clusters, demonstrations and sampling seeds; paired t-test)."""
+    from scipy import stats
+
+    lines = []
+    for how in ("random", "filter", "filter+lm", "filter+lm ¾", "filter+lm 1×", "filter+lm 2×", "pool"):
+        mine = {r["seed"]: r for r in rows if r["selection"] == how}
+        theirs = {r["seed"]: r for r in other if r["selection"] == how}
+        common = sorted(set(mine) & set(theirs))
+        line = [how, str(len(common))]
+        for key in ("accuracy", "macro_f1", "fidelity", "lm_agree"):
+            if not common or key not in mine[common[0]]:
+                line.append("")
+                continue
+            d = np.array([mine[s][key] - theirs[s][key] for s in common])
+            p = stats.ttest_1samp(d, 0.0).pvalue if len(d) > 1 and d.std() > 0 else float("nan")
+            line.append(f"{d.mean():+.4f} (p={p:.2g})")
+        lines.append(line)
+    print(f"\n**{task}**: {condition} − {versus}, same selection, paired by seed\n")
+    print(markdown(["selection", "seeds", "Δ accuracy", "Δ macro-F1", "Δ label fidelity", "Δ LM agrees"], lines))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,10 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--condition", default="gp+attributes", help="pool condition (today's default prompt)")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--table", action="store_true", help="print the table from the scores on disk")
+    parser.add_argument("--versus", default=None, help="with --table: a second condition to compare with, paired")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     if args.table:
-        table(tasks, args.condition, args.data)
+        table(tasks, args.condition, args.data, args.versus)
     else:
         score(tasks, [int(s) for s in args.seeds.split(",")], args.condition)
     return 0
