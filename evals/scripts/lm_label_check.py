@@ -108,10 +108,34 @@ def _filter_kept(few_emb: np.ndarray, few_labels: list[str], emb: np.ndarray, la
     return out
 
 
-def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np.ndarray, y_test: list[str]
+def _finetuned_cached(task: str, condition: str, seed: int, how: str, few: list[dict[str, Any]],
+                      chosen: list[dict[str, Any]], test_rows: list[dict[str, Any]]) -> dict[str, float]:
+    """``ft_accuracy`` / ``ft_macro_f1`` of MiniLM fine-tuned on ``few + chosen`` (:func:`synalign.evals.
+    ablation_eval._finetuned`, as §7), cached in ``OUT/<task>/finetune.json`` by condition, seed, selection and
+    the digest of the chosen texts (a fine-tune takes minutes on 2 cores)."""
+    import hashlib
+
+    from synalign.evals.ablation_eval import _finetuned
+    from synalign.fileio import atomic_write_text
+
+    path = OUT / task / "finetune.json"
+    cache = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    digest = hashlib.sha256("\n".join(f"{r['label']}\t{r['text']}" for r in chosen).encode()).hexdigest()[:16]
+    key = f"{condition}|{seed}|{how}|{digest}"
+    if key not in cache:
+        started = time.time()
+        cache[key] = _finetuned(few, chosen, test_rows, seed)
+        print(f"{task} seed {seed} {how}: fine-tuned in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+        atomic_write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
+    return dict(cache[key])
+
+
+def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np.ndarray, y_test: list[str],
+               test_rows: list[dict[str, Any]] | None = None, finetune: tuple[str, ...] = ()
                ) -> tuple[list[dict[str, Any]], list[float], dict[str, list[str]]]:
-    """Per scored seed of ``condition``: one row per selection (accuracy, macro-F1, fidelity, ...), the share
-    of the pool the filter keeps, and the held-out keep choices."""
+    """Per scored seed of ``condition``: one row per selection (accuracy, macro-F1, fidelity, ...; with
+    ``finetune``, the fine-tuned MiniLM's ``ft_accuracy`` for those selections and real only), the share of the
+    pool the filter keeps, and the held-out keep choices."""
     from synalign.consistency import consistency_mask, label_consistency_scores
     from synalign.evals.classifiers import fit_predict_lr, scores
     from synalign.evals.fidelity import distinct_n
@@ -156,6 +180,7 @@ def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np
         kept_half = _filter_kept(few_emb, few_labels, emb, labels, m_half, seed, half)
         kept_over = _filter_kept(few_emb, few_labels, emb, labels, m_half, seed, None)
         rng = np.random.default_rng(seed)
+        rng_over = np.random.default_rng(seed + 202)
         picks: dict[str, list[int]] = {}
         for label in label_set:
             idx = np.array([i for i, x in enumerate(labels) if x == label])
@@ -166,6 +191,9 @@ def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np
             picks.setdefault("lm", []).extend(by_margin[:m])
             picks.setdefault("filter+lm", []).extend([i for i in by_margin if kept[i]][:m])
             picks.setdefault("filter+lm ¾", []).extend([i for i in by_margin if kept34[i]][:m34])
+            order = rng_over.permutation(idx)  # its own stream: the other selections draw as before
+            picks.setdefault("filter 1×", []).extend([i for i in order if kept_half[i]][:m_half])
+            picks.setdefault("filter 2×", []).extend([i for i in order if kept_over[i]][:m_half])
             picks.setdefault("filter+lm 1×", []).extend([i for i in by_margin if kept_half[i]][:m_half])
             picks.setdefault("filter+lm 2×", []).extend([i for i in by_margin if kept_over[i]][:m_half])
         # the run's --keep heldout on each selection: 24 real per label train, 8 are the validation slice
@@ -184,7 +212,10 @@ def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np
             picks[f"{base} → keep"] = idx[kept_at].tolist()
             choices.setdefault(base, []).append(choice.chosen)
         real_only = scores(y_test, fit_predict_lr(few_emb, few_labels, x_test))
-        rows.append({"seed": seed, "selection": "real only", **real_only})
+        tuned = {"real only": [], **{how: [pool[i] for i in picks[how]] for how in finetune if how in picks}}
+        ft = {how: _finetuned_cached(task, condition, seed, how, few, chosen, test_rows) for how, chosen in
+              tuned.items()}
+        rows.append({"seed": seed, "selection": "real only", **real_only, **ft.get("real only", {})})
         for how, idx in picks.items():
             if not len(idx):  # kept none: real only
                 rows.append({"seed": seed, "selection": how, "n": 0, **real_only})
@@ -194,13 +225,14 @@ def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np
             rows.append({"seed": seed, "selection": how, "n": len(idx), **scores(y_test, pred),
                          "fidelity": oracle.fidelity([r["text"] for r in chosen], [r["label"] for r in chosen]),
                          "distinct2": distinct_n([r["text"] for r in chosen], 2),
-                         "lm_agree": float(np.mean(margin[idx] > 0))})
+                         "lm_agree": float(np.mean(margin[idx] > 0)), **ft.get(how, {})})
         rows.append({"seed": seed, "selection": "pool", "fidelity": oracle.fidelity(
             [r["text"] for r in pool], labels), "lm_agree": float(np.mean(margin > 0)), "n": len(pool)})
     return rows, filter_keeps, choices
 
 
-def table(tasks: list[str], condition: str, data: Path, versus: str | None = None) -> None:
+def table(tasks: list[str], condition: str, data: Path, versus: str | None = None,
+          finetune: tuple[str, ...] = ()) -> None:
     """Print the selections' downstream accuracy and label fidelity, per task, over the scored seeds; with
     ``versus``, each selection's paired difference to the same selection on that condition's pools."""
     from scipy import stats
@@ -213,13 +245,14 @@ def table(tasks: list[str], condition: str, data: Path, versus: str | None = Non
         oracle = LabelOracle(read_jsonl(data / task / "train.jsonl"))
         test = read_jsonl(data / task / "test.jsonl")
         x_test, y_test = embedder.encode([r["text"] for r in test]), [str(r["label"]) for r in test]
-        rows, filter_keeps, choices = _task_rows(task, condition, embedder, oracle, x_test, y_test)
+        rows, filter_keeps, choices = _task_rows(task, condition, embedder, oracle, x_test, y_test, test,
+                                                 finetune)
         seeds = sorted({r["seed"] for r in rows})
         if not seeds:
             continue
         lines = []
-        for how in ("real only", "random", "filter", "lm", "filter+lm", "filter+lm ¾", "filter+lm 1×",
-                    "filter+lm 2×", "filter → keep", "filter+lm → keep", "pool"):
+        for how in ("real only", "random", "filter", "lm", "filter+lm", "filter+lm ¾", "filter 1×", "filter 2×",
+                    "filter+lm 1×", "filter+lm 2×", "filter → keep", "filter+lm → keep", "pool"):
             cell = [r for r in rows if r["selection"] == how]
             line = [how, str(int(np.mean([r.get("n", 0) for r in cell])))]
             if "accuracy" in cell[0]:
@@ -240,11 +273,23 @@ def table(tasks: list[str], condition: str, data: Path, versus: str | None = Non
                      if any("distinct2" in r for r in cell) else "",
                      f"{np.mean([r['lm_agree'] for r in cell if 'lm_agree' in r]):.4f}"
                      if any("lm_agree" in r for r in cell) else ""]
+            if finetune:
+                ft = np.array([r["ft_accuracy"] for r in cell if "ft_accuracy" in r])
+                line.append(f"{ft.mean():.4f} ± {ft.std():.4f}" if len(ft) == len(cell) and len(ft) else "")
             lines.append(line)
         print(f"\n**{task}** ({condition} pools, {len(seeds)} seeds: {seeds}; the filter keeps "
               f"{np.mean(filter_keeps):.0%} of the pool)\n")
         print(markdown(["selection", "texts", "accuracy", "macro-F1", "Δ vs real only", "Δ vs filter",
-                        "label fidelity", "distinct-2", "LM agrees"], lines))
+                        "label fidelity", "distinct-2", "LM agrees"] + (["fine-tuned MiniLM acc"] if finetune else []),
+                       lines))
+        one = {r["seed"]: r for r in rows if r["selection"] == "filter+lm 1×"}
+        two = {r["seed"]: r for r in rows if r["selection"] == "filter+lm 2×"}
+        common = sorted(set(one) & set(two))
+        if common:
+            gain = np.array([two[s]["accuracy"] - one[s]["accuracy"] for s in common])
+            p = stats.ttest_1samp(gain, 0.0).pvalue if len(gain) > 1 and gain.std() > 0 else float("nan")
+            print(f"\nover-generation, filter+lm 2× − 1× (same accepted count): {gain.mean():+.4f} accuracy "
+                  f"(p={p:.2g}; per seed {', '.join(f'{g:+.4f}' for g in gain)})")
         print("\nheld-out keep choices per seed: "
               + "; ".join(f"{base}: {', '.join(c)}" for base, c in choices.items()))
         if versus:
@@ -257,7 +302,8 @@ def _versus(task: str, condition: str, versus: str, rows: list[dict[str, Any]], 
     from scipy import stats
 
     lines = []
-    for how in ("random", "filter", "filter+lm", "filter+lm ¾", "filter+lm 1×", "filter+lm 2×", "pool"):
+    for how in ("random", "filter", "filter+lm", "filter+lm ¾", "filter 1×", "filter 2×", "filter+lm 1×",
+                "filter+lm 2×", "pool"):
         mine = {r["seed"]: r for r in rows if r["selection"] == how}
         theirs = {r["seed"]: r for r in other if r["selection"] == how}
         common = sorted(set(mine) & set(theirs))
@@ -282,10 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--table", action="store_true", help="print the table from the scores on disk")
     parser.add_argument("--versus", default=None, help="with --table: a second condition to compare with, paired")
+    parser.add_argument("--finetune", default="", help="with --table: also fine-tune MiniLM on real only and these "
+                        "selections (e.g. filter,filter+lm; cached in evals/results/lmcheck/<task>/finetune.json)")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     if args.table:
-        table(tasks, args.condition, args.data, args.versus)
+        table(tasks, args.condition, args.data, args.versus, tuple(h for h in args.finetune.split(",") if h))
     else:
         score(tasks, [int(s) for s in args.seeds.split(",")], args.condition)
     return 0
