@@ -296,6 +296,55 @@ def table(tasks: list[str], condition: str, data: Path, versus: str | None = Non
             _versus(task, condition, versus, rows, _task_rows(task, versus, embedder, oracle, x_test, y_test)[0])
 
 
+SWITCHES = (
+    ("today's default (filter)", "base", "filter 1×"),
+    ("+ LM label check (the default since §16)", "base", "filter+lm 1×"),
+    ("+ over-generation 2× alone", "base", "filter 2×"),
+    ("+ contrast 3 alone", "contrast", "filter 1×"),
+    ("+ LM check + over-generation", "base", "filter+lm 2×"),
+    ("+ LM check + contrast", "contrast", "filter+lm 1×"),
+    ("+ LM check + contrast + over-generation", "contrast", "filter+lm 2×"),
+)
+"""The switch table: (row, pools, selection); every row accepts the same number of texts (a quarter of the
+smallest label's pool per label), "1×" from the first half of each label's clusters, "2×" from all of them."""
+
+
+def switches(tasks: list[str], data: Path, base: str, contrast: str) -> None:
+    """Print, per task, each switch alone and together at the same accepted count (:data:`SWITCHES`), with the
+    paired difference to today's default."""
+    from scipy import stats
+
+    from synalign.embeddings import Embedder
+    from synalign.evals.fidelity import LabelOracle, read_jsonl
+
+    embedder = Embedder()
+    for task in tasks:
+        oracle = LabelOracle(read_jsonl(data / task / "train.jsonl"))
+        test = read_jsonl(data / task / "test.jsonl")
+        x_test, y_test = embedder.encode([r["text"] for r in test]), [str(r["label"]) for r in test]
+        pools = {"base": _task_rows(task, base, embedder, oracle, x_test, y_test)[0],
+                 "contrast": _task_rows(task, contrast, embedder, oracle, x_test, y_test)[0]}
+        cells = {name: {r["seed"]: r for r in pools[which] if r["selection"] == how} for name, which, how in SWITCHES}
+        seeds = sorted(set.intersection(*(set(c) for c in cells.values())))
+        if not seeds:
+            continue
+        today = np.array([cells[SWITCHES[0][0]][s]["accuracy"] for s in seeds])
+        real = np.array([r["accuracy"] for r in pools["base"] if r["selection"] == "real only" and r["seed"] in seeds])
+        lines = [["real only", "0", f"{real.mean():.4f} ± {real.std():.4f}", "", "", "", ""]]
+        for name, _, _ in SWITCHES:
+            acc = np.array([cells[name][s]["accuracy"] for s in seeds])
+            d = acc - today
+            p = stats.ttest_1samp(d, 0.0).pvalue if len(d) > 1 and d.std() > 0 else float("nan")
+            lines.append([name, str(cells[name][seeds[0]]["n"]), f"{acc.mean():.4f} ± {acc.std():.4f}",
+                          f"{np.mean([cells[name][s]['macro_f1'] for s in seeds]):.4f}",
+                          "" if name == SWITCHES[0][0] else f"{d.mean():+.4f} (p={p:.2g})",
+                          f"{np.mean([cells[name][s]['fidelity'] for s in seeds]):.4f}",
+                          f"{np.mean([cells[name][s]['distinct2'] for s in seeds]):.4f}"])
+        print(f"\n**{task}** ({len(seeds)} seeds: {seeds}; pools {base} and {contrast})\n")
+        print(markdown(["switches", "texts", "accuracy", "macro-F1", "Δ vs today's default", "label fidelity",
+                        "distinct-2"], lines))
+
+
 def _versus(task: str, condition: str, versus: str, rows: list[dict[str, Any]], other: list[dict[str, Any]]) -> None:
     """Print, per selection, ``condition`` − ``versus`` in accuracy, macro-F1 and fidelity over the common seeds
     (the pools share clusters, demonstrations and sampling seeds; paired t-test)."""
@@ -328,11 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--table", action="store_true", help="print the table from the scores on disk")
     parser.add_argument("--versus", default=None, help="with --table: a second condition to compare with, paired")
+    parser.add_argument("--switches", action="store_true", help="print each switch alone and together (the "
+                        "gp+attributes and gp+attributes+contrast pools, the same accepted count)")
     parser.add_argument("--finetune", default="", help="with --table: also fine-tune MiniLM on real only and these "
                         "selections (e.g. filter,filter+lm; cached in evals/results/lmcheck/<task>/finetune.json)")
     args = parser.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
-    if args.table:
+    if args.switches:
+        switches(tasks, args.data, "gp+attributes", "gp+attributes+contrast")
+    elif args.table:
         table(tasks, args.condition, args.data, args.versus, tuple(h for h in args.finetune.split(",") if h))
     else:
         score(tasks, [int(s) for s in args.seeds.split(",")], args.condition)
