@@ -212,7 +212,8 @@ def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np
             picks[f"{base} → keep"] = idx[kept_at].tolist()
             choices.setdefault(base, []).append(choice.chosen)
         real_only = scores(y_test, fit_predict_lr(few_emb, few_labels, x_test))
-        tuned = {"real only": [], **{how: [pool[i] for i in picks[how]] for how in finetune if how in picks}}
+        tuned = {"real only": [], **{how: [pool[i] for i in picks[how]] for how in finetune if how in picks}
+                 } if finetune else {}
         ft = {how: _finetuned_cached(task, condition, seed, how, few, chosen, test_rows) for how, chosen in
               tuned.items()}
         rows.append({"seed": seed, "selection": "real only", **real_only, **ft.get("real only", {})})
