@@ -20,7 +20,7 @@ from synalign.agents.settings import LLMSettings
 from synalign.backends import Backend
 from synalign.config import RunConfig
 
-__all__ = ["build_local_backend", "ensure_server_binary"]
+__all__ = ["CONTEXT_PER_SLOT", "build_local_backend", "ensure_server_binary"]
 
 _log = logging.getLogger("synalign.agents")
 

@@ -96,7 +96,7 @@ def _measure(picked: list[dict], emb: np.ndarray, weights: np.ndarray | None, fe
     }
 
 
-def _finetuned(few: list[dict], picked: list[dict], test: list[dict], seed: int) -> dict:
+def finetuned_scores(few: list[dict], picked: list[dict], test: list[dict], seed: int) -> dict:
     """Accuracy and macro-F1 of the fine-tuned MiniLM classifier (:func:`evals.classifiers.fit_predict_finetune`)
     trained on the few-shot rows + ``picked``, on the test split."""
     from synalign.evals.classifiers import fit_predict_finetune, scores
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             m = min(min(sizes.values()), min(v for c, v in sizes.items() if c != "zerogen") // 2)
             real_only = scores(y_test, fit_predict_lr(few_emb, few_labels, x_test))
             if finetune:
-                real_only |= _finetuned(few, [], test, seed)
+                real_only |= finetuned_scores(few, [], test, seed)
             rows.append({"seed": seed, "condition": "real only", "selection": "-", "m": 0, **real_only})
             for condition, pool in pools.items():
                 emb = embedder.encode([r["text"] for r in pool])
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                     idx = _select(how, pool, emb, few, few_emb, few_labels, m, seed)
                     result = _measure([pool[i] for i in idx], emb[idx], None, *common)
                     if how in finetune:
-                        result |= _finetuned(few, [pool[i] for i in idx], test, seed)
+                        result |= finetuned_scores(few, [pool[i] for i in idx], test, seed)
                     rows.append({"seed": seed, "condition": condition, "selection": how, "m": m, **result})
                 weights = imp_loss_weights(emb, [r["label"] for r in pool], few_emb, few_labels, seed=seed)
                 result = _measure(pool, emb, weights, *common)

@@ -111,11 +111,11 @@ def _filter_kept(few_emb: np.ndarray, few_labels: list[str], emb: np.ndarray, la
 def _finetuned_cached(task: str, condition: str, seed: int, how: str, few: list[dict[str, Any]],
                       chosen: list[dict[str, Any]], test_rows: list[dict[str, Any]]) -> dict[str, float]:
     """``ft_accuracy`` / ``ft_macro_f1`` of MiniLM fine-tuned on ``few + chosen`` (:func:`synalign.evals.
-    ablation_eval._finetuned`, as §7), cached in ``OUT/<task>/finetune.json`` by condition, seed, selection and
+    ablation_eval.finetuned_scores`, as §7), cached in ``OUT/<task>/finetune.json`` by condition, seed, selection and
     the digest of the chosen texts (a fine-tune takes minutes on 2 cores)."""
     import hashlib
 
-    from synalign.evals.ablation_eval import _finetuned
+    from synalign.evals.ablation_eval import finetuned_scores
     from synalign.fileio import atomic_write_text
 
     path = OUT / task / "finetune.json"
@@ -124,7 +124,7 @@ def _finetuned_cached(task: str, condition: str, seed: int, how: str, few: list[
     key = f"{condition}|{seed}|{how}|{digest}"
     if key not in cache:
         started = time.time()
-        cache[key] = _finetuned(few, chosen, test_rows, seed)
+        cache[key] = finetuned_scores(few, chosen, test_rows, seed)
         print(f"{task} seed {seed} {how}: fine-tuned in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
         atomic_write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
     return dict(cache[key])
