@@ -155,7 +155,8 @@ class CompletionEngine:
         reproducible: the protocol above; False = plain ``cache_prompt: true`` (one prompt pass fewer per
             cluster, completions that depend on what the server ran before).
         sampler: extra sampling fields sent with every completion (llama.cpp names, e.g. the DRY sampler's
-            ``{"dry_multiplier": 0.8, "dry_penalty_last_n": -1}``); empty = the server's defaults.
+            ``{"dry_multiplier": 0.8, "dry_penalty_last_n": 8192}``; this llama.cpp refuses -1 there); empty = the
+            server's defaults.
 
     Raises (from :meth:`complete`): the ``openai`` client's errors (``APIConnectionError``,
     ``APITimeoutError``, ``APIStatusError``), which :func:`synalign.agents.errors.classify_error` classifies.

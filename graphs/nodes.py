@@ -213,6 +213,7 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
     per_cluster = int(np.ceil(cfg.samples_per_cluster * cfg.overgenerate - 1e-9))  # --overgenerate F: F × as many
     sizes = _cluster_sizes([c["label"] for c in clusters], per_cluster, budget)
     asked = [k for k, size in enumerate(sizes) if size > 0]
+    contrast = contrast_blocks(ctx, [(list(clusters[k]["example_ids"]), clusters[k]["label"]) for k in asked])
     requests = [
         GenerationRequest(
             task=ctx.task,
@@ -222,9 +223,9 @@ def generate(state: SynAlignState, runtime: Runtime[SynAlignContext]) -> dict[st
             n=sizes[k],
             seed=_seed(cfg.seed, round_, k),
             round=round_,
-            contrast=contrast_blocks(ctx, list(clusters[k]["example_ids"]), clusters[k]["label"]),
+            contrast=blocks,
         )
-        for k in asked
+        for k, blocks in zip(asked, contrast, strict=True)
     ]
     generations = _map_with_progress(ctx, ctx.backend.generator.generate, requests, "generate", round_)
     samples: list[SampleRecord] = []

@@ -18,21 +18,25 @@ from synalign.novelty import NearCopies
 __all__ = ["HeldOut", "choose_kept", "contrast_blocks", "held_out", "label_check", "near_copies"]
 
 
-def contrast_blocks(ctx: SynAlignContext, example_ids: list[str], label: str) -> list[tuple[str, list[str]]]:
-    """The contrast of one cluster (``--contrast N``): N real texts of the label most confused with ``label``
-    (the ones nearest the cluster's demonstrations), as ``[(label name, texts)]``; ``[]`` when off or with a
-    single label. The confusion is computed once per process and kept in ``ctx.neighbours``."""
+def contrast_blocks(ctx: SynAlignContext, clusters: list[tuple[list[str], str]]) -> list[list[tuple[str, list[str]]]]:
+    """The contrast of each cluster, given as ``(example ids, label)`` (``--contrast N``): N real texts of the
+    label most confused with its label (the ones nearest its demonstrations), as ``[(label name, texts)]``;
+    ``[]`` each when off or with a single label. The confusion is computed once per process and kept in
+    ``ctx.neighbours``."""
     from synalign.contrast import confusable_labels, contrast_examples
 
     labels = [r.label for r in ctx.real]
     if ctx.config.contrast == 0 or len(set(labels)) < 2:
-        return []
+        return [[] for _ in clusters]
     if ctx.neighbours is None:
         ctx.neighbours = confusable_labels(ctx.real_embeddings, labels, seed=ctx.config.seed)
     row = {r.id: i for i, r in enumerate(ctx.real)}
-    blocks = contrast_examples(ctx.real_embeddings, labels, [row[i] for i in example_ids],
-                               ctx.neighbours.get(label, []), ctx.config.contrast)
-    return [(ctx.label_name(other), [ctx.real[i].text for i in rows]) for other, rows in blocks]
+    out = []
+    for example_ids, label in clusters:
+        blocks = contrast_examples(ctx.real_embeddings, labels, [row[i] for i in example_ids],
+                                   ctx.neighbours.get(label, []), ctx.config.contrast)
+        out.append([(ctx.label_name(other), [ctx.real[i].text for i in rows]) for other, rows in blocks])
+    return out
 
 
 def label_check(ctx: SynAlignContext, samples: list[SampleRecord], round_: int, emit: Callable[..., None]) -> None:

@@ -393,8 +393,8 @@ class RunConfig(BaseModel):
             if self.label_check == "lm":
                 raise ValueError("`label_check` lm needs a language model (`llm` local, or openai:MODEL with "
                                  "`base_url` a llama.cpp server); the EDA backend has none")
-        if self.dry_multiplier > 0 and not (self.llm.kind == "local" or (self.llm.kind == "openai" and self.base_url)
-                                            ) or self.dry_multiplier > 0 and self.prompt_style == "chat":
+        llama_cpp = self.llm.kind == "local" or (self.llm.kind == "openai" and self.base_url is not None)
+        if self.dry_multiplier > 0 and (not llama_cpp or self.prompt_style == "chat"):
             raise ValueError("`dry_multiplier` is a llama.cpp sampler of base-model (completion) prompts: it needs "
                              "`llm` local, or openai:MODEL with `base_url` a llama.cpp server")
         if self.label_check == "lm" and self.llm.kind == "openai" and self.base_url is None:

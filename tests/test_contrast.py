@@ -112,3 +112,32 @@ def test_contrast_and_dry_are_left_out_of_a_saved_config_when_off_and_refused_wh
             RunConfig(data=tmp_path, dry_multiplier=0.8, **bad)
     with pytest.raises(ValueError, match="contrast"):
         RunConfig(data=tmp_path, contrast=-1)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "agnews").is_dir(), reason="needs ../shared/data")
+def test_a_runs_contrast_shows_the_confusable_labels_real_texts_by_name(tmp_path: Path) -> None:
+    """The generate node's contrast (``graphs.quality.contrast_blocks``): for a Business cluster, N real Sci/Tech
+    texts under the prompt's label name; none with ``--contrast 0``; the confusion computed once."""
+    from synalign.config import RunConfig
+    from synalign.embeddings import Embedder
+    from synalign.graphs.context import SynAlignContext
+    from synalign.graphs.quality import contrast_blocks
+    from synalign.records import RealExample
+
+    few = _few_shot("agnews", 32)
+    real = [RealExample(id=f"r{i}", text=r["text"], label=r["label"]) for i, r in enumerate(few)]
+    emb = Embedder().encode([r.text for r in real])
+    ctx = SynAlignContext(config=RunConfig(data=tmp_path, contrast=2), real=real, real_embeddings=emb,
+                          embedder=None, backend=None, task="news", run_dir=None,  # type: ignore[arg-type]
+                          label_names={"Sci/Tech": "science and technology"})
+    business = [r.id for r in real if r.label == "Business"][:8]
+    sports = [r.id for r in real if r.label == "Sports"][:8]
+    [one, two] = contrast_blocks(ctx, [(business, "Business"), (sports, "Sports")])
+    sci_tech = {r.text for r in real if r.label == "Sci/Tech"}
+    assert len(one) == 1 and one[0][0] == "science and technology" and len(one[0][1]) == 2
+    assert set(one[0][1]) <= sci_tech
+    assert len(two) == 1 and two[0][0] == ctx.neighbours["Sports"][0] != "Sports" and len(two[0][1]) == 2
+    assert ctx.neighbours is not None and ctx.neighbours["Business"] == ["Sci/Tech"]
+    off = SynAlignContext(config=RunConfig(data=tmp_path), real=real, real_embeddings=emb, embedder=None,
+                          backend=None, task="news", run_dir=None)  # type: ignore[arg-type]
+    assert contrast_blocks(off, [(business, "Business")]) == [[]] and off.neighbours is None

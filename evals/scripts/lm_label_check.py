@@ -136,11 +136,10 @@ def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np
     """Per scored seed of ``condition``: one row per selection (accuracy, macro-F1, fidelity, ...; with
     ``finetune``, the fine-tuned MiniLM's ``ft_accuracy`` for those selections and real only), the share of the
     pool the filter keeps, and the held-out keep choices."""
-    from synalign.consistency import consistency_mask, label_consistency_scores
+    from synalign.consistency import label_consistency_scores
     from synalign.evals.classifiers import fit_predict_lr, scores
     from synalign.evals.fidelity import distinct_n
     from synalign.keepchoice import choose_keep
-    from synalign.selection import choose_threshold
     from synalign.verdict import MIN_LOG_LIKELIHOOD_EFFECT
 
     rows: list[dict[str, Any]] = []
@@ -159,16 +158,11 @@ def _task_rows(task: str, condition: str, embedder: Any, oracle: Any, x_test: np
         emb, labels = embedder.encode([r["text"] for r in pool]), [r["label"] for r in pool]
         label_set = sorted(set(labels))
         m = min(labels.count(label) for label in label_set) // 2
-        quotas = {label: m for label in label_set}  # as FilterThen at accept fraction m / pool (0.5)
-        tau, _ = choose_threshold(few_emb, few_labels, emb, labels, quotas, seed=seed)
-        kept = consistency_mask(label_consistency_scores(few_emb, few_labels, emb, labels), labels, quotas, tau)
+        kept = _filter_kept(few_emb, few_labels, emb, labels, m, seed, None)  # as FilterThen at accept 0.5
         filter_keeps.append(float(kept.mean()))
         # accept fraction 3/4 instead of 1/2: fewer LM calls per accepted text (item 5's target), same pool
         m34 = 3 * min(labels.count(label) for label in label_set) // 4
-        quotas34 = {label: m34 for label in label_set}
-        tau34, _ = choose_threshold(few_emb, few_labels, emb, labels, quotas34, seed=seed)
-        kept34 = consistency_mask(label_consistency_scores(few_emb, few_labels, emb, labels), labels, quotas34,
-                                  tau34)
+        kept34 = _filter_kept(few_emb, few_labels, emb, labels, m34, seed, None)
         # over-generation (item 4): the first half of each label's clusters is what a run asks for; "1×"
         # accepts half of it, "2×" the same number from the whole pool (twice the texts generated)
         half = np.zeros(len(pool), dtype=bool)
